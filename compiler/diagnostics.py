@@ -1,0 +1,101 @@
+"""Diagnostics are data: every problem the compiler finds is a value with a place.
+
+One `Diagnostic` type serves every reporter (text, JSON, GitHub annotations, later SARIF).
+Stages return diagnostics instead of raising, so a run reports every problem in every file,
+not just the first one.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class ExitCode(enum.IntEnum):
+    """Documented process exit codes (docs/cli.md)."""
+
+    OK = 0
+    INVALID = 1  # invalid input, policy violation or drift
+    USAGE = 2  # wrong command-line usage
+    SOURCE = 3  # a certificate source or the filesystem failed
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A place in a source file; line and column are 1-based."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    code: str
+    severity: Severity
+    message: str
+    location: Location | None = None
+    hint: str | None = None
+    # Failures of the outside world (certificate source, filesystem) exit 3, not 1.
+    source_failure: bool = False
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def at(self, location: Location | None) -> Diagnostic:
+        return replace(self, location=location)
+
+    def sort_key(self) -> tuple[str, int, int, str, str]:
+        loc = self.location
+        return (
+            loc.file if loc else "",
+            loc.line if loc else 0,
+            loc.col if loc else 0,
+            self.code,
+            self.message,
+        )
+
+
+def error(code: str, message: str, location: Location | None = None,
+          hint: str | None = None, *, source_failure: bool = False) -> Diagnostic:
+    return Diagnostic(code, Severity.ERROR, message, location, hint, source_failure)
+
+
+def warning(code: str, message: str, location: Location | None = None,
+            hint: str | None = None) -> Diagnostic:
+    return Diagnostic(code, Severity.WARNING, message, location, hint)
+
+
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.is_error for d in diagnostics)
+
+
+def escalate(diagnostics: Iterable[Diagnostic], strict: bool) -> list[Diagnostic]:
+    """Under --strict every warning becomes an error."""
+    if not strict:
+        return list(diagnostics)
+    return [replace(d, severity=Severity.ERROR) for d in diagnostics]
+
+
+def exit_code(diagnostics: Iterable[Diagnostic]) -> ExitCode:
+    errors = [d for d in diagnostics if d.is_error]
+    if not errors:
+        return ExitCode.OK
+    if any(d.source_failure for d in errors):
+        return ExitCode.SOURCE
+    return ExitCode.INVALID
+
+
+def sorted_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    unique = {(d.sort_key(), d.severity, d.hint): d for d in diagnostics}
+    return [unique[k] for k in sorted(unique, key=lambda k: (k[0], k[1].value, k[2] or ""))]

@@ -1,0 +1,119 @@
+"""Validate policy documents against the intent JSON Schema, with every error at its YAML line."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from .diagnostics import Diagnostic, error
+from .located import Node
+
+API_VERSION = "mtlsc.dev/v1alpha1"
+KINDS = ("GatewayIntent", "GatewayOverride", "ClusterTarget", "CertificateSource")
+
+
+@cache
+def intent_schema() -> dict[str, Any]:
+    text = resources.files("mtlsc_schemas").joinpath("mtlsc/v1alpha1/mtlsc.schema.json")
+    loaded: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
+    return loaded
+
+
+@cache
+def _validator(kind: str) -> Draft202012Validator:
+    schema = dict(intent_schema())
+    schema_for_kind = {"$schema": schema["$schema"], "$defs": schema["$defs"],
+                       "$ref": f"#/$defs/{kind}"}
+    return Draft202012Validator(schema_for_kind)
+
+
+def check_document(root: Node) -> list[Diagnostic]:
+    """All schema problems of one document, each located at the offending YAML node."""
+    if not root.is_map:
+        return [error("SchemaViolation", "a policy document must be a mapping with apiVersion "
+                      "and kind", root.loc, f"start the document with 'apiVersion: {API_VERSION}'")]
+    header = _check_header(root)
+    if header:
+        return header
+    validator = _validator(str(root.scalar("kind")))
+    errors = sorted(validator.iter_errors(root.plain()), key=lambda e: list(e.absolute_path))
+    return [d for err in errors for d in _diagnostics(root, _leaf(err))]
+
+
+def _check_header(root: Node) -> list[Diagnostic]:
+    api, kind = root.get("apiVersion"), root.get("kind")
+    if api is None or api.value != API_VERSION:
+        where = api.loc if api else root.loc
+        return [error("UnknownAPIVersion", f"apiVersion must be {API_VERSION!r}", where,
+                      f"set 'apiVersion: {API_VERSION}'")]
+    if kind is None or kind.value not in KINDS:
+        where = kind.loc if kind else root.loc
+        got = f" (got {kind.value!r})" if kind else ""
+        return [error("UnknownKind", f"kind must be one of {', '.join(KINDS)}{got}", where,
+                      _suggest(str(kind.value) if kind else "", KINDS))]
+    return []
+
+
+def _leaf(err: ValidationError) -> ValidationError:
+    """oneOf/anyOf errors hide the useful message in their context; descend to it."""
+    while err.context and err.validator in ("oneOf", "anyOf"):
+        inner = best_match(err.context)
+        if inner is None or list(inner.absolute_path) == list(err.absolute_path) and \
+                inner.validator in ("type", "oneOf"):
+            break
+        err = inner
+    return err
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    options = sorted(choices)
+    close = difflib.get_close_matches(word, options, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "allowed: " + ", ".join(options) if options else ""
+
+
+def dotted(path: Iterable[str | int]) -> str:
+    out = ""
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else step)
+    return out or "(document)"
+
+
+def _diagnostics(root: Node, err: ValidationError) -> list[Diagnostic]:
+    path = list(err.absolute_path)
+    node = root.find(path)
+    where = dotted(path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = err.schema.get("properties", {})
+        out = []
+        for key in sorted(set(err.instance) - set(allowed)):
+            child = node.get(key)
+            loc = child.key_loc if child and child.key_loc else node.loc
+            out.append(error("UnknownField", f"{where}: unknown field {key!r}", loc,
+                             _suggest(key, allowed)))
+        return out
+    if err.validator == "required":
+        return [error("MissingField", f"{where}: {err.message}", node.loc,
+                      "add the missing field")]
+    return [error("SchemaViolation", f"{where}: {err.message}", node.loc, _hint(err))]
+
+
+def _hint(err: ValidationError) -> str | None:
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    if err.validator == "enum":
+        return "use one of: " + ", ".join(map(str, schema.get("enum", [])))
+    if err.validator == "pattern":
+        return f"the value must match {schema.get('pattern')}"
+    if err.validator == "type":
+        return f"expected a value of type {schema.get('type')}"
+    if err.validator == "oneOf" and err.instance is not None:
+        return "give either the name as a string or a mapping with 'name' (and 'namespace')"
+    return schema.get("description") if isinstance(schema.get("description"), str) else None

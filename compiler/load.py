@@ -1,0 +1,199 @@
+"""Stage 1: read policy files into checked, located documents.
+
+`load_texts` is pure (file name → text in, documents and diagnostics out); `read_policy_files`
+is the only part that touches the disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from .diagnostics import Diagnostic, error
+from .intent_schema import check_document
+from .located import Document, Node, parse_documents
+from .model import Origin, Target
+
+DEFAULT_EXPIRY_WARNING_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class IntentDoc:
+    name: str
+    namespace: str
+    root: Node
+    clusters: tuple[tuple[str, Node], ...]
+    environments: tuple[tuple[str, Node], ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideDoc:
+    name: str
+    gateway_key: str
+    environment: str | None
+    cluster: str | None
+    root: Node
+
+    @property
+    def patch(self) -> Node:
+        node = self.root.find(("spec", "patch"))
+        return node
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSourceConfig:
+    name: str
+    directory: str
+    create_dev_pki: bool
+    certificates: Mapping[str, tuple[str, str]]
+    ca_bundles: Mapping[str, str]
+    origin: Origin
+
+
+@dataclass(slots=True)
+class Policies:
+    intents: list[IntentDoc] = field(default_factory=list)
+    overrides: list[OverrideDoc] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    sources: list[LocalSourceConfig] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
+
+
+def read_policy_files(policies_dir: Path, root: Path) -> dict[str, str]:
+    """Every *.yaml / *.yml below `policies_dir`, keyed by path relative to `root`."""
+    files = sorted(
+        p for p in policies_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+    )
+    out: dict[str, str] = {}
+    for path in files:
+        out[_display(path, root)] = path.read_text(encoding="utf-8")
+    return out
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def load_texts(texts: Mapping[str, str]) -> tuple[Policies, list[Diagnostic]]:
+    policies = Policies()
+    diagnostics: list[Diagnostic] = []
+    for file in sorted(texts):
+        docs, problems = parse_documents(texts[file], file)
+        diagnostics += problems
+        for doc in docs:
+            problems = check_document(doc.root)
+            diagnostics += problems
+            if not problems:
+                policies.documents.append(doc)
+                _classify(doc.root, policies)
+    diagnostics += _check_unique(policies)
+    return policies, diagnostics
+
+
+def _origin(node: Node) -> Origin:
+    return Origin(node.loc, node.layer)
+
+
+def _named(node: Node | None) -> tuple[tuple[str, Node], ...]:
+    if node is None:
+        return ()
+    return tuple((str(item.value), item) for item in node.value)
+
+
+def _classify(root: Node, policies: Policies) -> None:
+    kind = root.scalar("kind")
+    meta = root.get("metadata")
+    spec = root.get("spec")
+    assert meta is not None and spec is not None  # guaranteed by the schema
+    name = str(meta.scalar("name"))
+    if kind == "GatewayIntent":
+        policies.intents.append(IntentDoc(name, str(meta.scalar("namespace")), root,
+                                          _named(spec.get("clusters")),
+                                          _named(spec.get("environments"))))
+    elif kind == "GatewayOverride":
+        gw = spec.get("gateway")
+        assert gw is not None
+        policies.overrides.append(OverrideDoc(
+            name, f"{gw.scalar('namespace')}/{gw.scalar('name')}",
+            spec.scalar("environment"), spec.scalar("cluster"), root))
+    elif kind == "ClusterTarget":
+        policies.targets.append(_target(name, root, spec))
+    elif kind == "CertificateSource":
+        policies.sources.append(_source(name, root, spec))
+
+
+def _target(name: str, root: Node, spec: Node) -> Target:
+    api = spec.get("gatewayAPI")
+    assert api is not None
+    impls = spec.get("implementations")
+    pairs = tuple(sorted((k, str(v.value)) for k, v in impls.items())) if impls else ()
+    checks = spec.get("certificateChecks")
+    days = checks.scalar("expiryWarningDays", DEFAULT_EXPIRY_WARNING_DAYS) if checks else \
+        DEFAULT_EXPIRY_WARNING_DAYS
+    return Target(
+        name=name,
+        environment=spec.scalar("environment"),
+        gateway_api_version=str(api.scalar("version")),
+        channel=str(api.scalar("channel")),
+        output_dir=str(spec.scalar("outputDir", f"overlays/{name}")).rstrip("/"),
+        implementations=pairs,
+        certificate_source=str(spec.scalar("certificateSource")),
+        expiry_warning=timedelta(days=int(days)),
+        origin=_origin(root),
+    )
+
+
+def _source(name: str, root: Node, spec: Node) -> LocalSourceConfig:
+    local = spec.get("local")
+    assert local is not None
+    certs = local.get("certificates")
+    cas = local.get("caBundles")
+    return LocalSourceConfig(
+        name=name,
+        directory=str(local.scalar("directory")),
+        create_dev_pki=bool(local.scalar("createDevPki", False)),
+        certificates={k: (str(v.scalar("certificate")), str(v.scalar("privateKey")))
+                      for k, v in (certs.items() if certs else ())},
+        ca_bundles={k: str(v.scalar("file")) for k, v in (cas.items() if cas else ())},
+        origin=_origin(root),
+    )
+
+
+def _check_unique(policies: Policies) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    groups: list[tuple[str, list[tuple[str, Node]]]] = [
+        ("GatewayIntent", [(i.key, i.root) for i in policies.intents]),
+        ("GatewayOverride", [(o.name, o.root) for o in policies.overrides]),
+    ]
+    for kind, entries in groups:
+        out += _duplicates(kind, entries)
+    out += _duplicates("ClusterTarget", [(t.name, _node_at(t.origin)) for t in policies.targets])
+    out += _duplicates("CertificateSource",
+                       [(s.name, _node_at(s.origin)) for s in policies.sources])
+    return out
+
+
+def _node_at(origin: Origin) -> Node:
+    return Node(None, origin.location)
+
+
+def _duplicates(kind: str, entries: list[tuple[str, Node]]) -> list[Diagnostic]:
+    seen: dict[str, Node] = {}
+    out: list[Diagnostic] = []
+    for key, node in sorted(entries, key=lambda e: (e[0], e[1].loc.file, e[1].loc.line)):
+        if key in seen:
+            first = seen[key].loc
+            out.append(error(f"Duplicate{kind}", f"{kind} {key!r} is defined twice (first at "
+                             f"{first})", node.loc, "rename one of them or merge the two files"))
+        else:
+            seen[key] = node
+    return out

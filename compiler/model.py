@@ -1,0 +1,182 @@
+"""The resolved model: the one intermediate representation every renderer reads.
+
+Intents are loaded, layered and resolved into these frozen dataclasses. Gateway API manifests and
+(later) Envoy configs are rendered from the model only, never from raw YAML, so the outputs cannot
+disagree. Every value that matters for security carries an `Origin`: where it was written and by
+which layer, which is what `mtlsc explain` prints.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from .diagnostics import Location
+
+
+class Mode(enum.StrEnum):
+    ALLOW_VALID_ONLY = "AllowValidOnly"
+    ALLOW_INSECURE_FALLBACK = "AllowInsecureFallback"
+
+
+class Protocol(enum.StrEnum):
+    HTTPS = "HTTPS"
+    HTTP = "HTTP"
+    TLS = "TLS"  # passthrough: client validation never applies
+
+
+class ValidationSource(enum.StrEnum):
+    DEFAULT = "default"
+    PER_PORT = "perPort"
+    NONE = "none"  # no default and no perPort entry: implementation default trust
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    location: Location
+    layer: str  # "base", "environment <env> (<override>)" or "cluster <name> (<override>)"
+
+    def __str__(self) -> str:
+        return f"{self.location} [{self.layer}]"
+
+
+@dataclass(frozen=True, slots=True)
+class CertRef:
+    """A logical certificate or CA bundle reference; `name` is also the Kubernetes object name."""
+
+    name: str
+    namespace: str  # where the Secret/ConfigMap lives (defaults to the gateway's namespace)
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRestrictions:
+    san_dns: tuple[str, ...] = ()
+    san_uri: tuple[str, ...] = ()
+    certificate_hashes: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.san_dns or self.san_uri or self.certificate_hashes)
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """One FrontendTLSValidation, fully explicit."""
+
+    mode: Mode
+    ca_bundles: tuple[CertRef, ...]
+    mode_origin: Origin
+    ca_origin: Origin
+    restrictions: ClientRestrictions = field(default_factory=ClientRestrictions)
+    inherited: frozenset[str] = frozenset()  # fields a perPort entry took from the default
+
+
+@dataclass(frozen=True, slots=True)
+class PerPort:
+    port: int
+    validation: Validation | None  # None: explicitly no client validation on this port
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendTLS:
+    default: Validation | None
+    default_origin: Origin | None
+    per_port: tuple[PerPort, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    name: str
+    port: int
+    protocol: Protocol
+    hostname: str | None
+    certificate: CertRef | None
+    allowed_routes: str  # "Same" | "All"
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class PortValidation:
+    """What GEP-91 gives for one port of the emitted Gateway."""
+
+    port: int
+    source: ValidationSource
+    validation: Validation | None
+    listeners: tuple[str, ...]  # HTTPS listeners on this port, all sharing this validation
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    service: str
+    namespace: str
+    port: int
+    weight: int | None
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    namespace: str
+    hostnames: tuple[str, ...]
+    listeners: tuple[str, ...]  # sectionNames; empty means the whole gateway
+    path_prefix: str
+    backends: tuple[Backend, ...]
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    name: str
+    namespace: str
+    class_name: str
+    implementation: str | None
+    listeners: tuple[Listener, ...]
+    frontend: FrontendTLS | None
+    ports: tuple[PortValidation, ...]  # effective per-port validation (GEP-91), sorted by port
+    routes: tuple[Route, ...]
+    origin: Origin
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def ca_refs(self) -> tuple[CertRef, ...]:
+        seen: dict[tuple[str, str], CertRef] = {}
+        for port in self.ports:
+            for ref in port.validation.ca_bundles if port.validation else ():
+                seen.setdefault((ref.namespace, ref.name), ref)
+        if self.frontend and self.frontend.default:
+            for ref in self.frontend.default.ca_bundles:
+                seen.setdefault((ref.namespace, ref.name), ref)
+        return tuple(seen[k] for k in sorted(seen))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    environment: str | None
+    gateway_api_version: str
+    channel: str
+    output_dir: str  # relative to the repository root, POSIX separators
+    implementations: tuple[tuple[str, str], ...]
+    certificate_source: str
+    expiry_warning: timedelta
+    origin: Origin
+
+    def implementation_for(self, class_name: str) -> str | None:
+        return dict(self.implementations).get(class_name)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterModel:
+    target: Target
+    gateways: tuple[Gateway, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    clusters: tuple[ClusterModel, ...]

@@ -1,0 +1,175 @@
+"""Stage 3: turn one placement (a layered intent for one cluster) into a model Gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .diagnostics import Diagnostic, error, warning
+from .layering import Placement
+from .located import Node
+from .model import Backend, Gateway, Listener, Protocol, Route
+from .precedence import (
+    Capabilities,
+    cert_ref,
+    check_frontend,
+    effective_ports,
+    frontend_tls,
+    origin,
+)
+
+
+def resolve(placement: Placement, caps: Capabilities) -> tuple[Gateway, list[Diagnostic]]:
+    spec = placement.spec
+    intent = placement.intent
+    class_name = str(spec.scalar("gatewayClassName"))
+    implementation = placement.target.implementation_for(class_name)
+    listeners, problems = _listeners(spec.seq("listeners"), intent.namespace)
+    cv_node = spec.get("clientValidation")
+    frontend, found = frontend_tls(cv_node, intent.namespace)
+    problems += found
+    ports = effective_ports(listeners, frontend)
+    problems += check_frontend(frontend, ports, listeners, caps, implementation, class_name,
+                               cv_node)
+    routes, found = _routes(spec.seq("routes"), listeners, intent.namespace)
+    problems += found
+    gateway = Gateway(
+        name=intent.name,
+        namespace=intent.namespace,
+        class_name=class_name,
+        implementation=implementation,
+        listeners=tuple(sorted(listeners, key=lambda lst: (lst.port, lst.name))),
+        frontend=frontend,
+        ports=ports,
+        routes=tuple(sorted(routes, key=lambda r: (r.namespace, r.name))),
+        origin=origin(intent.root),
+    )
+    return gateway, problems
+
+
+def _listener(node: Node, namespace: str) -> tuple[Listener, list[Diagnostic]]:
+    protocol = Protocol(node.scalar("protocol", "HTTPS"))
+    cert_node = node.get("certificate")
+    problems: list[Diagnostic] = []
+    name = str(node.scalar("name"))
+    if node.get("port") is None:
+        problems.append(error("MissingField", f"listener {name!r} has no port", node.loc,
+                              "add 'port: <1-65535>'"))
+    if protocol is Protocol.HTTPS and cert_node is None:
+        problems.append(error("MissingServerCertificate", f"HTTPS listener {name!r} has no "
+                              "certificate", node.loc, "add 'certificate: <name>' (a logical "
+                              "server certificate served by the cluster's certificate source)"))
+    if protocol is not Protocol.HTTPS and cert_node is not None:
+        problems.append(error("UnexpectedCertificate", f"{protocol.value} listener {name!r} "
+                              "cannot have a certificate", cert_node.loc,
+                              "HTTP listeners do not use TLS and TLS listeners pass TLS through; "
+                              "use protocol HTTPS to terminate TLS"))
+    listener = Listener(
+        name=name,
+        port=int(node.scalar("port", 0)),
+        protocol=protocol,
+        hostname=node.scalar("hostname"),
+        certificate=cert_ref(cert_node, namespace) if cert_node and protocol is
+        Protocol.HTTPS else None,
+        allowed_routes=str(node.scalar("allowedRoutes", "Same")),
+        origin=origin(node),
+    )
+    return listener, problems
+
+
+def _listeners(nodes: Sequence[Node], namespace: str) -> tuple[list[Listener], list[Diagnostic]]:
+    listeners: list[Listener] = []
+    problems: list[Diagnostic] = []
+    for node in nodes:
+        listener, found = _listener(node, namespace)
+        problems += found
+        listeners.append(listener)
+    problems += _listener_conflicts(listeners)
+    return listeners, problems
+
+
+def _listener_conflicts(listeners: Sequence[Listener]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    by_port: dict[int, Listener] = {}
+    seen: dict[tuple[int, str | None], Listener] = {}
+    for lst in listeners:
+        first = by_port.setdefault(lst.port, lst)
+        if _kind(first) != _kind(lst):
+            out.append(error("ProtocolConflict", f"listener {lst.name!r} uses "
+                             f"{lst.protocol.value} on port {lst.port}, where listener "
+                             f"{first.name!r} uses {first.protocol.value}", lst.origin.location,
+                             "use a different port: one port serves one protocol"))
+            continue
+        prior = seen.setdefault((lst.port, lst.hostname), lst)
+        if prior is not lst:
+            out.append(error("HostnameConflict", f"listeners {prior.name!r} and {lst.name!r} "
+                             f"both serve port {lst.port} for hostname "
+                             f"{lst.hostname or '(any)'}", lst.origin.location,
+                             "give each listener on a port a distinct hostname"))
+    return out
+
+
+def _kind(listener: Listener) -> str:
+    # HTTPS and TLS listeners can share a port (both start with a TLS handshake); HTTP cannot.
+    return "http" if listener.protocol is Protocol.HTTP else "tls"
+
+
+def _routes(nodes: Sequence[Node], listeners: Sequence[Listener],
+            gw_namespace: str) -> tuple[list[Route], list[Diagnostic]]:
+    by_name = {lst.name: lst for lst in listeners}
+    routes: list[Route] = []
+    problems: list[Diagnostic] = []
+    for node in nodes:
+        route, found = _route(node, by_name, gw_namespace)
+        problems += found
+        if route is not None:
+            routes.append(route)
+    return routes, problems
+
+
+def _route(node: Node, listeners: dict[str, Listener],
+           gw_namespace: str) -> tuple[Route | None, list[Diagnostic]]:
+    name = str(node.scalar("name"))
+    namespace = str(node.scalar("namespace", gw_namespace))
+    backends = [_backend(b, namespace) for b in node.seq("backends")]
+    if not backends:
+        return None, [error("MissingBackend", f"route {name!r} has no backends", node.loc,
+                            "add 'backends: [{service: <name>, port: <port>}]'")]
+    section_nodes = node.seq("listeners")
+    problems: list[Diagnostic] = []
+    for section in section_nodes:
+        if section.value not in listeners:
+            problems.append(error("UnknownListener", f"route {name!r} attaches to unknown "
+                                  f"listener {section.value!r}", section.loc,
+                                  "known: " + ", ".join(sorted(listeners))))
+    sections = tuple(str(s.value) for s in section_nodes)
+    attached = [listeners[s] for s in sections if s in listeners] if sections else \
+        [lst for lst in listeners.values() if lst.protocol is not Protocol.TLS]
+    problems += _route_attachment(name, namespace, gw_namespace, attached, node)
+    route = Route(name, namespace, tuple(str(h.value) for h in node.seq("hostnames")), sections,
+                  str(node.scalar("pathPrefix", "/")), tuple(backends), origin(node))
+    return route, problems
+
+
+def _route_attachment(name: str, namespace: str, gw_namespace: str,
+                      attached: Sequence[Listener], node: Node) -> list[Diagnostic]:
+    if any(lst.protocol is Protocol.TLS for lst in attached):
+        return [error("RouteOnTLSListener", f"HTTPRoute {name!r} cannot attach to a TLS "
+                      "passthrough listener", node.loc, "attach it to HTTP or HTTPS listeners")]
+    if namespace == gw_namespace:
+        return []
+    if not any(lst.allowed_routes == "All" for lst in attached):
+        return [error("RouteNotAllowed", f"route {name!r} lives in namespace {namespace!r}, "
+                      f"but no listener it attaches to admits routes from other namespaces",
+                      node.loc, "set 'allowedRoutes: All' on the listener(s) it attaches to")]
+    if any(lst.allowed_routes != "All" for lst in attached):
+        return [warning("RoutePartiallyAttached", f"route {name!r} in namespace {namespace!r} "
+                        "is refused by listeners with 'allowedRoutes: Same'", node.loc,
+                        "name the listeners it should attach to in 'listeners'")]
+    return []
+
+
+def _backend(node: Node, namespace: str) -> Backend:
+    weight = node.scalar("weight")
+    return Backend(str(node.scalar("service")), str(node.scalar("namespace", namespace)),
+                   int(node.scalar("port")), int(weight) if weight is not None else None,
+                   origin(node))
