@@ -9,8 +9,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
+from jsonschema.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+    ValidationError,
+    best_match,
+)
 
 from .diagnostics import Diagnostic, error
 from .located import Node
@@ -63,10 +66,10 @@ def _check_header(root: Node) -> list[Diagnostic]:
 
 def _leaf(err: ValidationError) -> ValidationError:
     """oneOf/anyOf errors hide the useful message in their context; descend to it."""
-    while err.context and err.validator in ("oneOf", "anyOf"):
+    while err.context and err.validator in ("oneOf", "anyOf") and _choice(err) is None:
         inner = best_match(err.context)
-        if inner is None or list(inner.absolute_path) == list(err.absolute_path) and \
-                inner.validator in ("type", "oneOf"):
+        if inner is None or (list(inner.absolute_path) == list(err.absolute_path) and
+                             inner.validator in ("type", "oneOf")):
             break
         err = inner
     return err
@@ -87,10 +90,27 @@ def dotted(path: Iterable[str | int]) -> str:
     return out or "(document)"
 
 
+def _choice(err: ValidationError) -> list[str] | None:
+    """Field names when a oneOf/anyOf only chooses between required fields."""
+    branches = err.schema.get(str(err.validator)) if isinstance(err.schema, dict) else None
+    if err.validator not in ("oneOf", "anyOf") or not isinstance(branches, list):
+        return None
+    if not all(isinstance(b, dict) and set(b) == {"required"} for b in branches):
+        return None
+    return [name for b in branches for name in b["required"]]
+
+
 def _diagnostics(root: Node, err: ValidationError) -> list[Diagnostic]:
-    path = list(err.absolute_path)
+    path = tuple(err.absolute_path)
     node = root.find(path)
     where = dotted(path)
+    fields = _choice(err)
+    if fields is not None:
+        names = " or ".join(repr(f) for f in fields)
+        exactly = "exactly one of" if err.validator == "oneOf" else "at least one of"
+        return [error("MissingField" if "is not valid" in err.message else "SchemaViolation",
+                      f"{where}: set {exactly} {names}", node.loc,
+                      f"give {exactly} {names}")]
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = err.schema.get("properties", {})
         out = []
@@ -114,6 +134,8 @@ def _hint(err: ValidationError) -> str | None:
         return f"the value must match {schema.get('pattern')}"
     if err.validator == "type":
         return f"expected a value of type {schema.get('type')}"
-    if err.validator == "oneOf" and err.instance is not None:
+    branches = schema.get("oneOf")
+    if err.validator == "oneOf" and isinstance(branches, list) and \
+            any(b.get("$ref", "").endswith("/name") for b in branches if isinstance(b, dict)):
         return "give either the name as a string or a mapping with 'name' (and 'namespace')"
     return schema.get("description") if isinstance(schema.get("description"), str) else None

@@ -149,6 +149,8 @@ def _target(name: str, root: Node, spec: Node) -> Target:
         certificate_source=str(spec.scalar("certificateSource")),
         expiry_warning=timedelta(days=int(days)),
         origin=_origin(root),
+        source_location=spec.find(("certificateSource",)).loc,
+        api_location=api.loc,
     )
 
 

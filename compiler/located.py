@@ -166,7 +166,11 @@ def _start_of(data: Any) -> tuple[int, int]:
 
 
 def _mark_location(exc: MarkedYAMLError, file: str) -> Location:
-    mark = exc.problem_mark or exc.context_mark
+    # At the end of the stream the problem mark is useless; the context mark says where the
+    # unterminated construct (quoted string, flow sequence) started.
+    at_end = any(s in (exc.problem or "") for s in ("end of stream", "stream end"))
+    mark = (exc.context_mark or exc.problem_mark) if at_end else \
+        (exc.problem_mark or exc.context_mark)
     if mark is None:
         return Location(file, 1, 1)
     return Location(file, mark.line + 1, mark.column + 1)

@@ -166,6 +166,8 @@ class Target:
     certificate_source: str
     expiry_warning: timedelta
     origin: Origin
+    source_location: Location  # where certificateSource is set
+    api_location: Location  # where gatewayAPI is set
 
     def implementation_for(self, class_name: str) -> str | None:
         return dict(self.implementations).get(class_name)

@@ -259,7 +259,8 @@ def _check_effective(ports: Sequence[PortValidation],
             out.append(warning("NoClientValidation", f"HTTPS port {port.port} (listeners "
                                f"{', '.join(port.listeners)}) gets no client certificate "
                                "validation: the implementation's default trust applies",
-                               listeners[port.listeners[0]].origin.location, "add clientValidation.default or a perPort entry with "
+                               listeners[port.listeners[0]].origin.location,
+                               "add clientValidation.default or a perPort entry with "
                                "caBundles for this port"))
         elif v is not None and v.mode is Mode.ALLOW_INSECURE_FALLBACK:
             out.append(warning("InsecureFrontendValidationMode", f"port {port.port} uses "

@@ -28,8 +28,9 @@ def resolve(placement: Placement, caps: Capabilities) -> tuple[Gateway, list[Dia
     frontend, found = frontend_tls(cv_node, intent.namespace)
     problems += found
     ports = effective_ports(listeners, frontend)
-    problems += check_frontend(frontend, ports, listeners, caps, implementation, class_name,
-                               cv_node)
+    if not found:  # a broken clientValidation would only cause follow-on warnings
+        problems += check_frontend(frontend, ports, listeners, caps, implementation,
+                                   class_name, cv_node)
     routes, found = _routes(spec.seq("routes"), listeners, intent.namespace)
     problems += found
     gateway = Gateway(

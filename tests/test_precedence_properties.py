@@ -208,7 +208,7 @@ def test_errors_and_warnings(intent: dict[str, Any]) -> None:
 @SETTINGS
 @given(intents(), st.integers(1, 3))
 def test_ca_reference_limit(intent: dict[str, Any], limit: int) -> None:
-    gateway, diags = compile_one(intent, max_refs=limit)
+    _, diags = compile_one(intent, max_refs=limit)
     if "MissingCACertificate" in codes(diags) or "DuplicatePerPort" in codes(diags):
         return
     cv = intent["spec"].get("clientValidation", {})

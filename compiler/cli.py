@@ -1,0 +1,263 @@
+"""The `mtlsc` command: a thin layer that builds options, calls the library, prints, exits.
+
+Exit codes (docs/cli.md): 0 ok, 1 invalid input / policy violation / drift, 2 usage error,
+3 a certificate source or the filesystem failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from . import report, write
+from .diagnostics import Diagnostic, ExitCode, error, exit_code
+from .explain import explain as explain_text
+from .k8s.validate import SchemaStore
+from .load import LocalSourceConfig, read_policy_files
+from .pipeline import Options, Result, compile_policies, schema_roots
+from .secrets import CertificateSource
+from .secrets.local import LocalSource
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    root: Path
+    policies: Path
+    overlays: str
+    fmt: str
+    strict: bool
+    clusters: tuple[str, ...]
+
+
+def _emit(diagnostics: Sequence[Diagnostic], fmt: str, **extra: object) -> None:
+    if fmt == "json":
+        click.echo(report.render(diagnostics, fmt, **extra))
+        return
+    body = report.render(diagnostics, fmt)
+    if body:
+        click.echo(body, err=fmt == "text")
+    if fmt == "text":
+        click.echo(report.summary(diagnostics), err=True)
+
+
+def _io_failure(message: str, hint: str) -> Diagnostic:
+    return error("FilesystemError", message, None, hint, source_failure=True)
+
+
+def _compile(ctx: Context, *, offline: bool = False) -> Result:
+    try:
+        texts = read_policy_files(ctx.policies, ctx.root)
+    except (OSError, UnicodeDecodeError) as exc:
+        return Result(diagnostics=[_io_failure(f"cannot read policies: {exc}",
+                                               "check the --policies directory")])
+    if not texts:
+        return Result(diagnostics=[error("NoPolicies", f"no *.yaml files under {ctx.policies}",
+                                         None, "run from the repository root or pass "
+                                         "--policies")])
+    store = SchemaStore(schema_roots(ctx.root))
+
+    def open_source(config: LocalSourceConfig) -> CertificateSource:
+        return LocalSource(config, ctx.root)
+
+    options = Options(strict=ctx.strict, clusters=ctx.clusters)
+    if offline:
+        from .pipeline import validate_only
+
+        return validate_only(texts, store, options)
+    return compile_policies(texts, open_source, store, options)
+
+
+def _common(func: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=".",
+                     show_default=True, help="Repository root."),
+        click.option("--policies", "policies", default="policies", show_default=True,
+                     help="Intent directory, relative to --root."),
+        click.option("--overlays", "overlays", default="overlays", show_default=True,
+                     help="Overlay directory, relative to --root."),
+        click.option("--cluster", "clusters", multiple=True, help="Only these clusters."),
+        click.option("--strict", is_flag=True, help="Treat warnings as errors."),
+        click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="text",
+                     show_default=True, help="Diagnostics format."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _context(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
+             fmt: str) -> Context:
+    return Context(root, root / policies, overlays, fmt, strict, clusters)
+
+
+def _plan(ctx: Context, result: Result) -> write.WritePlan:
+    return write.plan(ctx.root, result.files, (ctx.overlays, *result.output_dirs))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mtlsc")
+def main() -> None:
+    """mtlsc: compile mTLS intents into Gateway API overlays (GEP-91)."""
+
+
+@main.command()
+@_common
+@click.option("--diff", "show_diff", is_flag=True, help="Print the changes being written.")
+def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
+            fmt: str, show_diff: bool) -> None:
+    """Compile policies/ into overlays/ (writes nothing if there is any error)."""
+    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    result = _compile(ctx)
+    if result.ok:
+        try:
+            plan = _plan(ctx, result)
+            if show_diff:
+                click.echo(write.unified_diff(plan), nl=False)
+            write.apply(plan)
+        except OSError as exc:
+            result.diagnostics.append(_io_failure(f"cannot write overlays: {exc}",
+                                                  "check permissions and free space"))
+        else:
+            _done(plan, fmt)
+    _emit(result.diagnostics, fmt, files=sorted(result.files))
+    sys.exit(exit_code(result.diagnostics))
+
+
+def _done(plan: write.WritePlan, fmt: str) -> None:
+    if fmt == "text":
+        click.echo(f"wrote {len(plan.create)} new, {len(plan.update)} changed, removed "
+                   f"{len(plan.delete)}, {len(plan.unchanged)} unchanged", err=True)
+
+
+@main.command()
+@_common
+def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
+          fmt: str) -> None:
+    """Compile in memory and compare with the committed overlays (exit 1 on drift)."""
+    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    result = _compile(ctx)
+    code = exit_code(result.diagnostics)
+    if result.ok:
+        plan = _plan(ctx, result)
+        if plan.changed:
+            click.echo(write.unified_diff(plan), nl=False)
+            result.diagnostics.append(error("Drift", f"overlays are out of date: "
+                                            f"{len(plan.create)} missing, {len(plan.update)} "
+                                            f"changed, {len(plan.delete)} stale", None,
+                                            "run `mtlsc compile` and commit the result"))
+            code = ExitCode.INVALID
+    _emit(result.diagnostics, fmt)
+    sys.exit(code)
+
+
+@main.command()
+@_common
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+def validate(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
+             fmt: str, files: tuple[Path, ...]) -> None:
+    """Check intents offline (no certificate source): fast enough for pre-commit."""
+    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    result = _compile(ctx, offline=True)
+    diagnostics = result.diagnostics
+    if files:
+        wanted = {_display(f, root) for f in files}
+        diagnostics = [d for d in diagnostics if d.location is None or d.location.file in wanted]
+    _emit(diagnostics, fmt)
+    sys.exit(exit_code(diagnostics))
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+@main.command()
+@_common
+@click.argument("gateway")
+def explain(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
+            fmt: str, gateway: str) -> None:
+    """Show where each effective value of GATEWAY ([namespace/]name) came from."""
+    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    result = _compile(ctx, offline=True)
+    shown = 0
+    model = result.model
+    for placement in result.placements:
+        key = placement.intent.key
+        if gateway not in (key, placement.intent.name) or model is None:
+            continue
+        cluster = next(c for c in model.clusters if c.target.name == placement.target.name)
+        gw = next(g for g in cluster.gateways if g.key == key)
+        click.echo(explain_text(placement, gw) + "\n")
+        shown += 1
+    if not shown:
+        result.diagnostics.append(error("UnknownGateway", f"no gateway {gateway!r} is compiled "
+                                        "for the selected clusters", None,
+                                        "use namespace/name as in the GatewayIntent"))
+    _emit(result.diagnostics, fmt)
+    sys.exit(exit_code(result.diagnostics))
+
+
+@main.group()
+def schemas() -> None:
+    """Manage Gateway API JSON schemas."""
+
+
+@schemas.command("import")
+@click.argument("crds", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="schemas",
+              show_default=True, help="Schema root to write into.")
+@click.option("--version", "bundle_version", help="Override the CRDs' bundle-version.")
+@click.option("--channel", type=click.Choice(["standard", "experimental"]),
+              help="Override the CRDs' channel.")
+def schemas_import(crds: tuple[Path, ...], out: Path, bundle_version: str | None,
+                   channel: str | None) -> None:
+    """Turn Gateway API CRD files into JSON Schemas under OUT/gateway-api/<version>/<channel>/."""
+    from .k8s.schema_import import SchemaImportError, import_crds
+
+    def run() -> list[Path]:
+        written = import_crds(crds, out, version=bundle_version, channel=channel)
+        if not written:
+            raise SchemaImportError("no CustomResourceDefinition found in the given files")
+        return written
+
+    _write_files(run, SchemaImportError, "SchemaImport",
+                 "pass Gateway API CRD files (for example standard-install.yaml)")
+
+
+def _write_files(action: Callable[[], list[Path]], user_error: type[Exception], code: str,
+                 hint: str) -> None:
+    """Run a file-writing command: print what it wrote, or one error line and exit."""
+    try:
+        written = action()
+    except user_error as exc:  # before OSError: PkiExistsError is a FileExistsError
+        click.echo(f"error[{code}]: {exc}\n    hint: {hint}", err=True)
+        sys.exit(ExitCode.INVALID)
+    except OSError as exc:
+        click.echo(f"error[FilesystemError]: {exc}", err=True)
+        sys.exit(ExitCode.SOURCE)
+    for path in written:
+        click.echo(path.as_posix())
+
+
+@main.command("dev-pki")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=None, help="Seed for reproducible keys (default: the public "
+              "demo seed; keys derived from it are NOT secret).")
+@click.option("--random", "use_random", is_flag=True, help="Random keys: a private dev CA.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def dev_pki(directory: Path, seed: str | None, use_random: bool, force: bool) -> None:
+    """Create the seed's demo PKI (CA, server and client certificates) in DIRECTORY."""
+    from .pki import DEFAULT_SEED, PkiExistsError, create_dev_pki
+
+    if use_random and seed:
+        raise click.UsageError("--seed and --random exclude each other")
+    chosen = None if use_random else (seed or DEFAULT_SEED)
+    _write_files(lambda: create_dev_pki(directory, seed=chosen, overwrite=force),
+                 PkiExistsError, "PkiExists", "pass --force to overwrite")

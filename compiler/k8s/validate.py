@@ -1,0 +1,172 @@
+"""Validate a Kubernetes object against its schema the way the API server would.
+
+Order of work, mirroring the API server's create path for custom resources:
+1. apply schema defaults to a copy of the object;
+2. OpenAPI (here: JSON Schema 2020-12) validation, reporting unknown fields that the API
+   server would prune, because a pruned field in Git is drift nobody intended;
+3. ObjectMeta checks (name, namespace, label and annotation syntax);
+4. `x-kubernetes-list-type` map/set uniqueness;
+5. `x-kubernetes-validations` CEL rules, unless step 2 found a "blocking" error (wrong
+   type, enum, required, max limits), in which case the API server skips them too and
+   says so.
+Schemas come from `SchemaStore`, which resolves the target cluster's Gateway API bundle
+version and channel to the imported schema files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from compiler.k8s._jsonschema_support import make_validator, structural_errors
+from compiler.k8s._objectmeta import metadata_errors
+from compiler.k8s._schema_error import (
+    CEL_RULE_VIOLATION,
+    DUPLICATE_LIST_KEY,
+    SCHEMA_VIOLATION,
+    SchemaError,
+    format_path,
+)
+from compiler.k8s._schema_plan import PlanNode, apply_defaults, build_plan, check
+from compiler.k8s.schema_import import SCHEMA_FAMILY
+
+__all__ = [
+    "CEL_RULE_VIOLATION", "DUPLICATE_LIST_KEY", "SCHEMA_VIOLATION", "KubeSchema",
+    "SchemaError", "SchemaStore", "format_path", "shipped_schema_root", "validate_object",
+]
+
+CORE_FAMILY = "kubernetes"  # hand-written schemas of core kinds, valid for any bundle
+RULES_SKIPPED = ("some validation rules were not checked because the object was invalid; "
+                 "correct the existing errors to complete validation")
+
+_NAME_RE = re.compile(r"[A-Za-z0-9]+")
+_BUNDLE_RE = re.compile(r"v?[0-9][0-9A-Za-z.+-]*")
+
+
+class KubeSchema:
+    """One imported schema; its validator and rule plan are built on first use, once."""
+
+    def __init__(self, document: Mapping[str, Any], origin: str = "<schema>") -> None:
+        self.document = document
+        self.origin = origin
+
+    @property
+    def source(self) -> Mapping[str, str]:
+        source = self.document.get("x-mtlsc-source")
+        return source if isinstance(source, Mapping) else {}
+
+    @cached_property
+    def validator(self) -> Any:
+        return make_validator(self.document)
+
+    @cached_property
+    def plan(self) -> PlanNode | None:
+        return build_plan(self.document)
+
+    def __repr__(self) -> str:
+        return f"KubeSchema({self.origin!r})"
+
+
+def validate_object(schema: KubeSchema, obj: Mapping[str, Any]) -> list[SchemaError]:
+    """Every problem the API server would report for creating `obj`, sorted by path."""
+    value = _plain(obj)
+    plan = schema.plan
+    apply_defaults(plan, value)
+    errors, blocking = structural_errors(schema.validator, value)
+    errors.extend(metadata_errors(value))
+    errors.extend(check(plan, value, (), run_rules=not blocking))
+    if blocking:
+        errors.append(SchemaError((), RULES_SKIPPED, SCHEMA_VIOLATION))
+    return sorted(dict.fromkeys(errors), key=SchemaError.sort_key)
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy made of dicts and lists only, which is what jsonschema and CEL expect."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+# ---------------------------------------------------------------------------- store
+
+
+class SchemaStore:
+    """Schema files under one or more roots; the first root holding a file wins."""
+
+    def __init__(self, roots: Sequence[Path]) -> None:
+        self._roots = tuple(Path(root) for root in roots)
+        self._files: dict[Path, KubeSchema] = {}
+        self._lookups: dict[tuple[str, str, str, str], KubeSchema | None] = {}
+
+    def get(self, bundle_version: str, channel: str, api_version: str,
+            kind: str) -> KubeSchema | None:
+        key = (bundle_version, channel, api_version, kind)
+        if key not in self._lookups:
+            self._lookups[key] = self._find(*key)
+        return self._lookups[key]
+
+    def available(self) -> list[tuple[str, str]]:
+        """(bundle version, channel) pairs with at least one schema, oldest version first."""
+        found = {
+            (directory.parent.name, directory.name)
+            for root in self._roots
+            for directory in (root / SCHEMA_FAMILY).glob("*/*")
+            if directory.is_dir() and any(directory.glob("*.json"))
+        }
+        return sorted(found, key=lambda pair: (_version_key(pair[0]), pair[1]))
+
+    def _find(self, bundle_version: str, channel: str, api_version: str,
+              kind: str) -> KubeSchema | None:
+        group, _, version = api_version.rpartition("/")
+        relative = _relative_path(bundle_version, channel, group, version, kind)
+        if relative is None:
+            return None
+        for root in self._roots:
+            candidate = root / relative
+            if candidate.is_file():
+                schema = self._load(candidate)
+                source = schema.source
+                if source.get("group") == group and source.get("kind") == kind:
+                    return schema
+        return None
+
+    def _load(self, path: Path) -> KubeSchema:
+        if path not in self._files:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            self._files[path] = KubeSchema(document, str(path))
+        return self._files[path]
+
+
+def _relative_path(bundle_version: str, channel: str, group: str, version: str,
+                   kind: str) -> Path | None:
+    # Names become path components: accept only plain names, never separators or "..".
+    if not (_NAME_RE.fullmatch(version) and _NAME_RE.fullmatch(kind)):
+        return None
+    filename = f"{kind.lower()}.{version}.json"
+    if not group:
+        return Path(CORE_FAMILY, filename)
+    bundle = bundle_version if bundle_version.startswith("v") else f"v{bundle_version}"
+    if not (_BUNDLE_RE.fullmatch(bundle) and _NAME_RE.fullmatch(channel)):
+        return None
+    return Path(SCHEMA_FAMILY, bundle, channel, filename)
+
+
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    parts = re.split(r"[.+-]", version.lstrip("v"))
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+
+def shipped_schema_root() -> Path | None:
+    """The schemas installed with mtlsc (package `mtlsc_schemas`), or the checkout's copy."""
+    spec = importlib.util.find_spec("mtlsc_schemas")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    checkout = Path(__file__).resolve().parents[2] / "schemas"
+    return checkout if (checkout / SCHEMA_FAMILY).is_dir() else None

@@ -1,0 +1,228 @@
+"""The compiler as one call: load → layer → resolve → fetch → verify → render → validate → emit.
+
+`compile_policies` takes policy texts, a way to open certificate sources and the Kubernetes
+schemas, and returns the complete overlay file map plus diagnostics. It writes nothing; only
+`write.py` touches `overlays/` and only the CLI prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .diagnostics import Diagnostic, error, escalate, has_errors, sorted_diagnostics
+from .emit import to_yaml
+from .fetch import Materials, fetch, verify
+from .k8s.validate import SchemaStore, validate_object
+from .layering import Placement, check_references, place, targets_of
+from .load import LocalSourceConfig, Policies, load_texts
+from .model import ClusterModel, Gateway, Model, Target
+from .precedence import Capabilities
+from .render.gateway_api import Rendered, render_gateway_objects
+from .resolve import resolve
+from .secrets import CertificateSource
+
+SourceFactory = Callable[[LocalSourceConfig], CertificateSource]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    strict: bool = False
+    now: datetime | None = None  # for certificate expiry checks; output never depends on it
+    clusters: tuple[str, ...] = ()  # restrict to these clusters (all when empty)
+
+
+@dataclass(slots=True)
+class Result:
+    files: dict[str, bytes] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    policies: Policies | None = None
+    placements: list[Placement] = field(default_factory=list)
+    model: Model | None = None
+    output_dirs: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not has_errors(self.diagnostics)
+
+
+def _finish(result: Result, options: Options) -> Result:
+    result.diagnostics = sorted_diagnostics(escalate(result.diagnostics, options.strict))
+    if not result.ok:
+        result.files = {}  # nothing is written when anything is wrong
+    return result
+
+
+def capabilities(store: SchemaStore, target: Target) -> Capabilities | None:
+    schema = store.get(target.gateway_api_version, target.channel,
+                       "gateway.networking.k8s.io/v1", "Gateway")
+    if schema is None:
+        return None
+    spec = schema.document["properties"]["spec"]["properties"]
+    frontend = spec.get("tls", {}).get("properties", {}).get("frontend")
+    if frontend is None:
+        return Capabilities(frontend_tls=False, max_ca_refs=None)
+    refs = frontend["properties"]["default"]["properties"]["validation"]["properties"][
+        "caCertificateRefs"]
+    return Capabilities(frontend_tls=True, max_ca_refs=refs.get("maxItems"))
+
+
+def _selected_targets(policies: Policies, options: Options) -> list[Target]:
+    chosen = sorted(policies.targets, key=lambda t: t.name)
+    if options.clusters:
+        chosen = [t for t in chosen if t.name in options.clusters]
+    return chosen
+
+
+def _check_targets(targets: Sequence[Target], policies: Policies,
+                   store: SchemaStore) -> tuple[dict[str, Capabilities], list[Diagnostic]]:
+    sources = {s.name for s in policies.sources}
+    caps: dict[str, Capabilities] = {}
+    out: list[Diagnostic] = []
+    for target in targets:
+        if target.certificate_source not in sources:
+            out.append(error("UnknownCertificateSource", f"ClusterTarget {target.name!r} uses "
+                             f"unknown CertificateSource {target.certificate_source!r}",
+                             target.source_location, "known: " + (", ".join(sorted(sources))
+                                                                 or "(none)")))
+        found = capabilities(store, target)
+        if found is None:
+            out.append(error("UnsupportedGatewayAPIVersion", f"no Gateway API schema for "
+                             f"{target.gateway_api_version}/{target.channel}",
+                             target.api_location, "use one of: " + ", ".join(
+                                 f"{v}/{c}" for v, c in store.available()) +
+                             "; or add it with `mtlsc schemas import <CRD files>`"))
+        else:
+            caps[target.name] = found
+    return caps, out
+
+
+def _resolve_all(policies: Policies, targets: Sequence[Target],
+                 caps: Mapping[str, Capabilities], result: Result) -> list[ClusterModel]:
+    clusters: list[ClusterModel] = []
+    for target in targets:
+        gateways: list[Gateway] = []
+        for intent in sorted(policies.intents, key=lambda i: i.key):
+            if target not in targets_of(intent, targets):
+                continue
+            placement, problems = place(intent, target, policies.overrides)
+            result.diagnostics += problems
+            result.placements.append(placement)
+            gateway, problems = resolve(placement, caps[target.name])
+            result.diagnostics += problems
+            gateways.append(gateway)
+        clusters.append(ClusterModel(target, tuple(gateways)))
+    return clusters
+
+
+def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None,
+                     store: SchemaStore, options: Options = Options()) -> Result:
+    """Compile; with `open_source=None` run offline (no certificates, no files): validate."""
+    result = Result()
+    policies, result.diagnostics = load_texts(texts)
+    result.policies = policies
+    if not result.ok:
+        return _finish(result, options)
+    result.diagnostics += check_references(policies)
+    targets = _selected_targets(policies, options)
+    caps, problems = _check_targets(targets, policies, store)
+    result.diagnostics += problems
+    if not result.ok:
+        return _finish(result, options)
+    clusters = _resolve_all(policies, targets, caps, result)
+    result.model = Model(tuple(clusters))
+    result.output_dirs = tuple(sorted({t.output_dir for t in policies.targets}))
+    if not result.ok:
+        return _finish(result, options)
+    materials = Materials()
+    if open_source is not None:
+        sources = {s.name: open_source(s) for s in policies.sources
+                   if s.name in {t.certificate_source for t in targets}}
+        materials, problems = fetch(clusters, sources)
+        result.diagnostics += problems
+        result.diagnostics += verify(clusters, materials, options.now or datetime.now(UTC))
+        if not result.ok:
+            return _finish(result, options)
+    for cluster in clusters:
+        files, problems = render_cluster(cluster, materials, store)
+        result.files.update(files)
+        result.diagnostics += problems
+    if open_source is None:
+        result.files = {}
+    return _finish(result, options)
+
+
+def validate_only(texts: Mapping[str, str], store: SchemaStore,
+                  options: Options = Options()) -> Result:
+    return compile_policies(texts, None, store, options)
+
+
+def _merge_objects(rendered: Sequence[Rendered]) -> tuple[list[Rendered], list[Diagnostic]]:
+    """One object per identity: identical duplicates collapse, ReferenceGrants unite."""
+    merged: dict[tuple[str, str, str], Rendered] = {}
+    problems: list[Diagnostic] = []
+    for item in rendered:
+        first = merged.setdefault(item.identity, item)
+        if first is item or first.obj == item.obj:
+            continue
+        if item.identity[0] == "ReferenceGrant":
+            to = first.obj["spec"]["to"] + item.obj["spec"]["to"]
+            first.obj["spec"]["to"] = sorted({tuple(sorted(t.items())): t for t in to}.values(),
+                                             key=lambda t: (t["kind"], t["name"]))
+            continue
+        kind, ns, name = item.identity
+        problems.append(error("ObjectConflict", f"two gateways emit different {kind} "
+                              f"{ns}/{name} (the other comes from {first.locate(())})",
+                              item.locate(()), "give one of them another name"))
+    return [merged[k] for k in sorted(merged)], problems
+
+
+def _file_name(obj: Mapping[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{obj['kind'].lower()}-{meta['name']}.yaml"
+
+
+def render_cluster(cluster: ClusterModel, materials: Materials,
+                   store: SchemaStore) -> tuple[dict[str, bytes], list[Diagnostic]]:
+    target = cluster.target
+    ca_pems = materials.ca_pems_for(target.certificate_source)
+    rendered = [r for gw in cluster.gateways for r in render_gateway_objects(gw, ca_pems)]
+    objects, problems = _merge_objects(rendered)
+    for item in objects:
+        problems += _validate(item, target, store)
+    files = {f"{target.output_dir}/{_file_name(r.obj)}": to_yaml(r.obj) for r in objects}
+    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                     "resources": sorted(_file_name(r.obj) for r in objects)}
+    files[f"{target.output_dir}/kustomization.yaml"] = to_yaml(kustomization)
+    return files, problems
+
+
+def _validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagnostic]:
+    kind, ns, name = item.identity
+    schema = store.get(target.gateway_api_version, target.channel, item.obj["apiVersion"], kind)
+    if schema is None:
+        return [error("UnsupportedGatewayAPIVersion", f"no schema for {item.obj['apiVersion']} "
+                      f"{kind} in Gateway API {target.gateway_api_version}/{target.channel}",
+                      item.locate(()), "import the cluster's CRDs with `mtlsc schemas import`")]
+    out = []
+    for problem in validate_object(schema, item.obj):
+        where = ".".join(str(p) for p in problem.path) or "(object)"
+        out.append(error(problem.code, f"emitted {kind} {ns}/{name} for cluster {target.name!r} "
+                         f"is rejected by the Gateway API {target.gateway_api_version}/"
+                         f"{target.channel} schema at {where}: {problem.message}",
+                         item.locate(problem.path),
+                         "fix the intent line shown; the API server would refuse this object"))
+    return out
+
+
+def schema_roots(root: Path) -> list[Path]:
+    """The repository's own schemas/ first (user-imported CRDs), then the shipped ones."""
+    from importlib import resources
+
+    shipped = Path(str(resources.files("mtlsc_schemas")))
+    local = root / "schemas"
+    return [local, shipped] if local.is_dir() and local.resolve() != shipped.resolve() \
+        else [shipped]

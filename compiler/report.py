@@ -1,0 +1,71 @@
+"""Diagnostics → text, JSON or GitHub workflow annotations. Pure: returns strings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .diagnostics import Diagnostic, Severity
+
+FORMATS = ("text", "json", "github")
+
+
+def summary(diagnostics: Sequence[Diagnostic]) -> str:
+    errors = sum(1 for d in diagnostics if d.severity is Severity.ERROR)
+    warnings = len(diagnostics) - errors
+    return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+
+
+def text(diagnostics: Iterable[Diagnostic]) -> str:
+    lines = []
+    for d in diagnostics:
+        where = f"{d.location}: " if d.location else ""
+        lines.append(f"{where}{d.severity.value}[{d.code}]: {d.message}")
+        if d.hint:
+            lines.append(f"    hint: {d.hint}")
+    return "\n".join(lines)
+
+
+def as_dict(d: Diagnostic) -> dict[str, Any]:
+    loc = d.location
+    return {"code": d.code, "severity": d.severity.value, "message": d.message,
+            "file": loc.file if loc else None, "line": loc.line if loc else None,
+            "column": loc.col if loc else None, "hint": d.hint}
+
+
+def to_json(diagnostics: Sequence[Diagnostic], **extra: Any) -> str:
+    errors = sum(1 for d in diagnostics if d.severity is Severity.ERROR)
+    doc = {"diagnostics": [as_dict(d) for d in diagnostics],
+           "summary": {"errors": errors, "warnings": len(diagnostics) - errors}, **extra}
+    return json.dumps(doc, indent=2, sort_keys=True)
+
+
+def _escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: str) -> str:
+    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def github(diagnostics: Iterable[Diagnostic]) -> str:
+    """GitHub Actions workflow commands: `::error file=…,line=…,col=…,title=…::message`."""
+    lines = []
+    for d in diagnostics:
+        props = []
+        if d.location:
+            props += [f"file={_escape_property(d.location.file)}", f"line={d.location.line}",
+                      f"col={d.location.col}"]
+        props.append(f"title={_escape_property(d.code)}")
+        message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
+        lines.append(f"::{d.severity.value} {','.join(props)}::{_escape_data(message)}")
+    return "\n".join(lines)
+
+
+def render(diagnostics: Sequence[Diagnostic], fmt: str, **extra: Any) -> str:
+    if fmt == "json":
+        return to_json(diagnostics, **extra)
+    if fmt == "github":
+        return github(diagnostics)
+    return text(diagnostics)

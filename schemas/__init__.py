@@ -1,0 +1,1 @@
+"""JSON Schemas shipped with mtlsc: imported Gateway API CRDs and hand-written core kinds."""

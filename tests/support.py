@@ -1,0 +1,93 @@
+"""Shared test helpers: a test PKI with broken certificates, and running a case directory."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from compiler.k8s.validate import SchemaStore
+from compiler.load import LocalSourceConfig, read_policy_files
+from compiler.pipeline import Options, Result, compile_policies, schema_roots
+from compiler.pki import (
+    create_dev_pki,
+    derive_private_key,
+    derive_serial,
+    issue_certificate,
+    make_ca,
+)
+from compiler.secrets import CertificateSource
+from compiler.secrets.local import LocalSource
+
+REPO = Path(__file__).resolve().parent.parent
+CASES = Path(__file__).resolve().parent / "cases"
+COMMON = CASES / "_common"
+NOW = datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def build_test_pki(directory: Path) -> None:
+    create_dev_pki(directory)
+    ca = x509.load_pem_x509_certificate((directory / "ca-cert.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((directory / "ca-key.pem").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    past = datetime(2020, 1, 1, tzinfo=UTC)
+    expired, _ = make_ca("Expired CA", not_before=past, not_after=datetime(2021, 1, 1, tzinfo=UTC),
+                         key=derive_private_key("tests", "expired-ca"),
+                         serial=derive_serial("tests", "expired-ca"))
+    soon, _ = make_ca("Short CA", not_before=past, not_after=datetime(2027, 1, 10, tzinfo=UTC),
+                      key=derive_private_key("tests", "short-ca"),
+                      serial=derive_serial("tests", "short-ca"))
+    leaf, _ = issue_certificate(ca, ca_key, common_name="leaf", dns_names=["leaf.example.com"],
+                                server=True, not_before=past, not_after=datetime(2030, 1, 1,
+                                                                                  tzinfo=UTC),
+                                key=derive_private_key("tests", "leaf"),
+                                serial=derive_serial("tests", "leaf"))
+    other = derive_private_key("tests", "other-key")
+    files = {
+        "expired-ca.pem": _pem(expired),
+        "short-lived-ca.pem": _pem(soon),
+        "not-a-ca.pem": _pem(leaf),
+        "garbage.pem": b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n"
+                       b"-----END CERTIFICATE-----\n",
+        "leaf-cert.pem": _pem(leaf),
+        "other-key.pem": _key_pem(other),
+        "expired-server-cert.pem": _pem(issue_certificate(
+            ca, ca_key, common_name="old", dns_names=["example.com"], server=True,
+            not_before=past, not_after=datetime(2021, 1, 1, tzinfo=UTC),
+            key=other, serial=derive_serial("tests", "old"))[0]),
+    }
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+
+
+def prepare_case(case: Path, workdir: Path, pki: Path) -> Path:
+    """Copy a case (and the shared documents) into `workdir` with the test PKI at ./pki."""
+    root = workdir / case.name
+    shutil.copytree(case, root / "policies", ignore=shutil.ignore_patterns("expected",
+                                                                           "expect.yaml"))
+    shutil.copytree(COMMON, root / "policies" / "_common")
+    shutil.copytree(pki, root / "pki")
+    return root
+
+
+def compile_root(root: Path, *, strict: bool = False) -> Result:
+    texts = read_policy_files(root / "policies", root)
+    store = SchemaStore(schema_roots(REPO))
+
+    def open_source(config: LocalSourceConfig) -> CertificateSource:
+        return LocalSource(config, root)
+
+    return compile_policies(texts, open_source, store, Options(strict=strict, now=NOW))
