@@ -94,8 +94,15 @@ def _context(root: Path, policies: str, overlays: str, clusters: tuple[str, ...]
     return Context(root, root / policies, overlays, fmt, strict, clusters)
 
 
-def _plan(ctx: Context, result: Result) -> write.WritePlan:
-    return write.plan(ctx.root, result.files, (ctx.overlays, *result.output_dirs))
+def _plan(ctx: Context, result: Result) -> write.WritePlan | None:
+    """What writing would change; None (with a diagnostic) when unowned files are in the way."""
+    prune = (*result.output_dirs, ctx.overlays) if result.all_clusters else result.output_dirs
+    plan = write.plan(ctx.root, result.files, prune)
+    for rel in plan.conflicts:
+        result.diagnostics.append(error("FileInTheWay", f"{rel} exists and was not generated "
+                                        "by mtlsc; nothing was written", None, "move the file "
+                                        "away or set the ClusterTarget's outputDir elsewhere"))
+    return None if plan.conflicts else plan
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,14 +122,14 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
     if result.ok:
         try:
             plan = _plan(ctx, result)
-            if show_diff:
-                click.echo(write.unified_diff(plan), nl=False)
-            write.apply(plan)
+            if plan is not None:
+                if show_diff:
+                    click.echo(write.unified_diff(plan), nl=False)
+                write.apply(plan)
+                _done(plan, fmt)
         except OSError as exc:
             result.diagnostics.append(_io_failure(f"cannot write overlays: {exc}",
                                                   "check permissions and free space"))
-        else:
-            _done(plan, fmt)
     _emit(result.diagnostics, fmt, files=sorted(result.files))
     sys.exit(exit_code(result.diagnostics))
 
@@ -140,18 +147,15 @@ def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], s
     """Compile in memory and compare with the committed overlays (exit 1 on drift)."""
     ctx = _context(root, policies, overlays, clusters, strict, fmt)
     result = _compile(ctx)
-    code = exit_code(result.diagnostics)
-    if result.ok:
-        plan = _plan(ctx, result)
-        if plan.changed:
-            click.echo(write.unified_diff(plan), nl=False)
-            result.diagnostics.append(error("Drift", f"overlays are out of date: "
-                                            f"{len(plan.create)} missing, {len(plan.update)} "
-                                            f"changed, {len(plan.delete)} stale", None,
-                                            "run `mtlsc compile` and commit the result"))
-            code = ExitCode.INVALID
+    plan = _plan(ctx, result) if result.ok else None
+    if plan is not None and plan.changed:
+        click.echo(write.unified_diff(plan), nl=False)
+        result.diagnostics.append(error("Drift", f"overlays are out of date: "
+                                        f"{len(plan.create)} missing, {len(plan.update)} "
+                                        f"changed, {len(plan.delete)} stale", None,
+                                        "run `mtlsc compile` and commit the result"))
     _emit(result.diagnostics, fmt)
-    sys.exit(code)
+    sys.exit(exit_code(result.diagnostics))
 
 
 @main.command()

@@ -65,9 +65,12 @@ def _check_header(root: Node) -> list[Diagnostic]:
 
 
 def _leaf(err: ValidationError) -> ValidationError:
-    """oneOf/anyOf errors hide the useful message in their context; descend to it."""
+    """oneOf/anyOf errors hide the useful message in their context; descend to it. The
+    `null` branch of a patch field ("null removes it") is never the interesting one."""
     while err.context and err.validator in ("oneOf", "anyOf") and _choice(err) is None:
-        inner = best_match(err.context)
+        candidates = [e for e in err.context
+                      if not (e.validator == "type" and e.validator_value == "null")]
+        inner = best_match(candidates) if candidates else None
         if inner is None or (list(inner.absolute_path) == list(err.absolute_path) and
                              inner.validator in ("type", "oneOf")):
             break

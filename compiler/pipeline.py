@@ -42,7 +42,8 @@ class Result:
     policies: Policies | None = None
     placements: list[Placement] = field(default_factory=list)
     model: Model | None = None
-    output_dirs: tuple[str, ...] = ()
+    output_dirs: tuple[str, ...] = ()  # of the compiled clusters
+    all_clusters: bool = True  # False when --cluster restricted the run: prune nothing else
 
     @property
     def ok(self) -> bool:
@@ -75,6 +76,13 @@ def _selected_targets(policies: Policies, options: Options) -> list[Target]:
     if options.clusters:
         chosen = [t for t in chosen if t.name in options.clusters]
     return chosen
+
+
+def _unknown_selected(policies: Policies, options: Options) -> list[Diagnostic]:
+    known = {t.name for t in policies.targets}
+    return [error("UnknownCluster", f"--cluster {name!r} matches no ClusterTarget", None,
+                  "known: " + (", ".join(sorted(known)) or "(none)"))
+            for name in options.clusters if name not in known]
 
 
 def _check_targets(targets: Sequence[Target], policies: Policies,
@@ -128,13 +136,15 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
         return _finish(result, options)
     result.diagnostics += check_references(policies)
     targets = _selected_targets(policies, options)
+    result.diagnostics += _unknown_selected(policies, options)
     caps, problems = _check_targets(targets, policies, store)
     result.diagnostics += problems
     if not result.ok:
         return _finish(result, options)
     clusters = _resolve_all(policies, targets, caps, result)
     result.model = Model(tuple(clusters))
-    result.output_dirs = tuple(sorted({t.output_dir for t in policies.targets}))
+    result.output_dirs = tuple(sorted({t.output_dir for t in targets}))
+    result.all_clusters = not options.clusters
     if not result.ok:
         return _finish(result, options)
     materials = Materials()
