@@ -97,7 +97,12 @@ def _context(root: Path, policies: str, overlays: str, clusters: tuple[str, ...]
 def _plan(ctx: Context, result: Result) -> write.WritePlan | None:
     """What writing would change; None (with a diagnostic) when unowned files are in the way."""
     prune = (*result.output_dirs, ctx.overlays) if result.all_clusters else result.output_dirs
-    plan = write.plan(ctx.root, result.files, prune)
+    try:
+        plan = write.plan(ctx.root, result.files, prune)
+    except OSError as exc:
+        result.diagnostics.append(_io_failure(f"cannot read overlays: {exc}",
+                                              "check permissions of the overlay files"))
+        return None
     for rel in plan.conflicts:
         result.diagnostics.append(error("FileInTheWay", f"{rel} exists and was not generated "
                                         "by mtlsc; nothing was written", None, "move the file "
@@ -119,19 +124,36 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
     """Compile policies/ into overlays/ (writes nothing if there is any error)."""
     ctx = _context(root, policies, overlays, clusters, strict, fmt)
     result = _compile(ctx)
-    if result.ok:
-        try:
-            plan = _plan(ctx, result)
-            if plan is not None:
-                if show_diff:
-                    click.echo(write.unified_diff(plan), nl=False)
-                write.apply(plan)
-                _done(plan, fmt)
-        except OSError as exc:
-            result.diagnostics.append(_io_failure(f"cannot write overlays: {exc}",
-                                                  "check permissions and free space"))
-    _emit(result.diagnostics, fmt, files=sorted(result.files))
+    diff = _write_result(ctx, result, show_diff=show_diff)
+    _emit(result.diagnostics, fmt, files=sorted(result.files),
+          **({"diff": diff} if show_diff else {}))
     sys.exit(exit_code(result.diagnostics))
+
+
+def _show_diff(diff: str, fmt: str) -> None:
+    """Diffs go to stdout in text/github formats; JSON carries them inside the document."""
+    if fmt != "json":
+        click.echo(diff, nl=False)
+
+
+def _write_result(ctx: Context, result: Result, *, show_diff: bool = False) -> str:
+    """Write a successful compile to disk (I/O failures become diagnostics); returns the diff
+    when asked for."""
+    diff = ""
+    if not result.ok:
+        return diff
+    try:
+        plan = _plan(ctx, result)
+        if plan is not None:
+            if show_diff:
+                diff = write.unified_diff(plan)
+                _show_diff(diff, ctx.fmt)
+            write.apply(plan)
+            _done(plan, ctx.fmt)
+    except OSError as exc:
+        result.diagnostics.append(_io_failure(f"cannot write overlays: {exc}",
+                                              "check permissions and free space"))
+    return diff
 
 
 def _done(plan: write.WritePlan, fmt: str) -> None:
@@ -148,19 +170,22 @@ def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], s
     ctx = _context(root, policies, overlays, clusters, strict, fmt)
     result = _compile(ctx)
     plan = _plan(ctx, result) if result.ok else None
+    diff = ""
     if plan is not None and plan.changed:
-        click.echo(write.unified_diff(plan), nl=False)
+        diff = write.unified_diff(plan)
+        _show_diff(diff, fmt)
         result.diagnostics.append(error("Drift", f"overlays are out of date: "
                                         f"{len(plan.create)} missing, {len(plan.update)} "
                                         f"changed, {len(plan.delete)} stale", None,
                                         "run `mtlsc compile` and commit the result"))
-    _emit(result.diagnostics, fmt)
+    _emit(result.diagnostics, fmt, diff=diff)
     sys.exit(exit_code(result.diagnostics))
 
 
 @main.command()
 @_common
-@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
              fmt: str, files: tuple[Path, ...]) -> None:
     """Check intents offline (no certificate source): fast enough for pre-commit."""
@@ -265,3 +290,7 @@ def dev_pki(directory: Path, seed: str | None, use_random: bool, force: bool) ->
     chosen = None if use_random else (seed or DEFAULT_SEED)
     _write_files(lambda: create_dev_pki(directory, seed=chosen, overwrite=force),
                  PkiExistsError, "PkiExists", "pass --force to overwrite")
+
+
+# Commands around the Envoy output live in their own module; importing it registers them.
+from . import cli_envoy  # noqa: E402, F401

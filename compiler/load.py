@@ -14,7 +14,7 @@ from pathlib import Path
 from .diagnostics import Diagnostic, error
 from .intent_schema import check_document
 from .located import Document, Node, parse_documents
-from .model import Origin, Target
+from .model import EnvoySettings, Origin, Target
 
 DEFAULT_EXPIRY_WARNING_DAYS = 30
 
@@ -151,6 +151,25 @@ def _target(name: str, root: Node, spec: Node) -> Target:
         origin=_origin(root),
         source_location=spec.find(("certificateSource",)).loc,
         api_location=api.loc,
+        envoy=_envoy_settings(spec.get("envoy")),
+    )
+
+
+def _envoy_settings(node: Node | None) -> EnvoySettings:
+    if node is None:
+        return EnvoySettings()
+    defaults = EnvoySettings()
+    addresses = node.get("backendAddresses")
+    return EnvoySettings(
+        enabled=bool(node.scalar("enabled", True)),
+        cert_directory=str(node.scalar("certDirectory", defaults.cert_directory)).rstrip("/"),
+        inline_ca=node.scalar("caBundles", "inline") == "inline",
+        cluster_domain=str(node.scalar("clusterDomain", defaults.cluster_domain)),
+        listen_address=str(node.scalar("listenAddress", defaults.listen_address)),
+        admin_port=node.scalar("adminPort"),
+        verified_header=str(node.scalar("verifiedHeader", defaults.verified_header)),
+        backend_addresses=tuple(sorted((k, str(v.value)) for k, v in addresses.items()))
+        if addresses else (),
     )
 
 

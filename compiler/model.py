@@ -156,6 +156,23 @@ class Gateway:
 
 
 @dataclass(frozen=True, slots=True)
+class EnvoySettings:
+    """How a cluster's static Envoy configs are rendered (ClusterTarget.spec.envoy)."""
+
+    enabled: bool = True
+    cert_directory: str = "/etc/envoy/certs"
+    inline_ca: bool = True
+    cluster_domain: str = "cluster.local"
+    listen_address: str = "0.0.0.0"
+    admin_port: int | None = None
+    verified_header: str = "x-client-cert-verified"
+    backend_addresses: tuple[tuple[str, str], ...] = ()
+
+    def backend_address(self, namespace: str, service: str, domain_default: str) -> str:
+        return dict(self.backend_addresses).get(f"{namespace}/{service}", domain_default)
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     name: str
     environment: str | None
@@ -168,6 +185,7 @@ class Target:
     origin: Origin
     source_location: Location  # where certificateSource is set
     api_location: Location  # where gatewayAPI is set
+    envoy: EnvoySettings = field(default_factory=EnvoySettings)
 
     def implementation_for(self, class_name: str) -> str | None:
         return dict(self.implementations).get(class_name)

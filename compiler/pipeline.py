@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .consistency import differences
 from .diagnostics import Diagnostic, error, escalate, has_errors, sorted_diagnostics
 from .emit import to_yaml
 from .fetch import Materials, fetch, verify
@@ -21,6 +22,7 @@ from .layering import Placement, check_references, place, targets_of
 from .load import LocalSourceConfig, Policies, load_texts
 from .model import ClusterModel, Gateway, Model, Target
 from .precedence import Capabilities
+from .render.envoy import ca_files, envoy_file, render_envoy
 from .render.gateway_api import Rendered, render_gateway_objects
 from .resolve import resolve
 from .secrets import CertificateSource
@@ -42,6 +44,7 @@ class Result:
     policies: Policies | None = None
     placements: list[Placement] = field(default_factory=list)
     model: Model | None = None
+    materials: Materials | None = None  # holds private keys in memory only (materialize)
     output_dirs: tuple[str, ...] = ()  # of the compiled clusters
     all_clusters: bool = True  # False when --cluster restricted the run: prune nothing else
 
@@ -152,12 +155,14 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
         sources = {s.name: open_source(s) for s in policies.sources
                    if s.name in {t.certificate_source for t in targets}}
         materials, problems = fetch(clusters, sources)
+        result.materials = materials
         result.diagnostics += problems
         result.diagnostics += verify(clusters, materials, options.now or datetime.now(UTC))
         if not result.ok:
             return _finish(result, options)
     for cluster in clusters:
-        files, problems = render_cluster(cluster, materials, store)
+        files, problems = render_cluster(cluster, materials, store,
+                                         envoy=open_source is not None)
         result.files.update(files)
         result.diagnostics += problems
     if open_source is None:
@@ -195,8 +200,8 @@ def _file_name(obj: Mapping[str, Any]) -> str:
     return f"{meta['namespace']}/{obj['kind'].lower()}-{meta['name']}.yaml"
 
 
-def render_cluster(cluster: ClusterModel, materials: Materials,
-                   store: SchemaStore) -> tuple[dict[str, bytes], list[Diagnostic]]:
+def render_cluster(cluster: ClusterModel, materials: Materials, store: SchemaStore,
+                   *, envoy: bool = True) -> tuple[dict[str, bytes], list[Diagnostic]]:
     target = cluster.target
     ca_pems = materials.ca_pems_for(target.certificate_source)
     rendered = [r for gw in cluster.gateways for r in render_gateway_objects(gw, ca_pems)]
@@ -204,10 +209,42 @@ def render_cluster(cluster: ClusterModel, materials: Materials,
     for item in objects:
         problems += _validate(item, target, store)
     files = {f"{target.output_dir}/{_file_name(r.obj)}": to_yaml(r.obj) for r in objects}
-    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                     "resources": sorted(_file_name(r.obj) for r in objects)}
+    kustomization: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": sorted(_file_name(r.obj) for r in objects)}
+    if envoy and target.envoy.enabled:
+        generators = []
+        configmaps = {(r.identity[1], r.identity[2]): r.obj["data"]["ca.crt"].encode("ascii")
+                      for r in objects if r.identity[0] == "ConfigMap"}
+        gateways = {r.identity[1:]: r for r in objects if r.identity[0] == "Gateway"}
+        for gw in cluster.gateways:
+            bootstrap = render_envoy(gw, target.name, ca_pems, target.envoy)
+            files[f"{target.output_dir}/{envoy_file(gw)}"] = to_yaml(bootstrap)
+            generators.append(_envoy_configmap(gw))
+            problems += _consistency(gateways[(gw.namespace, gw.name)], bootstrap,
+                                     configmaps, ca_files(gw, ca_pems, target.envoy))
+        if generators:
+            kustomization["configMapGenerator"] = generators
     files[f"{target.output_dir}/kustomization.yaml"] = to_yaml(kustomization)
     return files, problems
+
+
+def _consistency(gateway: Rendered, bootstrap: dict[str, Any],
+                 configmaps: dict[tuple[str, str], bytes],
+                 files: dict[str, bytes]) -> list[Diagnostic]:
+    """Self-check: the emitted Gateway and Envoy config must enforce the same validation."""
+    return [error("InternalInconsistency", f"mtlsc bug: Gateway and Envoy config of "
+                  f"{gateway.identity[1]}/{gateway.identity[2]} disagree: {problem}",
+                  gateway.locate(()), "please report this with the intent file")
+            for problem in differences(gateway.obj, bootstrap, configmaps, files)]
+
+
+def _envoy_configmap(gw: Gateway) -> dict[str, Any]:
+    """A kustomize-generated ConfigMap carrying the Envoy config; the name-hash suffix makes
+    Argo CD / Flux roll Envoy when the config changes."""
+    return {"name": f"envoy-{gw.name}", "namespace": gw.namespace,
+            "files": [f"envoy.yaml={envoy_file(gw)}"],
+            "options": {"labels": {"app.kubernetes.io/managed-by": "mtlsc"}}}
 
 
 def _validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagnostic]:

@@ -114,15 +114,25 @@ def _prune_empty_dirs(directory: Path, stop: Path) -> None:
         directory = directory.parent
 
 
+def _lines(text: str) -> list[str]:
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines
+
+
+def _read_text(path: Path) -> str:
+    # A damaged generated file must not crash the diff: show undecodable bytes replaced.
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
 def unified_diff(p: WritePlan) -> str:
     """What `apply` would change, as a unified diff (used by `mtlsc check` and `--diff`)."""
     chunks: list[str] = []
     for rel in sorted({*p.create, *p.update, *p.delete}):
-        path = p.root / rel
-        old = path.read_text(encoding="utf-8") if rel not in p.create else ""
+        old = _read_text(p.root / rel) if rel not in p.create else ""
         new = (p.create.get(rel) or p.update.get(rel) or b"").decode("utf-8")
-        chunks += difflib.unified_diff(old.splitlines(keepends=True),
-                                       new.splitlines(keepends=True),
+        chunks += difflib.unified_diff(_lines(old), _lines(new),
                                        fromfile=f"a/{rel}" if rel not in p.create else "/dev/null",
                                        tofile=f"b/{rel}" if rel not in p.delete else "/dev/null")
     return "".join(chunks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,16 @@ from compiler.k8s.schema_import import (
     object_meta_schema,
 )
 
-CRD_ROOT = Path("/work/shared/reference/gateway-api/crds")
+
+def _crd_root() -> Path:
+    """The Gateway API CRDs kept beside the checkout (../shared), or MTLSC_GATEWAY_API_CRDS."""
+    override = os.environ.get("MTLSC_GATEWAY_API_CRDS")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[3] / "shared" / "reference" / "gateway-api" / "crds"
+
+
+CRD_ROOT = _crd_root()
 REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 CA_REFS = ("spec", "tls", "frontend", "default", "validation", "caCertificateRefs")
 

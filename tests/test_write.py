@@ -1,0 +1,292 @@
+"""compiler/write.py: plan what changes, apply it all or nothing, own only generated files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from compiler import write
+from compiler.emit import HEADER
+
+OLD = 1_000_000_000_000_000_000  # an mtime (ns) far in the past, to see whether a file was touched
+
+
+def generated(body: str) -> bytes:
+    return (HEADER + body).encode("utf-8")
+
+
+def put(root: Path, rel: str, data: bytes) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, ns=(OLD, OLD))
+    return path
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def temp_files(root: Path) -> list[Path]:
+    return sorted(root.rglob(".mtlsc-*.tmp"))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """overlays/c/ with one file of each kind the planner distinguishes."""
+    put(tmp_path, "overlays/c/same.yaml", generated("a: 1\n"))
+    put(tmp_path, "overlays/c/changed.yaml", generated("a: 1\n"))
+    put(tmp_path, "overlays/c/stale.yaml", generated("a: 1\n"))
+    put(tmp_path, "overlays/c/hand.yaml", b"hand: written\n")
+    return tmp_path
+
+
+WANTED = {
+    "overlays/c/same.yaml": generated("a: 1\n"),
+    "overlays/c/changed.yaml": generated("a: 2\n"),
+    "overlays/c/new/created.yaml": generated("a: 3\n"),
+}
+
+
+# --- plan ----------------------------------------------------------------------------------------
+
+
+def test_plan_classifies_every_file(repo: Path) -> None:
+    p = write.plan(repo, WANTED, ["overlays"])
+
+    assert p.create == {"overlays/c/new/created.yaml": generated("a: 3\n")}
+    assert p.update == {"overlays/c/changed.yaml": generated("a: 2\n")}
+    assert p.delete == ("overlays/c/stale.yaml",)
+    assert p.unchanged == ("overlays/c/same.yaml",)
+    assert p.conflicts == ()
+    assert p.changed
+
+
+def test_plan_without_changes(repo: Path) -> None:
+    wanted = {rel: data for rel, data in tree(repo).items() if rel != "overlays/c/hand.yaml"}
+
+    p = write.plan(repo, wanted, ["overlays"])
+
+    assert not p.changed
+    assert p.unchanged == tuple(sorted(wanted))
+
+
+def test_plan_is_read_only(repo: Path) -> None:
+    before = tree(repo)
+
+    write.plan(repo, WANTED, ["overlays"])
+
+    assert tree(repo) == before
+
+
+def test_only_files_in_owned_dirs_can_be_stale(repo: Path) -> None:
+    put(repo, "elsewhere/old.yaml", generated("a: 1\n"))
+
+    p = write.plan(repo, WANTED, ["overlays/c", "missing-dir"])
+
+    assert p.delete == ("overlays/c/stale.yaml",)
+    assert write.plan(repo, WANTED, []).delete == ()
+
+
+def test_unowned_files_and_symlinks_are_never_stale(repo: Path) -> None:
+    (repo / "overlays/c/link.yaml").symlink_to(repo / "overlays/c/same.yaml")
+    put(repo, "overlays/c/almost.yaml", HEADER[:-5].encode())  # truncated header
+
+    p = write.plan(repo, WANTED, ["overlays"])
+
+    assert p.delete == ("overlays/c/stale.yaml",)
+
+
+@pytest.mark.parametrize("obstacle", ["hand-written file", "directory"])
+def test_plan_reports_unowned_paths_in_the_way(repo: Path, obstacle: str) -> None:
+    rel = "overlays/c/hand.yaml"
+    if obstacle == "directory":
+        rel = "overlays/c/dir.yaml"
+        (repo / rel).mkdir()
+    wanted = {**WANTED, rel: generated("mine: now\n")}
+
+    p = write.plan(repo, wanted, ["overlays"])
+
+    assert p.conflicts == (rel,)
+    assert rel not in p.create and rel not in p.update
+
+
+def test_apply_refuses_a_plan_with_conflicts(repo: Path) -> None:
+    before = tree(repo)
+    p = write.plan(repo, {**WANTED, "overlays/c/hand.yaml": generated("x: 1\n")}, ["overlays"])
+
+    with pytest.raises(FileExistsError, match=r"overlays/c/hand\.yaml"):
+        write.apply(p)
+
+    assert tree(repo) == before
+
+
+def test_is_owned_requires_the_header_at_the_start(tmp_path: Path) -> None:
+    assert write.is_owned(put(tmp_path, "a.yaml", generated("a: 1\n")))
+    assert write.is_owned(put(tmp_path, "b.yaml", HEADER.encode()))
+    assert not write.is_owned(put(tmp_path, "c.yaml", HEADER[:-2].encode()))
+    assert not write.is_owned(put(tmp_path, "d.yaml", b"# mine\n" + generated("a: 1\n")))
+    assert not write.is_owned(put(tmp_path, "e.yaml", b""))
+    assert not write.is_owned(tmp_path / "missing.yaml")
+    assert not write.is_owned(tmp_path)  # a directory
+
+
+# --- apply ---------------------------------------------------------------------------------------
+
+
+def test_apply_writes_the_planned_tree(repo: Path) -> None:
+    write.apply(write.plan(repo, WANTED, ["overlays"]))
+
+    assert tree(repo) == {**WANTED, "overlays/c/hand.yaml": b"hand: written\n"}
+    created = repo / "overlays/c/new/created.yaml"
+    assert stat.S_IMODE(created.stat().st_mode) == 0o644
+    assert temp_files(repo) == []
+
+
+def test_apply_leaves_unchanged_and_unowned_files_alone(repo: Path) -> None:
+    write.apply(write.plan(repo, WANTED, ["overlays"]))
+
+    assert (repo / "overlays/c/same.yaml").stat().st_mtime_ns == OLD
+    assert (repo / "overlays/c/hand.yaml").stat().st_mtime_ns == OLD
+    assert (repo / "overlays/c/changed.yaml").stat().st_mtime_ns != OLD
+
+
+def test_apply_removes_stale_files_and_prunes_empty_directories(tmp_path: Path) -> None:
+    put(tmp_path, "overlays/c/keep.yaml", generated("a: 1\n"))
+    put(tmp_path, "overlays/c/gone/deep/old.yaml", generated("a: 1\n"))
+    put(tmp_path, "overlays/c/mixed/old.yaml", generated("a: 1\n"))
+    put(tmp_path, "overlays/c/mixed/notes.md", b"mine\n")
+    put(tmp_path, "overlays/d/old.yaml", generated("a: 1\n"))
+
+    p = write.plan(tmp_path, {"overlays/c/keep.yaml": generated("a: 1\n")}, ["overlays"])
+    write.apply(p)
+
+    assert p.delete == ("overlays/c/gone/deep/old.yaml", "overlays/c/mixed/old.yaml",
+                        "overlays/d/old.yaml")
+    assert tree(tmp_path) == {"overlays/c/keep.yaml": generated("a: 1\n"),
+                              "overlays/c/mixed/notes.md": b"mine\n"}
+    assert not (tmp_path / "overlays/c/gone").exists()
+    assert not (tmp_path / "overlays/d").exists()
+    assert (tmp_path / "overlays/c/mixed").is_dir()
+
+
+def test_pruning_stops_at_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    put(root, "overlays/c/old.yaml", generated("a: 1\n"))
+
+    write.apply(write.plan(root, {}, ["overlays"]))
+
+    assert root.is_dir()
+    assert not (root / "overlays/c").exists()
+
+
+def test_a_staging_failure_changes_nothing(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = tree(repo)
+    real_stage = write._stage
+    staged: list[Path] = []
+
+    def fail_on_second(dest: Path, data: bytes) -> Path:
+        if staged:
+            raise OSError(28, "No space left on device")
+        staged.append(real_stage(dest, data))
+        return staged[-1]
+
+    monkeypatch.setattr(write, "_stage", fail_on_second)
+    p = write.plan(repo, WANTED, ["overlays"])
+    assert len(p.create) + len(p.update) == 2
+
+    with pytest.raises(OSError, match="No space left"):
+        write.apply(p)
+
+    assert staged and not staged[0].exists()  # the first file was staged, then cleaned up
+    assert tree(repo) == before  # stale.yaml still there, changed.yaml not replaced
+    assert temp_files(repo) == []
+
+
+def test_a_destination_that_cannot_be_created_changes_nothing(repo: Path) -> None:
+    # The parent "directory" is a file: staging fails after changed.yaml was already staged.
+    wanted = {**WANTED, "overlays/c/hand.yaml/inside.yaml": generated("a: 4\n")}
+    p = write.plan(repo, wanted, ["overlays"])
+    assert "overlays/c/hand.yaml/inside.yaml" in p.create
+    before = tree(repo)
+
+    with pytest.raises(OSError):
+        write.apply(p)
+
+    assert tree(repo) == before
+    assert temp_files(repo) == []
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root ignores directory permissions")
+def test_a_read_only_destination_changes_nothing(repo: Path) -> None:
+    locked = repo / "overlays/c/new"
+    locked.mkdir()
+    p = write.plan(repo, {**WANTED, "overlays/c/a-first.yaml": generated("b: 1\n")},
+                   ["overlays"])
+    before = tree(repo)
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError):
+            write.apply(p)
+    finally:
+        locked.chmod(0o755)
+
+    assert tree(repo) == before
+    assert temp_files(repo) == []
+
+
+# --- unified_diff --------------------------------------------------------------------------------
+
+
+def test_unified_diff_of_create_update_and_delete(repo: Path) -> None:
+    diff = write.unified_diff(write.plan(repo, WANTED, ["overlays"]))
+
+    assert diff == (
+        "--- a/overlays/c/changed.yaml\n"
+        "+++ b/overlays/c/changed.yaml\n"
+        "@@ -1,2 +1,2 @@\n"
+        f" {HEADER}"
+        "-a: 1\n"
+        "+a: 2\n"
+        "--- /dev/null\n"
+        "+++ b/overlays/c/new/created.yaml\n"
+        "@@ -0,0 +1,2 @@\n"
+        f"+{HEADER}"
+        "+a: 3\n"
+        "--- a/overlays/c/stale.yaml\n"
+        "+++ /dev/null\n"
+        "@@ -1,2 +0,0 @@\n"
+        f"-{HEADER}"
+        "-a: 1\n"
+    )
+
+
+def test_unified_diff_is_empty_without_changes(repo: Path) -> None:
+    p = write.plan(repo, {"overlays/c/same.yaml": generated("a: 1\n"),
+                          "overlays/c/stale.yaml": generated("a: 1\n"),
+                          "overlays/c/changed.yaml": generated("a: 1\n")}, ["overlays"])
+
+    assert write.unified_diff(p) == ""
+
+
+def test_unified_diff_does_not_write(repo: Path) -> None:
+    before = tree(repo)
+
+    write.unified_diff(write.plan(repo, WANTED, ["overlays"]))
+
+    assert tree(repo) == before
+
+
+def test_unified_diff_of_a_file_without_final_newline(tmp_path: Path) -> None:
+    put(tmp_path, "overlays/a.yaml", generated("a: 1"))
+
+    diff = write.unified_diff(write.plan(tmp_path, {"overlays/a.yaml": generated("a: 2\n")},
+                                         ["overlays"]))
+
+    assert "-a: 1" in diff.splitlines()
+    assert "+a: 2" in diff.splitlines()
