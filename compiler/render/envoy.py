@@ -169,6 +169,12 @@ def _route_config(listener: Listener, routes: Sequence[Route],
         hosts.append({"name": domain, "domains": [domain],
                       "routes": [r for route in ordered for r in
                                  _envoy_routes(route, tls, settings)]})
+    if tls and listener.hostname and not any(h["domains"] == ["*"] for h in hosts):
+        # A request for another hostname on a connection opened for this one (HTTP/2
+        # coalescing, GEP-3567) gets 421 so the client retries on a fresh connection.
+        hosts.append({"name": "misdirected", "domains": ["*"],
+                      "routes": [{"match": {"prefix": "/"},
+                                  "direct_response": {"status": 421}}]})
     return {"name": listener.name, "virtual_hosts": hosts}
 
 
