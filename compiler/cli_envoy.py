@@ -10,6 +10,7 @@ import click
 from .cli import _common, _compile, _context, _emit, _write_result, main
 from .diagnostics import ExitCode, error, exit_code, warning
 from .envoy_local import find_envoy, materialize, private_tempdir, validate_compiled
+from .load import LocalSourceConfig
 from .model import ClusterModel
 from .pipeline import Result
 
@@ -37,7 +38,8 @@ def materialize_cmd(root: Path, policies: str, overlays: str, clusters: tuple[st
     ctx = _context(root, policies, overlays, clusters, strict, fmt)
     result = _compile(ctx)
     cluster = _cluster(result, clusters[0])
-    forbidden = [root / overlays] + [root / d for d in result.output_dirs]
+    targets = result.policies.targets if result.policies else []
+    forbidden = [root / overlays] + [root / t.output_dir for t in targets]
     if _inside(directory, forbidden):
         result.diagnostics.append(error("MaterializeIntoOverlays", f"{directory} is inside the "
                                         "overlays: keys must never reach Git", None,
@@ -51,8 +53,11 @@ def materialize_cmd(root: Path, policies: str, overlays: str, clusters: tuple[st
                                             f"{exc}", None, "check permissions",
                                             source_failure=True))
         else:
-            for path in written:
-                click.echo(path.as_posix())
+            paths = [p.as_posix() for p in written]
+            if fmt != "json":
+                click.echo("\n".join(paths))
+            _emit(result.diagnostics, fmt, files=paths)
+            sys.exit(exit_code(result.diagnostics))
     _emit(result.diagnostics, fmt)
     sys.exit(exit_code(result.diagnostics))
 
@@ -104,6 +109,8 @@ def demo_cmd(root: Path, cluster: str, gateway: str) -> None:
     assert model_cluster is not None and result.policies is not None
     source = next(s for s in result.policies.sources
                   if s.name == model_cluster.target.certificate_source)
+    if not isinstance(source, LocalSourceConfig):
+        raise click.UsageError("the demo needs a cluster served by the local dev PKI")
     pki = root / source.directory  # the dev PKI holds the demo client certificate
     with private_tempdir() as work, demo.echo_backend() as backend:
         unrelated = demo.write_unrelated_client(work)

@@ -45,8 +45,19 @@ def find_envoy() -> str | None:
     return str(beside) if beside.is_file() else None
 
 
+def _make_dirs(directory: Path) -> None:
+    """Create missing directories 0700 each (mkdir's mode only applies to the last one)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700)
+        os.chmod(path, 0o700)
+
+
 def _write(path: Path, data: bytes, mode: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_dirs(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)

@@ -160,30 +160,40 @@ def _envoy_routes(route: Route, tls: bool, settings: EnvoySettings) -> list[dict
     return out
 
 
-def _route_config(listener: Listener, routes: Sequence[Route],
+def _route_config(listeners: Sequence[Listener], routes: Sequence[Route],
                   settings: EnvoySettings) -> dict[str, Any]:
-    tls = listener.protocol is Protocol.HTTPS
+    """Virtual hosts for the listeners one filter chain serves (several only for plain HTTP,
+    where there is no SNI to tell them apart)."""
+    tls = listeners[0].protocol is Protocol.HTTPS
+    by_domain: dict[str, dict[str, Route]] = {}
+    for listener in listeners:
+        for domain, matched in _routes_for(listener, routes).items():
+            by_domain.setdefault(domain, {}).update({f"{r.namespace}/{r.name}": r
+                                                     for r in matched})
     hosts = []
-    for domain, matched in sorted(_routes_for(listener, routes).items()):
-        ordered = sorted(matched, key=lambda r: (-len(r.path_prefix), r.namespace, r.name))
+    for domain, named in sorted(by_domain.items()):
+        ordered = sorted(named.values(), key=lambda r: (-len(r.path_prefix), r.namespace,
+                                                        r.name))
         hosts.append({"name": domain, "domains": [domain],
                       "routes": [r for route in ordered for r in
                                  _envoy_routes(route, tls, settings)]})
-    if tls and listener.hostname and not any(h["domains"] == ["*"] for h in hosts):
+    if tls and listeners[0].hostname and not any(h["domains"] == ["*"] for h in hosts):
         # A request for another hostname on a connection opened for this one (HTTP/2
         # coalescing, GEP-3567) gets 421 so the client retries on a fresh connection.
         hosts.append({"name": "misdirected", "domains": ["*"],
                       "routes": [{"match": {"prefix": "/"},
                                   "direct_response": {"status": 421}}]})
-    return {"name": listener.name, "virtual_hosts": hosts}
+    return {"name": listeners[0].name, "virtual_hosts": hosts}
 
 
-def _hcm(listener: Listener, routes: Sequence[Route], settings: EnvoySettings) -> dict[str, Any]:
+def _hcm(listeners: Sequence[Listener], routes: Sequence[Route],
+         settings: EnvoySettings) -> dict[str, Any]:
+    listener = listeners[0]
     config: dict[str, Any] = {
         "@type": HCM,
         "stat_prefix": listener.name,
         "strip_any_host_port": True,
-        "route_config": _route_config(listener, routes, settings),
+        "route_config": _route_config(listeners, routes, settings),
         "http_filters": [{"name": "envoy.filters.http.router",
                           "typed_config": {"@type": ROUTER}}],
     }
@@ -196,16 +206,24 @@ def _hcm(listener: Listener, routes: Sequence[Route], settings: EnvoySettings) -
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
 
 
-def _filter_chain(listener: Listener, port: PortValidation | None, gw: Gateway,
+def _filter_chain(listeners: Sequence[Listener], port: PortValidation | None, gw: Gateway,
                   ca_pems: Mapping[str, bytes], settings: EnvoySettings) -> dict[str, Any]:
+    listener = listeners[0]
     chain: dict[str, Any] = {"name": listener.name}
     if listener.protocol is Protocol.HTTPS and listener.hostname:
         chain["filter_chain_match"] = {"server_names": [listener.hostname]}
     if listener.protocol is Protocol.HTTPS:
         assert port is not None
         chain["transport_socket"] = _tls_socket(listener, port, ca_pems, settings)
-    chain["filters"] = [_hcm(listener, gw.routes, settings)]
+    chain["filters"] = [_hcm(listeners, gw.routes, settings)]
     return chain
+
+
+def _chains(members: Sequence[Listener]) -> list[list[Listener]]:
+    """HTTPS: a filter chain per listener (SNI tells them apart); HTTP: one for all."""
+    if members[0].protocol is Protocol.HTTP:
+        return [list(members)]
+    return [[m] for m in members]
 
 
 def _socket(address: str, port: int) -> dict[str, Any]:
@@ -225,8 +243,8 @@ def _listeners(gw: Gateway, ca_pems: Mapping[str, bytes],
         listener: dict[str, Any] = {
             "name": f"port-{port_number}",
             "address": _socket(settings.listen_address, port_number),
-            "filter_chains": [_filter_chain(m, ports.get(port_number), gw, ca_pems, settings)
-                              for m in members],
+            "filter_chains": [_filter_chain(chain, ports.get(port_number), gw, ca_pems,
+                                            settings) for chain in _chains(members)],
         }
         if members[0].protocol is Protocol.HTTPS:
             # SNI-based filter chain matching needs the TLS inspector to read the ClientHello.
