@@ -14,13 +14,13 @@ from pathlib import Path
 import click
 
 from . import report, write
-from .diagnostics import Diagnostic, ExitCode, error, exit_code
+from .diagnostics import Diagnostic, ExitCode, Location, error, exit_code
 from .explain import explain as explain_text
 from .k8s.validate import SchemaStore
-from .load import LocalSourceConfig, read_policy_files
-from .pipeline import Options, Result, compile_policies, schema_roots
-from .secrets import CertificateSource
-from .secrets.local import LocalSource
+from .load import read_policy_files
+from .lock import LOCK_FILE, LockError, LockKey, Pin, parse_lock
+from .pipeline import Options, Result, compile_policies, schema_roots, validate_only
+from .secrets.factory import source_factory
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,22 @@ def _io_failure(message: str, hint: str) -> Diagnostic:
     return error("FilesystemError", message, None, hint, source_failure=True)
 
 
-def _compile(ctx: Context, *, offline: bool = False) -> Result:
+def _read_lock(ctx: Context) -> tuple[dict[LockKey, Pin], list[Diagnostic]]:
+    path = ctx.root / LOCK_FILE
+    if not path.is_file():
+        return {}, []
+    try:
+        return parse_lock(path.read_text(encoding="utf-8")), []
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, [_io_failure(f"cannot read {LOCK_FILE}: {exc}", "check the file")]
+    except LockError as exc:
+        return {}, [error("InvalidLockfile", str(exc), Location(LOCK_FILE, 1, 1),
+                          f"restore {LOCK_FILE} from Git or delete it and run "
+                          "`mtlsc lock update`")]
+
+
+def _compile(ctx: Context, *, offline: bool = False,
+             unpin: tuple[str, ...] | None = None) -> Result:
     try:
         texts = read_policy_files(ctx.policies, ctx.root)
     except (OSError, UnicodeDecodeError) as exc:
@@ -59,16 +74,14 @@ def _compile(ctx: Context, *, offline: bool = False) -> Result:
                                          None, "run from the repository root or pass "
                                          "--policies")])
     store = SchemaStore(schema_roots(ctx.root))
-
-    def open_source(config: LocalSourceConfig) -> CertificateSource:
-        return LocalSource(config, ctx.root)
-
     options = Options(strict=ctx.strict, clusters=ctx.clusters)
     if offline:
-        from .pipeline import validate_only
-
         return validate_only(texts, store, options)
-    return compile_policies(texts, open_source, store, options)
+    lock, problems = _read_lock(ctx)
+    if problems:
+        return Result(diagnostics=problems)
+    return compile_policies(texts, source_factory(ctx.root, lock, unpin), store, options,
+                            lock)
 
 
 def _common(func: click.decorators.FC) -> click.decorators.FC:
@@ -229,6 +242,25 @@ def explain(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
                                         "for the selected clusters", None,
                                         "use namespace/name as in the GatewayIntent"))
     _emit(result.diagnostics, fmt)
+    sys.exit(exit_code(result.diagnostics))
+
+
+@main.group()
+def lock() -> None:
+    """Manage mtlsc.lock, the pinned certificate versions."""
+
+
+@lock.command("update")
+@_common
+@click.option("--ref", "refs", multiple=True,
+              help="Move only this logical certificate/CA name forward (default: all).")
+def lock_update(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
+                strict: bool, fmt: str, refs: tuple[str, ...]) -> None:
+    """Resolve refs to Vault's latest versions, then write mtlsc.lock and the overlays."""
+    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    result = _compile(ctx, unpin=refs)
+    _write_result(ctx, result)
+    _emit(result.diagnostics, fmt, files=sorted(result.files))
     sys.exit(exit_code(result.diagnostics))
 
 

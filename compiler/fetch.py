@@ -7,6 +7,7 @@ reference it. A failure is reported at every intent line that references the cer
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -76,21 +77,34 @@ def _failure(exc: SourceError, uses: _Uses) -> list[Diagnostic]:
             for loc in sorted(uses.locations, key=lambda loc: (loc.file, loc.line, loc.col))]
 
 
+def _read(source: CertificateSource, kind: str, name: str) -> object:
+    try:
+        return source.ca_bundle(name) if kind == "ca" else source.server_certificate(name)
+    except SourceError as exc:
+        return exc
+
+
 def fetch(clusters: Sequence[ClusterModel],
           sources: Mapping[str, CertificateSource]) -> tuple[Materials, list[Diagnostic]]:
+    """Read every distinct (source, name) once, in parallel up to the sources' concurrency."""
     cas, servers = _collect(clusters)
+    jobs = [("ca", key, uses) for key, uses in sorted(cas.items())]
+    jobs += [("server", key, uses) for key, uses in sorted(servers.items())]
+    workers = max((s.concurrency for s in sources.values()), default=1)
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        outcomes = list(pool.map(lambda job: _read(sources[job[1][0]], job[0], job[1][1]),
+                                 jobs))
     materials = Materials()
     problems: list[Diagnostic] = []
-    for (src, name), uses in sorted(cas.items()):
-        try:
-            materials.ca_bundles[(src, name)] = sources[src].ca_bundle(name)
-        except SourceError as exc:
-            problems += _failure(exc, uses)
-    for (src, name), uses in sorted(servers.items()):
-        try:
-            materials.server_certs[(src, name)] = sources[src].server_certificate(name)
-        except SourceError as exc:
-            problems += _failure(exc, uses)
+    for (kind, key, uses), outcome in zip(jobs, outcomes, strict=True):
+        if isinstance(outcome, SourceError):
+            problems += _failure(outcome, uses)
+        elif kind == "ca":
+            assert isinstance(outcome, bytes)
+            materials.ca_bundles[key] = outcome
+        else:
+            assert isinstance(outcome, ServerCertificate)
+            materials.server_certs[key] = outcome
     return materials, problems
 
 

@@ -15,6 +15,7 @@ from .diagnostics import Diagnostic, error
 from .intent_schema import check_document
 from .located import Document, Node, parse_documents
 from .model import EnvoySettings, Origin, Target
+from .secrets.vault_config import VaultSourceConfig, vault_config
 
 DEFAULT_EXPIRY_WARNING_DAYS = 30
 
@@ -56,12 +57,15 @@ class LocalSourceConfig:
     origin: Origin
 
 
+SourceConfig = LocalSourceConfig | VaultSourceConfig
+
+
 @dataclass(slots=True)
 class Policies:
     intents: list[IntentDoc] = field(default_factory=list)
     overrides: list[OverrideDoc] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
-    sources: list[LocalSourceConfig] = field(default_factory=list)
+    sources: list[SourceConfig] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
 
 
@@ -173,7 +177,10 @@ def _envoy_settings(node: Node | None) -> EnvoySettings:
     )
 
 
-def _source(name: str, root: Node, spec: Node) -> LocalSourceConfig:
+def _source(name: str, root: Node, spec: Node) -> SourceConfig:
+    vault = spec.get("vault")
+    if vault is not None:
+        return vault_config(name, vault, root.loc)
     local = spec.get("local")
     assert local is not None
     certs = local.get("certificates")

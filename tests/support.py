@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from compiler.k8s.validate import SchemaStore
-from compiler.load import LocalSourceConfig, read_policy_files
+from compiler.load import read_policy_files
 from compiler.pipeline import Options, Result, compile_policies, schema_roots
 from compiler.pki import (
     create_dev_pki,
@@ -20,8 +20,7 @@ from compiler.pki import (
     issue_certificate,
     make_ca,
 )
-from compiler.secrets import CertificateSource
-from compiler.secrets.local import LocalSource
+from compiler.secrets.factory import source_factory
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "cases"
@@ -86,8 +85,4 @@ def prepare_case(case: Path, workdir: Path, pki: Path) -> Path:
 def compile_root(root: Path, *, strict: bool = False) -> Result:
     texts = read_policy_files(root / "policies", root)
     store = SchemaStore(schema_roots(REPO))
-
-    def open_source(config: LocalSourceConfig) -> CertificateSource:
-        return LocalSource(config, root)
-
-    return compile_policies(texts, open_source, store, Options(strict=strict, now=NOW))
+    return compile_policies(texts, source_factory(root), store, Options(strict=strict, now=NOW))

@@ -6,8 +6,12 @@ and the source maps each logical name to a location. Adding a source (Vault) cha
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..lock import Pin
 
 
 class SecretBytes:
@@ -53,6 +57,11 @@ class SourceError(Exception):
 
 class CertificateSource(Protocol):
     name: str
+    concurrency: int  # how many reads may run in parallel
+
+    def pins(self) -> Mapping[tuple[str, str], Pin]:
+        """What the reads resolved to ((kind, name) → pin), for the lockfile."""
+        ...
 
     def ca_bundle(self, ref: str) -> bytes:
         """The PEM CA bundle for logical name `ref`; raises SourceError."""

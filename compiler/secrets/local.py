@@ -7,11 +7,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..load import LocalSourceConfig
+from ..lock import Pin
 from ..pki import ensure_dev_pki
 from . import SecretBytes, ServerCertificate, SourceError
 
 
 class LocalSource:
+    concurrency = 1  # local files: parallel reads gain nothing
+
     def __init__(self, config: LocalSourceConfig, root: Path) -> None:
         self.name = config.name
         self._config = config
@@ -44,6 +47,9 @@ class LocalSource:
         except OSError as exc:
             raise SourceError("SourceUnavailable", f"{ref!r}: cannot read {relative!r}: "
                               f"{exc.strerror or exc}", "check file permissions") from None
+
+    def pins(self) -> dict[tuple[str, str], Pin]:
+        return {}  # local files have no versions to lock
 
     def ca_bundle(self, ref: str) -> bytes:
         file = self._config.ca_bundles.get(ref)

@@ -1,0 +1,34 @@
+"""Open the certificate source a CertificateSource document describes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+
+from ..load import LocalSourceConfig, SourceConfig
+from ..lock import LockKey, Pin
+from . import CertificateSource
+from .local import LocalSource
+
+
+def source_factory(root: Path, lock: Mapping[LockKey, Pin] | None = None,
+                   unpin: Collection[str] | None = None,
+                   env: Mapping[str, str] | None = None,
+                   ) -> Callable[[SourceConfig], CertificateSource]:
+    """A factory for the pipeline. `unpin` names logical refs whose lock pins are ignored
+    (`mtlsc lock update --ref`); an empty collection means every ref."""
+    def open_source(config: SourceConfig) -> CertificateSource:
+        if isinstance(config, LocalSourceConfig):
+            return LocalSource(config, root)
+        from .vault import VaultSource  # hvac is only imported when Vault is used
+
+        pins = {(kind, name): pin for (source, kind, name), pin in (lock or {}).items()
+                if source == config.name and not _unpinned(name, unpin)}
+        return VaultSource(config, root, pins, env=env)
+    return open_source
+
+
+def _unpinned(name: str, unpin: Collection[str] | None) -> bool:
+    if unpin is None:
+        return False
+    return not unpin or name in unpin
