@@ -217,19 +217,31 @@ class VaultSource:
                 return call()
             except requests.exceptions.SSLError as exc:
                 raise _tls_error(exc) from None
+            except hvac_errors.InternalServerError as exc:
+                if _unknown_issuer(exc):  # Vault says so with a 500: retrying cannot help
+                    raise SourceError("VaultSecretNotFound", f"{where.describe()}: no such "
+                                      "PKI issuer", "check the issuer id or name (or use "
+                                      "'default')") from None
+                attempt = self._backoff(attempt, deadline, exc, where)
             except tuple(PERMANENT) as exc:
                 code, hint = next(v for k, v in PERMANENT.items() if isinstance(exc, k))
                 raise SourceError(code, f"Vault refused {where.describe()}: "
                                   f"{_reason(exc)}", hint) from None
             except TRANSIENT as exc:
-                attempt += 1
-                delay = min(0.1 * 2 ** attempt, 5.0) * random.uniform(0.5, 1.0)
-                if time.monotonic() + delay > deadline:
-                    raise SourceError("VaultUnavailable", f"{where.describe()}: Vault kept "
-                                      f"failing for {self._config.deadline_seconds:g}s "
-                                      f"({_reason(exc)})", "check that Vault is reachable and "
-                                      "unsealed; raise deadlineSeconds for slow links") from None
-                self._sleep(delay)
+                attempt = self._backoff(attempt, deadline, exc, where)
+
+    def _backoff(self, attempt: int, deadline: float, exc: BaseException,
+                 where: VaultRef) -> int:
+        """Sleep before the next try (exponential, with jitter), or give up at the deadline."""
+        attempt += 1
+        delay = min(0.1 * 2 ** attempt, 5.0) * random.uniform(0.5, 1.0)
+        if time.monotonic() + delay > deadline:
+            raise SourceError("VaultUnavailable", f"{where.describe()}: Vault kept failing for "
+                              f"{self._config.deadline_seconds:g}s ({_reason(exc)})",
+                              "check that Vault is reachable and unsealed; raise "
+                              "deadlineSeconds for slow links") from None
+        self._sleep(delay)
+        return attempt
 
     # --- the client ------------------------------------------------------------------------
 
@@ -262,6 +274,10 @@ class VaultSource:
                               f"failed: {_reason(exc)}", "check the role and credentials "
                               "(docs/vault.md#authentication)") from None
         return client
+
+
+def _unknown_issuer(exc: BaseException) -> bool:
+    return any("unable to find PKI issuer" in str(e) for e in getattr(exc, "errors", None) or [])
 
 
 def _json(answer: T) -> T:
