@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from . import report, write
+from . import progress, report, write
 from .diagnostics import Diagnostic, ExitCode, Location, error, exit_code
 from .explain import explain as explain_text
 from .k8s.validate import SchemaStore
@@ -31,11 +31,19 @@ class Context:
     fmt: str
     strict: bool
     clusters: tuple[str, ...]
+    quiet: bool = False
 
 
 def _emit(diagnostics: Sequence[Diagnostic], fmt: str, **extra: object) -> None:
     if fmt == "json":
         click.echo(report.render(diagnostics, fmt, **extra))
+        return
+    if fmt == "sarif":  # one document on stdout; the human report goes to the CI log
+        click.echo(report.render(diagnostics, fmt))
+        body = report.text(diagnostics)
+        if body:
+            click.echo(body, err=True)
+        click.echo(report.summary(diagnostics), err=True)
         return
     body = report.render(diagnostics, fmt)
     if body:
@@ -74,7 +82,8 @@ def _compile(ctx: Context, *, offline: bool = False,
                                          None, "run from the repository root or pass "
                                          "--policies")])
     store = SchemaStore(schema_roots(ctx.root))
-    options = Options(strict=ctx.strict, clusters=ctx.clusters)
+    options = Options(strict=ctx.strict, clusters=ctx.clusters,
+                      progress=progress.for_terminal(ctx.quiet))
     if offline:
         return validate_only(texts, store, options)
     lock, problems = _read_lock(ctx)
@@ -96,6 +105,7 @@ def _common(func: click.decorators.FC) -> click.decorators.FC:
         click.option("--strict", is_flag=True, help="Treat warnings as errors."),
         click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="text",
                      show_default=True, help="Diagnostics format."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar on the terminal."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -103,8 +113,8 @@ def _common(func: click.decorators.FC) -> click.decorators.FC:
 
 
 def _context(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
-             fmt: str) -> Context:
-    return Context(root, root / policies, overlays, fmt, strict, clusters)
+             fmt: str, quiet: bool = False) -> Context:
+    return Context(root, root / policies, overlays, fmt, strict, clusters, quiet)
 
 
 def _plan(ctx: Context, result: Result) -> write.WritePlan | None:
@@ -133,9 +143,9 @@ def main() -> None:
 @_common
 @click.option("--diff", "show_diff", is_flag=True, help="Print the changes being written.")
 def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
-            fmt: str, show_diff: bool) -> None:
+            fmt: str, quiet: bool, show_diff: bool) -> None:
     """Compile policies/ into overlays/ (writes nothing if there is any error)."""
-    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    ctx = _context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = _compile(ctx)
     diff = _write_result(ctx, result, show_diff=show_diff)
     _emit(result.diagnostics, fmt, files=sorted(result.files),
@@ -144,8 +154,9 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
 
 
 def _show_diff(diff: str, fmt: str) -> None:
-    """Diffs go to stdout in text/github formats; JSON carries them inside the document."""
-    if fmt != "json":
+    """Diffs go to stdout in text/github formats; JSON carries them inside the document and
+    SARIF leaves them out (stdout stays one document)."""
+    if fmt in ("text", "github"):
         click.echo(diff, nl=False)
 
 
@@ -178,9 +189,9 @@ def _done(plan: write.WritePlan, fmt: str) -> None:
 @main.command()
 @_common
 def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
-          fmt: str) -> None:
+          fmt: str, quiet: bool) -> None:
     """Compile in memory and compare with the committed overlays (exit 1 on drift)."""
-    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    ctx = _context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = _compile(ctx)
     plan = _plan(ctx, result) if result.ok else None
     diff = ""
@@ -200,9 +211,9 @@ def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], s
 @click.argument("files", nargs=-1,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
-             fmt: str, files: tuple[Path, ...]) -> None:
+             fmt: str, quiet: bool, files: tuple[Path, ...]) -> None:
     """Check intents offline (no certificate source): fast enough for pre-commit."""
-    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    ctx = _context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = _compile(ctx, offline=True)
     diagnostics = result.diagnostics
     if files:
@@ -223,9 +234,9 @@ def _display(path: Path, root: Path) -> str:
 @_common
 @click.argument("gateway")
 def explain(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
-            fmt: str, gateway: str) -> None:
+            fmt: str, quiet: bool, gateway: str) -> None:
     """Show where each effective value of GATEWAY ([namespace/]name) came from."""
-    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    ctx = _context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = _compile(ctx, offline=True)
     shown = 0
     model = result.model
@@ -255,9 +266,9 @@ def lock() -> None:
 @click.option("--ref", "refs", multiple=True,
               help="Move only this logical certificate/CA name forward (default: all).")
 def lock_update(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
-                strict: bool, fmt: str, refs: tuple[str, ...]) -> None:
+                strict: bool, fmt: str, quiet: bool, refs: tuple[str, ...]) -> None:
     """Resolve refs to Vault's latest versions, then write mtlsc.lock and the overlays."""
-    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    ctx = _context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = _compile(ctx, unpin=refs)
     _write_result(ctx, result)
     _emit(result.diagnostics, fmt, files=sorted(result.files))
@@ -325,4 +336,4 @@ def dev_pki(directory: Path, seed: str | None, use_random: bool, force: bool) ->
 
 
 # Commands around the Envoy output live in their own module; importing it registers them.
-from . import cli_envoy  # noqa: E402, F401
+from . import cli_diff, cli_envoy  # noqa: E402, F401

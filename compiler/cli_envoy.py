@@ -31,11 +31,11 @@ def _inside(path: Path, parents: list[Path]) -> bool:
               type=click.Path(file_okay=False, path_type=Path),
               help="Where to write certificate, key and CA files (never under overlays/).")
 def materialize_cmd(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
-                    strict: bool, fmt: str, directory: Path) -> None:
+                    strict: bool, fmt: str, quiet: bool, directory: Path) -> None:
     """Write the certificate files a cluster's Envoy configs reference (keys mode 0600)."""
     if len(clusters) != 1:
         raise click.UsageError("name exactly one --cluster")
-    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    ctx = _context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = _compile(ctx)
     cluster = _cluster(result, clusters[0])
     targets = result.policies.targets if result.policies else []
@@ -67,9 +67,9 @@ def materialize_cmd(root: Path, policies: str, overlays: str, clusters: tuple[st
 @click.option("--envoy", "check_envoy", is_flag=True, default=True,
               help="Run `envoy --mode validate` on every compiled Envoy config (default).")
 def verify_cmd(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
-               strict: bool, fmt: str, check_envoy: bool) -> None:
+               strict: bool, fmt: str, quiet: bool, check_envoy: bool) -> None:
     """Check compiled outputs with the real tools that will consume them."""
-    ctx = _context(root, policies, overlays, clusters, strict, fmt)
+    ctx = _context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = _compile(ctx)
     if result.ok and check_envoy:
         envoy = find_envoy()

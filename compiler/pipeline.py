@@ -23,6 +23,7 @@ from .load import Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
 from .precedence import Capabilities
+from .progress import Progress, Silent
 from .render.envoy import ca_files, envoy_file, render_envoy
 from .render.external_secrets import render_external_secret
 from .render.gateway_api import Rendered, render_gateway_objects
@@ -38,6 +39,7 @@ class Options:
     strict: bool = False
     now: datetime | None = None  # for certificate expiry checks; output never depends on it
     clusters: tuple[str, ...] = ()  # restrict to these clusters (all when empty)
+    progress: Progress = field(default_factory=Silent, compare=False)
 
 
 @dataclass(slots=True)
@@ -167,13 +169,15 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
         if not result.ok:
             return _finish(result, options)
     configs = {s.name: s for s in policies.sources}
+    options.progress.begin(sum(len(c.gateways) for c in clusters))
     for cluster in clusters:
         files, problems = render_cluster(cluster, materials, store,
                                          envoy=open_source is not None,
                                          source=configs.get(cluster.target.certificate_source),
-                                         pins=result.pins)
+                                         pins=result.pins, progress=options.progress)
         result.files.update(files)
         result.diagnostics += problems
+    options.progress.end()
     if open_source is None:
         result.files = {}
     elif result.pins or lock:
@@ -223,10 +227,15 @@ def _file_name(obj: Mapping[str, Any]) -> str:
 def render_cluster(cluster: ClusterModel, materials: Materials, store: SchemaStore,
                    *, envoy: bool = True, source: SourceConfig | None = None,
                    pins: Mapping[LockKey, Pin] | None = None,
+                   progress: Progress | None = None,
                    ) -> tuple[dict[str, bytes], list[Diagnostic]]:
     target = cluster.target
     ca_pems = materials.ca_pems_for(target.certificate_source)
-    rendered = [r for gw in cluster.gateways for r in render_gateway_objects(gw, ca_pems)]
+    rendered: list[Rendered] = []
+    for gw in cluster.gateways:
+        rendered += render_gateway_objects(gw, ca_pems)
+        if progress is not None:
+            progress.step(f"{target.name} {gw.key}")
     if envoy and isinstance(source, VaultSourceConfig):
         rendered += _external_secrets(cluster, source, pins or {})
     objects, problems = _merge_objects(rendered)

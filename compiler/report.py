@@ -1,4 +1,4 @@
-"""Diagnostics → text, JSON or GitHub workflow annotations. Pure: returns strings."""
+"""Diagnostics → text, JSON, GitHub workflow annotations or SARIF. Pure: returns strings."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .diagnostics import Diagnostic, Severity
+from .sarif import to_sarif
 
-FORMATS = ("text", "json", "github")
+FORMATS = ("text", "json", "github", "sarif")
 
 
 def summary(diagnostics: Sequence[Diagnostic]) -> str:
@@ -66,6 +67,8 @@ def github(diagnostics: Iterable[Diagnostic]) -> str:
 def render(diagnostics: Sequence[Diagnostic], fmt: str, **extra: Any) -> str:
     if fmt == "json":
         return to_json(diagnostics, **extra)
+    if fmt == "sarif":
+        return to_sarif(diagnostics)
     if fmt == "github":
         return github(diagnostics)
     return text(diagnostics)
