@@ -46,15 +46,27 @@ def _key_order(first: tuple[str, ...]) -> Any:
     return order
 
 
+def _yaml_printable(code: int) -> bool:
+    """YAML 1.2's printable set, minus line separators and the BOM, which readers treat
+    specially inside scalars."""
+    if code in (0x85, 0x2028, 0x2029, 0xFEFF):
+        return False
+    return (0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD
+            or 0x10000 <= code <= 0x10FFFF)
+
+
 def _quoted(value: str) -> str:
     out = []
     for char in value:
+        code = ord(char)
         if char in _ESCAPES:
             out.append(_ESCAPES[char])
-        elif ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F or char in "\u2028\u2029\ufeff":
-            out.append(f"\\u{ord(char):04x}")
-        else:
+        elif _yaml_printable(code):
             out.append(char)
+        elif code > 0xFFFF:
+            out.append(f"\\U{code:08x}")
+        else:
+            out.append(f"\\u{code:04x}")
     return '"' + "".join(out) + '"'
 
 

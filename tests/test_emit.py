@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
@@ -32,6 +32,7 @@ def _load(text: str, version: str) -> Any:
 
 @settings(max_examples=400, deadline=None)
 @given(st.dictionaries(st.text(max_size=12), DATA, max_size=5))
+@example({"\ufffe": None, "k": "\x85 \u2028 \ufeff \U0001f600 \x7f"})
 def test_round_trip_through_yaml_12_and_11_readers(data: dict[str, Any]) -> None:
     text = dumps(data)
     assert _load(text, "1.2") == data
