@@ -54,7 +54,7 @@ def materialize_cmd(root: Path, policies: str, overlays: str, clusters: tuple[st
                                             source_failure=True))
         else:
             paths = [p.as_posix() for p in written]
-            if fmt != "json":
+            if fmt not in ("json", "sarif"):  # machine formats: one document on stdout
                 click.echo("\n".join(paths))
             _emit(result.diagnostics, fmt, files=paths)
             sys.exit(exit_code(result.diagnostics))
