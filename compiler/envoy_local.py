@@ -222,12 +222,11 @@ def validate_compiled(model: Model, materials: Materials, envoy: str) -> list[Di
             materialize(cluster, materials, certs)
             ca_pems = materials.ca_pems_for(cluster.target.certificate_source)
             for gw in cluster.gateways:
-                compiled = to_yaml(render_envoy(gw, cluster.target.name, ca_pems, settings))
-                key = compiled.decode()
+                bootstrap = render_envoy(gw, cluster.target.name, ca_pems, settings)
+                key = to_yaml(bootstrap).decode()
                 if key in configs:
                     continue  # each distinct config once
-                local = localize(render_envoy(gw, cluster.target.name, ca_pems, settings),
-                                 settings, Localize(str(certs)))
+                local = localize(bootstrap, settings, Localize(str(certs)))
                 path = tmp / f"{len(configs)}.yaml"
                 path.write_bytes(to_yaml(local))
                 configs[key], owners[key] = path, gw

@@ -294,11 +294,6 @@ def _tool_env(**extra: str) -> dict[str, str]:
             **extra}
 
 
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(REPO / "policies", root / "policies")
-    return root
 
 
 def _break(root: Path) -> None:
@@ -379,21 +374,8 @@ def run_action_step(step: dict[str, Any], cwd: Path, tmp: Path, **inputs: str
     return done, outputs
 
 
-@pytest.fixture(scope="module")
-def compiled_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("compiled") / "repo"
-    shutil.copytree(REPO / "policies", root / "policies")
-    done = subprocess.run(["mtlsc", "compile"], cwd=root, env=_tool_env(),
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    return root
 
 
-@pytest.fixture
-def compiled(compiled_template: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(compiled_template, root)
-    return root
 
 
 def test_action_runs_mtlsc_check_on_a_fresh_compile(compiled: Path, tmp_path: Path) -> None:

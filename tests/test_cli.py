@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 
 from compiler.cli import main
 from compiler.emit import HEADER
-from tests.support import CASES, REPO, prepare_case
+from tests.support import CASES, prepare_case
 
 GATEWAY_CRDS = Path("/work/shared/reference/gateway-api/crds/v1.5.1/standard/gateways.yaml")
 
@@ -96,29 +96,10 @@ def add_duplicate_per_port(root: Path) -> None:
          "    - port: 8444\n      mode: AllowValidOnly\n  routes:\n")
 
 
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    """A fresh copy of the example repository: policies only, no dev PKI, no overlays."""
-    root = tmp_path / "repo"
-    shutil.copytree(REPO / "policies", root / "policies")
-    return root
 
 
-@pytest.fixture(scope="module")
-def compiled_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("compiled") / "repo"
-    shutil.copytree(REPO / "policies", root / "policies")
-    result = run("compile", "--root", root)
-    assert result.exit_code == 0, result.output
-    return root
 
 
-@pytest.fixture
-def compiled(compiled_template: Path, tmp_path: Path) -> Path:
-    """A copy of the example after a successful `mtlsc compile` (dev PKI and overlays present)."""
-    root = tmp_path / "repo"
-    shutil.copytree(compiled_template, root)
-    return root
 
 
 # --- exit codes --------------------------------------------------------------------------------

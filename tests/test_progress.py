@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 import os
 import pty
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from tests.support import REPO
 
 MTLSC = Path(sys.executable).parent / "mtlsc"
 
@@ -43,10 +40,6 @@ def _run(root: Path, *args: str, ci: bool) -> tuple[str, str]:
     return out_path.read_text(), b"".join(chunks).decode("utf-8", "replace")
 
 
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "policies", tmp_path / "policies")
-    return tmp_path
 
 
 @pytest.mark.skipif(not MTLSC.exists(), reason="console script not installed")

@@ -137,26 +137,10 @@ def places(log: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(REPO / "policies", root / "policies")
-    return root
 
 
-@pytest.fixture(scope="module")
-def compiled_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("compiled") / "repo"
-    shutil.copytree(REPO / "policies", root / "policies")
-    assert run("compile", "--root", root).exit_code == 0
-    return root
 
 
-@pytest.fixture
-def compiled(compiled_template: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(compiled_template, root)
-    return root
 
 
 # --- golden cases --------------------------------------------------------------------------------
