@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -417,3 +419,22 @@ def test_unknown_pki_issuer_is_not_retried(tmp_path: Path, vault: FakeVault,
     result = run(root, vault, "compile")
     assert result.exit_code == 3 and "VaultSecretNotFound" in result.output
     assert vault.count("pki/issuer/nope") == 1
+
+
+def test_diff_with_a_vault_source_shows_no_secret(tmp_path: Path, vault: FakeVault,
+                                                  pems: dict[str, str]) -> None:
+    root = repo(tmp_path, source_yaml())
+    assert run(root, vault, "compile").exit_code == 0
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "base"]):
+        subprocess.run(["git", "-C", str(root), *args], check=True,
+                       env={**os.environ, **env}, capture_output=True)
+    vault.put_kv2("secret", "gateways/client-ca", {"ca.crt": pems["rotated-ca-cert"]})
+    assert run(root, vault, "lock update").exit_code == 0
+    for fmt in ("text", "json", "markdown"):
+        result = run(root, vault, "diff", "--base", "HEAD", "--format", fmt)
+        assert result.exit_code == 0, result.output
+        assert "TrustAnchorAdded" in result.output or "trust anchors" in result.output
+        assert "BEGIN CERTIFICATE" not in result.output
+        assert_no_secrets(result.output)
