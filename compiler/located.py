@@ -9,7 +9,7 @@ immutable-by-convention tree so the rest of the compiler never touches ruamel ty
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -30,7 +30,6 @@ class Node:
     loc: Location
     key_loc: Location | None = None  # where the mapping key of this value stands
     layer: str = "base"
-    children_order: list[str] = field(default_factory=list)
 
     @property
     def is_map(self) -> bool:

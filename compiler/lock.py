@@ -9,7 +9,7 @@ rotation shows up in a pull request as a lock change.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -41,12 +41,6 @@ class Pin:
         out["fingerprints"] = list(self.fingerprints)
         out["notAfter"] = self.not_after
         return out
-
-    def same_place(self, other: Pin) -> bool:
-        return (self.engine, self.mount, self.path) == (other.engine, other.mount, other.path)
-
-    def unpinned(self) -> Pin:
-        return replace(self, version=None, issuer_id=None)
 
 
 # (source, kind, logical name) → pin

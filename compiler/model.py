@@ -56,10 +56,6 @@ class ClientRestrictions:
     san_uri: tuple[str, ...] = ()
     certificate_hashes: tuple[str, ...] = ()
 
-    @property
-    def empty(self) -> bool:
-        return not (self.san_dns or self.san_uri or self.certificate_hashes)
-
 
 @dataclass(frozen=True, slots=True)
 class Validation:
