@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from .diagnostics import Diagnostic, error
 from .intent_schema import check_document
@@ -156,7 +157,17 @@ def _target(name: str, root: Node, spec: Node) -> Target:
         source_location=spec.find(("certificateSource",)).loc,
         api_location=api.loc,
         envoy=_envoy_settings(spec.get("envoy")),
+        external_secrets=_external_secrets(spec.get("externalSecrets")),
     )
+
+
+def _external_secrets(node: Node | None) -> tuple[str, str, str] | Literal[False] | None:
+    if node is None:
+        return None
+    if not node.is_map:
+        return False  # the schema only allows `false` here
+    return (str(node.scalar("storeName")), str(node.scalar("storeKind", "ClusterSecretStore")),
+            str(node.scalar("refreshInterval", "1h")))
 
 
 def _envoy_settings(node: Node | None) -> EnvoySettings:

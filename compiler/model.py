@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Literal
 
 from .diagnostics import Location
 
@@ -182,6 +183,9 @@ class Target:
     source_location: Location  # where certificateSource is set
     api_location: Location  # where gatewayAPI is set
     envoy: EnvoySettings = field(default_factory=EnvoySettings)
+    # None: follow the certificate source; False: no ExternalSecrets; a tuple: (store name,
+    # store kind, refresh interval) overriding the source's.
+    external_secrets: tuple[str, str, str] | Literal[False] | None = None
 
     def implementation_for(self, class_name: str) -> str | None:
         return dict(self.implementations).get(class_name)

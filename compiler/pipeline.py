@@ -29,7 +29,7 @@ from .render.external_secrets import render_external_secret
 from .render.gateway_api import Rendered, render_gateway_objects
 from .resolve import resolve
 from .secrets import CertificateSource
-from .secrets.vault_config import VaultSourceConfig
+from .secrets.vault_config import ExternalSecrets, VaultSourceConfig
 
 SourceFactory = Callable[[SourceConfig], CertificateSource]
 
@@ -264,14 +264,18 @@ def render_cluster(cluster: ClusterModel, materials: Materials, store: SchemaSto
 
 def _external_secrets(cluster: ClusterModel, source: VaultSourceConfig,
                       pins: Mapping[LockKey, Pin]) -> list[Rendered]:
-    """One ExternalSecret per server certificate when the source asks for them."""
-    if source.external_secrets is None:
+    """One ExternalSecret per server certificate when the cluster (or else its certificate
+    source) asks for them."""
+    choice = cluster.target.external_secrets
+    config = ExternalSecrets(*choice) if isinstance(choice, tuple) else \
+        source.external_secrets if choice is None else None
+    if config is None:
         return []
     refs = {(lst.certificate.namespace, lst.certificate.name): lst.certificate
             for gw in cluster.gateways for lst in gw.listeners if lst.certificate}
     return [render_external_secret(ref, source.certificates[ref.name],
                                    pins.get((source.name, "certificates", ref.name)),
-                                   source.external_secrets)
+                                   config)
             for _, ref in sorted(refs.items()) if ref.name in source.certificates]
 
 

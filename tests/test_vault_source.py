@@ -438,3 +438,25 @@ def test_diff_with_a_vault_source_shows_no_secret(tmp_path: Path, vault: FakeVau
         assert "TrustAnchorAdded" in result.output or "trust anchors" in result.output
         assert "BEGIN CERTIFICATE" not in result.output
         assert_no_secrets(result.output)
+
+
+def test_external_secrets_chosen_per_cluster(tmp_path: Path, vault: FakeVault) -> None:
+    extra = "\n    externalSecrets: {storeName: vault-backend}"
+    root = repo(tmp_path, source_yaml(extra=extra), INTENT.replace("[prod]", "[prod, a, b]"))
+    others = (TARGET.replace("name: prod", "name: a").replace(
+        "certificateSource: vault", "certificateSource: vault\n  externalSecrets: "
+        "{storeName: team-a-store, storeKind: SecretStore}") + "---" + TARGET.replace(
+        "name: prod", "name: b").replace("certificateSource: vault", "certificateSource: "
+                                         "vault\n  externalSecrets: false"))
+    (root / "policies" / "others.yaml").write_text(others)
+    assert run(root, vault, "compile").exit_code == 0
+    from ruamel.yaml import YAML
+
+    def store(cluster: str) -> object:
+        path = root / f"overlays/{cluster}/edge/externalsecret-https-cert.yaml"
+        return YAML(typ="safe").load(path.read_text())["spec"]["secretStoreRef"] \
+            if path.exists() else None
+
+    assert store("prod") == {"name": "vault-backend", "kind": "ClusterSecretStore"}
+    assert store("a") == {"name": "team-a-store", "kind": "SecretStore"}
+    assert store("b") is None
