@@ -17,7 +17,7 @@ from .consistency import differences
 from .diagnostics import Diagnostic, error, escalate, has_errors, sorted_diagnostics
 from .emit import to_yaml
 from .fetch import Materials, fetch, verify
-from .k8s.validate import SchemaStore, validate_object
+from .k8s.validate import SchemaStore, shipped_schema_root, validate_object
 from .layering import Placement, check_references, place, targets_of
 from .load import Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
@@ -324,9 +324,9 @@ def _validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagno
 
 def schema_roots(root: Path) -> list[Path]:
     """The repository's own schemas/ first (user-imported CRDs), then the shipped ones."""
-    from importlib import resources
-
-    shipped = Path(str(resources.files("mtlsc_schemas")))
+    shipped = shipped_schema_root()
     local = root / "schemas"
-    return [local, shipped] if local.is_dir() and local.resolve() != shipped.resolve() \
-        else [shipped]
+    roots = [local] if local.is_dir() else []
+    if shipped is not None and not any(r.resolve() == shipped.resolve() for r in roots):
+        roots.append(shipped)
+    return roots
