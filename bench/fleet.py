@@ -1,0 +1,245 @@
+"""Benchmark: a generated fleet of N GatewayIntents x C ClusterTargets (issue 10).
+
+Everything is measured in one run, with the repetitions interleaved (cold, floor, validation,
+edit, check, cold, floor, ...) so that load on a shared machine hits every measurement alike.
+Reported are medians and their ratios (absolute times are not the point):
+
+- cold: `mtlsc compile` in a subprocess into an empty overlays directory, without a cache;
+- floor: what any tool must do at least: libyaml (PyYAML's CSafeLoader) composing every input
+  file, plus writing the same output bytes into a fresh directory;
+- check-jsonschema: validating only the emitted Gateways against the shipped Gateway schemas
+  (one call per Gateway API version/channel);
+- edit: change one intent, then `mtlsc compile` with the cache of the previous compile;
+- check: `mtlsc check` with nothing changed;
+- start-up: `mtlsc --version` against `python -c "import click"` (best of 5 each);
+- peak RSS of the cold compile: largest single process (getrusage of the children) and the peak
+  sum over the process tree (sampled from /proc every 20 ms, so worker pools count in full).
+
+Run: `.venv/bin/python bench/fleet.py [N] [C] [--repeat R] [--jobs J]`, `--small` for a
+smoke run (not a measurement). Prints a JSON report; exit 1 when a target is missed (not with
+--small).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fleet_gen import API_VERSIONS, intent_path, write_fleet  # noqa: E402
+
+BIN = Path(sys.executable).parent
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "gateway-api"
+TARGETS = {"cold/floor": 4.0, "cold/check-jsonschema": 0.4, "edit/cold": 0.05,
+           "check/cold": 0.05, "version/import-click": 2.0, "peak_rss_mb": 1024.0}
+
+
+def _tree_rss_kb(root_pid: int) -> int:
+    """Resident memory of a process and all its descendants, in KiB."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return total
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (0,)) -> tuple[float, int]:
+    """Seconds taken and the peak tree RSS (KiB) of one command."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    elapsed = time.perf_counter() - start
+    sampler.join()
+    if proc.returncode not in ok:
+        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
+    return elapsed, peak[0]
+
+
+def _env(cache: bool, jobs: int | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTLSC_")}
+    if not cache:
+        env["MTLSC_NO_CACHE"] = "1"
+    if jobs is not None:
+        env["MTLSC_JOBS"] = str(jobs)
+    return env
+
+
+def floor(root: Path, outputs: dict[str, bytes]) -> float:
+    """libyaml compose of every input + writing the same output bytes to a fresh directory."""
+    inputs = sorted(p for p in (root / "policies").rglob("*.yaml"))
+    target = Path(tempfile.mkdtemp(dir=root, prefix="floor-"))
+    start = time.perf_counter()
+    for path in inputs:
+        for _ in yaml.compose_all(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader):
+            pass
+    made: set[Path] = set()
+    for rel, data in outputs.items():
+        dest = target / rel
+        if dest.parent not in made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dest.parent)
+        dest.write_bytes(data)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(target)
+    return elapsed
+
+
+def gateway_groups(root: Path, clusters: int) -> dict[Path, list[str]]:
+    """Schema file -> the emitted Gateway files of the clusters using that schema."""
+    groups: dict[Path, list[str]] = {}
+    for j in range(clusters):
+        version, channel = API_VERSIONS[j % len(API_VERSIONS)]
+        files = sorted(str(p) for p in (root / "overlays" / f"c{j}").glob("*/gateway-*.yaml"))
+        groups.setdefault(SCHEMAS / version / channel / "gateway.v1.json", []).extend(files)
+    return groups
+
+
+def check_jsonschema(root: Path, groups: dict[Path, list[str]]) -> float:
+    total = 0.0
+    for schema, files in groups.items():
+        chunk = 2000  # stay below the argument-length limit
+        for at in range(0, len(files), chunk):
+            total += run([str(BIN / "check-jsonschema"), "--schemafile", str(schema),
+                          *files[at:at + chunk]], root)[0]
+    return total
+
+
+def startup(root: Path) -> tuple[float, float]:
+    mtlsc = [min(run([str(BIN / "mtlsc"), "--version"], root)[0] for _ in range(5))]
+    click = [min(run([sys.executable, "-c", "import click"], root)[0] for _ in range(5))]
+    return mtlsc[0], click[0]
+
+
+def read_outputs(root: Path) -> dict[str, bytes]:
+    base = root / "overlays"
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in base.rglob("*") if p.is_file()}
+
+
+def edit(root: Path, rep: int) -> tuple[Path, str]:
+    """Change one intent (its listener hostname): one gateway on every cluster changes."""
+    path = intent_path(root, 7)
+    old = path.read_text(encoding="utf-8")
+    path.write_text(old.replace("hostname: gw-7.", f"hostname: gw-7-e{rep}."), encoding="utf-8")
+    return path, old
+
+
+def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
+            log: Callable[[str], None]) -> dict[str, object]:
+    mtlsc = str(BIN / "mtlsc")
+    times: dict[str, list[float]] = {k: [] for k in ("cold", "floor", "check-jsonschema",
+                                                     "edit", "check")}
+    peak_tree = 0
+    for rep in range(repeat):
+        shutil.rmtree(root / "overlays", ignore_errors=True)
+        shutil.rmtree(root / ".mtlsc" / "cache", ignore_errors=True)
+        elapsed, tree = run([mtlsc, "compile", "-q"], root, _env(False, jobs))
+        times["cold"].append(elapsed)
+        peak_tree = max(peak_tree, tree)
+        log(f"rep {rep}: cold {elapsed:.2f}s, tree RSS {tree // 1024} MB")
+        # The cache for the edit and check runs: one cached compile over the same tree.
+        run([mtlsc, "compile", "-q"], root, _env(True, jobs))
+        times["floor"].append(floor(root, read_outputs(root)))
+        times["check-jsonschema"].append(check_jsonschema(root, gateway_groups(root, clusters)))
+        path, old = edit(root, rep)
+        times["edit"].append(run([mtlsc, "compile", "-q"], root, _env(True, jobs))[0])
+        path.write_text(old, encoding="utf-8")
+        run([mtlsc, "compile", "-q"], root, _env(True, jobs))
+        times["check"].append(run([mtlsc, "check", "-q"], root, _env(True, jobs))[0])
+        log(f"rep {rep}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+    version, click = startup(root)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    return {
+        "seconds": {k: round(v, 3) for k, v in med.items()},
+        "ratios": {
+            "cold/floor": round(med["cold"] / med["floor"], 3),
+            "cold/check-jsonschema": round(med["cold"] / med["check-jsonschema"], 3),
+            "edit/cold": round(med["edit"] / med["cold"], 4),
+            "check/cold": round(med["check"] / med["cold"], 4),
+            "version/import-click": round(version / click, 3),
+        },
+        "peak_rss_mb": round(peak_tree / 1024, 1),
+        "largest_process_rss_mb": largest,
+        "startup_seconds": {"mtlsc --version": round(version, 4),
+                            "import click": round(click, 4)},
+    }
+
+
+def missed(report: dict[str, object]) -> list[str]:
+    ratios = dict(report["ratios"])  # type: ignore[call-overload]
+    ratios["peak_rss_mb"] = report["peak_rss_mb"]
+    return [f"{k} = {ratios[k]} > {limit}" for k, limit in TARGETS.items() if ratios[k] > limit]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("intents", nargs="?", type=int, default=2000)
+    parser.add_argument("clusters", nargs="?", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=None, help="MTLSC_JOBS for the compiles")
+    parser.add_argument("--keep", type=Path, help="generate the fleet here and keep it")
+    parser.add_argument("--small", action="store_true", help="smoke run: 12 x 2, once")
+    args = parser.parse_args()
+    if args.small:
+        args.intents, args.clusters, args.repeat = 12, 2, 1
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="mtlsc-fleet-") as tmp:
+        root = args.keep or Path(tmp)
+        start = time.perf_counter()
+        write_fleet(root, args.intents, args.clusters)
+        log(f"generated {args.intents} x {args.clusters} in {time.perf_counter() - start:.1f}s")
+        report = measure(root, args.clusters, args.repeat, args.jobs, log)
+    report["fleet"] = {"intents": args.intents, "clusters": args.clusters,
+                       "repeat": args.repeat, "cpus": len(os.sched_getaffinity(0))}
+    problems = [] if args.small else missed(report)
+    report["missed"] = problems
+    print(json.dumps(report, indent=2))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
