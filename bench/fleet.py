@@ -38,10 +38,9 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fleet_gen import API_VERSIONS, intent_path, write_fleet  # noqa: E402
+from bench.fleet_gen import API_VERSIONS, intent_path, write_fleet
 
 BIN = Path(sys.executable).parent
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "gateway-api"

@@ -13,20 +13,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .consistency import differences
+from .cache import EntryStore
 from .diagnostics import Diagnostic, error, escalate, has_errors, sorted_diagnostics
 from .emit import to_yaml
+from .fanout import compute_units
 from .fetch import Materials, fetch, verify
-from .k8s.validate import SchemaStore, shipped_schema_root, validate_object
+from .k8s.validate import SchemaStore, shipped_schema_root
 from .layering import Placement, check_references, place, targets_of
 from .load import Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
 from .precedence import Capabilities
 from .progress import Progress, Silent
-from .render.envoy import ca_files, envoy_file, render_envoy
+from .render.envoy import envoy_file
 from .render.external_secrets import render_external_secret
-from .render.gateway_api import Rendered, render_gateway_objects
+from .render.gateway_api import Rendered
+from .render_units import Unit, assemble
 from .resolve import resolve
 from .secrets import CertificateSource
 from .secrets.vault_config import ExternalSecrets, VaultSourceConfig
@@ -40,6 +42,9 @@ class Options:
     now: datetime | None = None  # for certificate expiry checks; output never depends on it
     clusters: tuple[str, ...] = ()  # restrict to these clusters (all when empty)
     progress: Progress = field(default_factory=Silent, compare=False)
+    cache: Path | None = None  # directory of the render cache (`.mtlsc/cache`); None: off
+    jobs: int = 1  # worker processes for rendering; 1: all in this process
+    parallel_min: int = 200  # fewer gateways to render than this stay in this process
 
 
 @dataclass(slots=True)
@@ -170,14 +175,18 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
             return _finish(result, options)
     configs = {s.name: s for s in policies.sources}
     options.progress.begin(sum(len(c.gateways) for c in clusters))
-    for cluster in clusters:
-        files, problems = render_cluster(cluster, materials, store,
+    units = compute_units(clusters, materials, store, envoy=open_source is not None,
+                          cache=EntryStore(options.cache) if options.cache else None,
+                          jobs=options.jobs, parallel_min=options.parallel_min,
+                          progress=options.progress)
+    options.progress.end()
+    for cluster, cluster_units in zip(clusters, units, strict=True):
+        files, problems = render_cluster(cluster, cluster_units, store,
                                          envoy=open_source is not None,
                                          source=configs.get(cluster.target.certificate_source),
-                                         pins=result.pins, progress=options.progress)
+                                         pins=result.pins)
         result.files.update(files)
         result.diagnostics += problems
-    options.progress.end()
     if open_source is None:
         result.files = {}
     elif result.pins or lock:
@@ -199,63 +208,23 @@ def _new_lock(old: Mapping[LockKey, Pin], sources: Mapping[str, CertificateSourc
     return {**kept, **fresh}
 
 
-def _merge_objects(rendered: Sequence[Rendered]) -> tuple[list[Rendered], list[Diagnostic]]:
-    """One object per identity: identical duplicates collapse, ReferenceGrants unite."""
-    merged: dict[tuple[str, str, str], Rendered] = {}
-    problems: list[Diagnostic] = []
-    for item in rendered:
-        first = merged.setdefault(item.identity, item)
-        if first is item or first.obj == item.obj:
-            continue
-        if item.identity[0] == "ReferenceGrant":
-            to = first.obj["spec"]["to"] + item.obj["spec"]["to"]
-            first.obj["spec"]["to"] = sorted({tuple(sorted(t.items())): t for t in to}.values(),
-                                             key=lambda t: (t["kind"], t["name"]))
-            continue
-        kind, ns, name = item.identity
-        problems.append(error("ObjectConflict", f"two gateways emit different {kind} "
-                              f"{ns}/{name} (the other comes from {first.locate(())})",
-                              item.locate(()), "give one of them another name"))
-    return [merged[k] for k in sorted(merged)], problems
-
-
-def _file_name(obj: Mapping[str, Any]) -> str:
-    meta = obj["metadata"]
-    return f"{meta['namespace']}/{obj['kind'].lower()}-{meta['name']}.yaml"
-
-
-def render_cluster(cluster: ClusterModel, materials: Materials, store: SchemaStore,
+def render_cluster(cluster: ClusterModel, units: Sequence[Unit], store: SchemaStore,
                    *, envoy: bool = True, source: SourceConfig | None = None,
                    pins: Mapping[LockKey, Pin] | None = None,
-                   progress: Progress | None = None,
                    ) -> tuple[dict[str, bytes], list[Diagnostic]]:
+    """One cluster's overlay from its gateways' units (`compiler.fanout`)."""
     target = cluster.target
-    ca_pems = materials.ca_pems_for(target.certificate_source)
-    rendered: list[Rendered] = []
-    for gw in cluster.gateways:
-        rendered += render_gateway_objects(gw, ca_pems)
-        if progress is not None:
-            progress.step(f"{target.name} {gw.key}")
-    if envoy and isinstance(source, VaultSourceConfig):
-        rendered += _external_secrets(cluster, source, pins or {})
-    objects, problems = _merge_objects(rendered)
-    for item in objects:
-        problems += _validate(item, target, store)
-    files = {f"{target.output_dir}/{_file_name(r.obj)}": to_yaml(r.obj) for r in objects}
+    extra = _external_secrets(cluster, source, pins or {}) \
+        if envoy and isinstance(source, VaultSourceConfig) else []
+    objects, problems, envoys = assemble(target, units, extra, store)
+    files = {f"{target.output_dir}/{name}": data for name, data in objects.items()}
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": sorted(_file_name(r.obj) for r in objects)}
+        "resources": sorted(objects)}
     if envoy and target.envoy.enabled:
-        generators = []
-        configmaps = {(r.identity[1], r.identity[2]): r.obj["data"]["ca.crt"].encode("ascii")
-                      for r in objects if r.identity[0] == "ConfigMap"}
-        gateways = {r.identity[1:]: r for r in objects if r.identity[0] == "Gateway"}
-        for gw in cluster.gateways:
-            bootstrap = render_envoy(gw, target.name, ca_pems, target.envoy)
-            files[f"{target.output_dir}/{envoy_file(gw)}"] = to_yaml(bootstrap)
-            generators.append(_envoy_configmap(gw))
-            problems += _consistency(gateways[(gw.namespace, gw.name)], bootstrap,
-                                     configmaps, ca_files(gw, ca_pems, target.envoy))
+        for name, data in envoys:
+            files[f"{target.output_dir}/{name}"] = data
+        generators = [_envoy_configmap(gw) for gw in cluster.gateways]
         if generators:
             kustomization["configMapGenerator"] = generators
     files[f"{target.output_dir}/kustomization.yaml"] = to_yaml(kustomization)
@@ -279,47 +248,12 @@ def _external_secrets(cluster: ClusterModel, source: VaultSourceConfig,
             for _, ref in sorted(refs.items()) if ref.name in source.certificates]
 
 
-def _consistency(gateway: Rendered, bootstrap: dict[str, Any],
-                 configmaps: dict[tuple[str, str], bytes],
-                 files: dict[str, bytes]) -> list[Diagnostic]:
-    """Self-check: the emitted Gateway and Envoy config must enforce the same validation."""
-    return [error("InternalInconsistency", f"mtlsc bug: Gateway and Envoy config of "
-                  f"{gateway.identity[1]}/{gateway.identity[2]} disagree: {problem}",
-                  gateway.locate(()), "please report this with the intent file")
-            for problem in differences(gateway.obj, bootstrap, configmaps, files)]
-
-
 def _envoy_configmap(gw: Gateway) -> dict[str, Any]:
     """A kustomize-generated ConfigMap carrying the Envoy config; the name-hash suffix makes
     Argo CD / Flux roll Envoy when the config changes."""
     return {"name": f"envoy-{gw.name}", "namespace": gw.namespace,
             "files": [f"envoy.yaml={envoy_file(gw)}"],
             "options": {"labels": {"app.kubernetes.io/managed-by": "mtlsc"}}}
-
-
-# Kinds whose CRDs mtlsc does not ship: their shape is fixed by the renderer and covered by
-# golden tests (docs/vault.md).
-UNVALIDATED_KINDS = frozenset({"ExternalSecret"})
-
-
-def _validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagnostic]:
-    kind, ns, name = item.identity
-    if kind in UNVALIDATED_KINDS:
-        return []
-    schema = store.get(target.gateway_api_version, target.channel, item.obj["apiVersion"], kind)
-    if schema is None:
-        return [error("UnsupportedGatewayAPIVersion", f"no schema for {item.obj['apiVersion']} "
-                      f"{kind} in Gateway API {target.gateway_api_version}/{target.channel}",
-                      item.locate(()), "import the cluster's CRDs with `mtlsc schemas import`")]
-    out = []
-    for problem in validate_object(schema, item.obj):
-        where = ".".join(str(p) for p in problem.path) or "(object)"
-        out.append(error(problem.code, f"emitted {kind} {ns}/{name} for cluster {target.name!r} "
-                         f"is rejected by the Gateway API {target.gateway_api_version}/"
-                         f"{target.channel} schema at {where}: {problem.message}",
-                         item.locate(problem.path),
-                         "fix the intent line shown; the API server would refuse this object"))
-    return out
 
 
 def schema_roots(root: Path) -> list[Path]:

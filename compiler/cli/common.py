@@ -6,6 +6,7 @@ Exit codes (docs/cli.md): 0 ok, 1 invalid input / policy violation / drift, 2 us
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from .. import progress, report, write
+from ..cache import CACHE_DIR
 from ..diagnostics import Diagnostic, ExitCode, Location, error
 from ..k8s.validate import SchemaStore
 from ..load import read_policy_files
@@ -31,6 +33,8 @@ class Context:
     strict: bool
     clusters: tuple[str, ...]
     quiet: bool = False
+    cache: bool = True  # --no-cache / MTLSC_NO_CACHE turn the render cache off
+    jobs: int = 1  # --jobs / MTLSC_JOBS; default: the CPUs this process may use
 
 
 def emit(diagnostics: Sequence[Diagnostic], fmt: str, **extra: object) -> None:
@@ -82,7 +86,8 @@ def run_compile(ctx: Context, *, offline: bool = False,
                                          "--policies")])
     store = SchemaStore(schema_roots(ctx.root))
     options = Options(strict=ctx.strict, clusters=ctx.clusters,
-                      progress=progress.for_terminal(ctx.quiet))
+                      progress=progress.for_terminal(ctx.quiet),
+                      cache=ctx.root / CACHE_DIR if ctx.cache else None, jobs=ctx.jobs)
     if offline:
         return validate_only(texts, store, options)
     lock, problems = read_lock(ctx)
@@ -105,15 +110,41 @@ def common_options(func: click.decorators.FC) -> click.decorators.FC:
         click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="text",
                      show_default=True, help="Diagnostics format."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar on the terminal."),
+        click.option("--no-cache", "no_cache", is_flag=True, envvar="MTLSC_NO_CACHE",
+                     expose_value=False, callback=_remember,
+                     help="Do not read or write the render cache in .mtlsc/cache/ "
+                     "[env: MTLSC_NO_CACHE]."),
+        click.option("--jobs", "-j", "jobs", type=click.IntRange(min=1), envvar="MTLSC_JOBS",
+                     expose_value=False, callback=_remember,
+                     help="Worker processes for large compiles [default: the CPUs available; "
+                     "env: MTLSC_JOBS]."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Options every command takes but only `run_compile` reads: kept in the click context."""
+    ctx.meta[f"mtlsc.{param.name}"] = value
+    return value
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def make_context(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
              fmt: str, quiet: bool = False) -> Context:
-    return Context(root, root / policies, overlays, fmt, strict, clusters, quiet)
+    click_ctx = click.get_current_context(silent=True)
+    meta = click_ctx.meta if click_ctx is not None else {}
+    jobs = meta.get("mtlsc.jobs")
+    return Context(root, root / policies, overlays, fmt, strict, clusters, quiet,
+                   cache=not meta.get("mtlsc.no_cache", False),
+                   jobs=jobs if isinstance(jobs, int) else _cpus())
 
 
 def plan_write(ctx: Context, result: Result) -> write.WritePlan | None:

@@ -15,6 +15,7 @@ version and channel to the imported schema files.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import re
@@ -54,6 +55,9 @@ class KubeSchema:
     def __init__(self, document: Mapping[str, Any], origin: str = "<schema>") -> None:
         self.document = document
         self.origin = origin
+        # Verdicts by object (exact JSON text, key order included): fleets emit the same
+        # ConfigMap or ReferenceGrant for many gateways, and each is validated once.
+        self.verdicts: dict[bytes, tuple[SchemaError, ...]] = {}
 
     @property
     def source(self) -> Mapping[str, str]:
@@ -73,7 +77,22 @@ class KubeSchema:
 
 
 def validate_object(schema: KubeSchema, obj: Mapping[str, Any]) -> list[SchemaError]:
-    """Every problem the API server would report for creating `obj`, sorted by path."""
+    """Every problem the API server would report for creating `obj`, sorted by path.
+
+    Memoized per schema on the object's exact JSON text: the verdict is a pure function of
+    (schema, object). Objects that are not plain JSON data are validated every time."""
+    try:
+        text = json.dumps(obj, ensure_ascii=False, allow_nan=False, check_circular=False)
+    except (TypeError, ValueError, RecursionError):
+        return _validate(schema, obj)
+    key = hashlib.sha256(text.encode("utf-8")).digest()
+    found = schema.verdicts.get(key)
+    if found is None:
+        found = schema.verdicts[key] = tuple(_validate(schema, obj))
+    return list(found)
+
+
+def _validate(schema: KubeSchema, obj: Mapping[str, Any]) -> list[SchemaError]:
     value = _plain(obj)
     plan = schema.plan
     apply_defaults(plan, value)
@@ -104,6 +123,28 @@ class SchemaStore:
         self._roots = tuple(Path(root) for root in roots)
         self._files: dict[Path, KubeSchema] = {}
         self._lookups: dict[tuple[str, str, str, str], KubeSchema | None] = {}
+        self._fingerprints: dict[tuple[str, str], str] = {}
+
+    def __reduce__(self) -> tuple[type[SchemaStore], tuple[tuple[Path, ...]]]:
+        return (SchemaStore, (self._roots,))  # workers of another start method reload
+
+    def fingerprint(self, bundle_version: str, channel: str) -> str:
+        """A digest of every schema file a lookup for this bundle could read (any root)."""
+        key = (bundle_version, channel)
+        if key not in self._fingerprints:
+            digest = hashlib.sha256()
+            bundle = bundle_version if bundle_version.startswith("v") else f"v{bundle_version}"
+            for root in self._roots:
+                dirs = [root / CORE_FAMILY]
+                if _BUNDLE_RE.fullmatch(bundle) and _NAME_RE.fullmatch(channel):
+                    dirs.append(root / SCHEMA_FAMILY / bundle / channel)
+                for directory in dirs:
+                    files = sorted(directory.glob("*.json")) if directory.is_dir() else []
+                    for path in files:
+                        digest.update(f"{path}\0".encode())
+                        digest.update(hashlib.sha256(path.read_bytes()).digest())
+            self._fingerprints[key] = digest.hexdigest()
+        return self._fingerprints[key]
 
     def get(self, bundle_version: str, channel: str, api_version: str,
             kind: str) -> KubeSchema | None:

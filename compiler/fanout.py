@@ -1,0 +1,133 @@
+"""Compute the units (render + validate + emit per resolved gateway x cluster) of a compile:
+from the cache where an entry exists, otherwise in this process or in a pool of worker
+processes.
+
+Certificates were fetched before (once, in the parent: one Vault session per run); workers get
+the resolved gateways and the clusters' CA bundles, which are public. Server certificates and
+private keys never reach a worker: rendering does not read them. Results come back in task
+order, so the output does not depend on the number of workers or on scheduling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from .cache import EntryStore, code_salt, digest
+from .fetch import Materials
+from .k8s.validate import SchemaStore
+from .model import ClusterModel, Gateway, Target
+from .progress import Progress
+from .render_units import Unit, render_unit, unit_from_json, unit_to_json
+
+KIND = "unit"
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What every unit of one compile shares."""
+
+    targets: tuple[Target, ...]
+    ca_pems: tuple[dict[str, bytes], ...]  # per target: public CA bundles only
+    store: SchemaStore
+    envoy: bool
+    cache: EntryStore | None
+
+
+Task = tuple[int, Gateway, str]  # (cluster index, gateway, cache key)
+
+_WORK: Work | None = None  # set in each worker process by `_start`
+
+
+def _start(work: Work) -> None:
+    global _WORK
+    _WORK = work
+
+
+def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None) -> list[Unit]:
+    out = []
+    for index, gw, key in tasks:
+        if progress is not None:
+            progress.step(f"{work.targets[index].name} {gw.key}")
+        unit = render_unit(gw, work.targets[index], work.ca_pems[index], work.store,
+                           envoy=work.envoy)
+        if work.cache is not None:
+            work.cache.put(KIND, key, unit_to_json(unit))
+        out.append(unit)
+    return out
+
+
+def _in_worker(tasks: Sequence[Task]) -> list[Unit]:
+    assert _WORK is not None
+    return _compute(_WORK, tasks)
+
+
+def _cluster_salt(cluster: ClusterModel, ca_pems: dict[str, bytes], store: SchemaStore,
+                  envoy: bool) -> bytes:
+    target = cluster.target
+    cas = sorted((name, hashlib.sha256(pem).hexdigest()) for name, pem in ca_pems.items())
+    return digest(code_salt(), target, envoy, tuple(cas),
+                  store.fingerprint(target.gateway_api_version, target.channel)).encode()
+
+
+def unit_key(salt: bytes, gw: Gateway) -> str:
+    return hashlib.sha256(salt + digest(gw).encode()).hexdigest()
+
+
+def _cached(cache: EntryStore | None, key: str) -> Unit | None:
+    raw = cache.get(KIND, key) if cache is not None else None
+    if raw is None:
+        return None
+    try:
+        return unit_from_json(raw)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None  # a foreign or damaged payload: recompute
+
+
+def compute_units(clusters: Sequence[ClusterModel], materials: Materials, store: SchemaStore,
+                  *, envoy: bool, cache: EntryStore | None, jobs: int, parallel_min: int,
+                  progress: Progress) -> list[list[Unit]]:
+    """The units of every cluster, in the clusters' gateway order."""
+    work = Work(tuple(c.target for c in clusters),
+                tuple(materials.ca_pems_for(c.target.certificate_source) for c in clusters),
+                store, envoy, cache)
+    found: dict[tuple[int, int], Unit] = {}
+    missing: list[tuple[tuple[int, int], Task]] = []
+    for index, cluster in enumerate(clusters):
+        salt = _cluster_salt(cluster, work.ca_pems[index], store, envoy) if cache else b""
+        for position, gw in enumerate(cluster.gateways):
+            key = unit_key(salt, gw) if cache is not None else ""
+            unit = _cached(cache, key)
+            if unit is not None:
+                found[(index, position)] = unit
+                progress.step(f"{cluster.target.name} {gw.key}")
+            else:
+                missing.append(((index, position), (index, gw, key)))
+    tasks = [task for _, task in missing]
+    if jobs > 1 and len(tasks) >= max(parallel_min, 2):
+        computed = _in_pool(work, tasks, jobs, progress)
+    else:
+        computed = _compute(work, tasks, progress)
+    for (place, _), unit in zip(missing, computed, strict=True):
+        found[place] = unit
+    return [[found[(index, position)] for position in range(len(cluster.gateways))]
+            for index, cluster in enumerate(clusters)]
+
+
+def _in_pool(work: Work, tasks: list[Task], jobs: int, progress: Progress) -> list[Unit]:
+    size = max(8, math.ceil(len(tasks) / (jobs * 8)))
+    chunks = [tasks[at:at + size] for at in range(0, len(tasks), size)]
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=context,
+                             initializer=_start, initargs=(work,)) as pool:
+        out: list[Unit] = []
+        for chunk, units in zip(chunks, pool.map(_in_worker, chunks), strict=True):
+            for (index, gw, _), unit in zip(chunk, units, strict=True):
+                progress.step(f"{work.targets[index].name} {gw.key}")
+                out.append(unit)
+        return out

@@ -1,0 +1,222 @@
+"""Render, validate and emit one cluster's overlay, one gateway at a time.
+
+The work for one (resolved gateway x cluster) is a `Unit`: the gateway's objects already
+validated and serialized, its Envoy config, and the self-check verdict. A unit depends only on
+the gateway, the cluster's target, the CA bundles and the schemas, so units can be computed in
+any order, in other processes, or read back from the cache (`compiler.cache`). `assemble` then
+joins the units of one cluster exactly as one pass over all gateways would: identical objects
+emitted by several gateways collapse (the first one wins), ReferenceGrants unite, anything else
+that collides is an `ObjectConflict`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .consistency import differences
+from .diagnostics import Diagnostic, Location, Severity, error
+from .emit import to_yaml
+from .k8s.validate import SchemaStore, validate_object
+from .model import Gateway, Target
+from .render.envoy import ca_files, envoy_file, render_envoy
+from .render.gateway_api import ObjPath, Rendered, render_gateway_objects
+
+Identity = tuple[str, str, str]
+GRANT = "ReferenceGrant"
+# Kinds whose CRDs mtlsc does not ship: their shape is fixed by the renderer and covered by
+# golden tests (docs/vault.md).
+UNVALIDATED_KINDS = frozenset({"ExternalSecret"})
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One emitted object of one gateway, validated and serialized."""
+
+    identity: Identity
+    digest: str  # SHA-256 of the object's JSON text: equal digests mean equal objects
+    file: str  # relative to the cluster's outputDir
+    data: bytes
+    problems: tuple[Diagnostic, ...]
+    where: Location | None  # where the object comes from (for ObjectConflict)
+    rendered: Rendered | None  # kept for ReferenceGrants only: they merge
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    pieces: tuple[Piece, ...]
+    envoy: tuple[str, bytes] | None  # (file relative to outputDir, bytes)
+    problems: tuple[Diagnostic, ...]  # the Gateway/Envoy self-check
+
+
+def file_name(obj: Mapping[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{obj['kind'].lower()}-{meta['name']}.yaml"
+
+
+def _digest(obj: Mapping[str, Any]) -> str:
+    text = json.dumps(obj, ensure_ascii=False, check_circular=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def piece(item: Rendered, target: Target, store: SchemaStore) -> Piece:
+    if item.identity[0] == GRANT:  # validated and emitted once merged, in `assemble`
+        return Piece(item.identity, "", "", b"", (), item.locate(()), item)
+    return Piece(item.identity, _digest(item.obj), file_name(item.obj), to_yaml(item.obj),
+                 tuple(validate(item, target, store)), item.locate(()), None)
+
+
+def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
+                store: SchemaStore, *, envoy: bool) -> Unit:
+    rendered = render_gateway_objects(gw, ca_pems)
+    pieces = tuple(piece(r, target, store) for r in rendered)
+    if not (envoy and target.envoy.enabled):
+        return Unit(pieces, None, ())
+    bootstrap = render_envoy(gw, target.name, ca_pems, target.envoy)
+    # Within one cluster a CA ConfigMap's content is a function of its name (one source), so
+    # the gateway's own ConfigMaps are the ones the merged overlay holds.
+    configmaps = {(r.identity[1], r.identity[2]): r.obj["data"]["ca.crt"].encode("ascii")
+                  for r in rendered if r.identity[0] == "ConfigMap"}
+    problems = consistency(rendered[0], bootstrap, configmaps,
+                           ca_files(gw, ca_pems, target.envoy))
+    return Unit(pieces, (envoy_file(gw), to_yaml(bootstrap)), tuple(problems))
+
+
+def validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagnostic]:
+    kind, ns, name = item.identity
+    if kind in UNVALIDATED_KINDS:
+        return []
+    schema = store.get(target.gateway_api_version, target.channel, item.obj["apiVersion"], kind)
+    if schema is None:
+        return [error("UnsupportedGatewayAPIVersion", f"no schema for {item.obj['apiVersion']} "
+                      f"{kind} in Gateway API {target.gateway_api_version}/{target.channel}",
+                      item.locate(()), "import the cluster's CRDs with `mtlsc schemas import`")]
+    out = []
+    for problem in validate_object(schema, item.obj):
+        where = ".".join(str(p) for p in problem.path) or "(object)"
+        out.append(error(problem.code, f"emitted {kind} {ns}/{name} for cluster {target.name!r} "
+                         f"is rejected by the Gateway API {target.gateway_api_version}/"
+                         f"{target.channel} schema at {where}: {problem.message}",
+                         item.locate(problem.path),
+                         "fix the intent line shown; the API server would refuse this object"))
+    return out
+
+
+def consistency(gateway: Rendered, bootstrap: dict[str, Any],
+                configmaps: dict[tuple[str, str], bytes],
+                files: dict[str, bytes]) -> list[Diagnostic]:
+    """Self-check: the emitted Gateway and Envoy config must enforce the same validation."""
+    return [error("InternalInconsistency", f"mtlsc bug: Gateway and Envoy config of "
+                  f"{gateway.identity[1]}/{gateway.identity[2]} disagree: {problem}",
+                  gateway.locate(()), "please report this with the intent file")
+            for problem in differences(gateway.obj, bootstrap, configmaps, files)]
+
+
+def merge_grants(grants: Sequence[Rendered]) -> list[Rendered]:
+    """ReferenceGrants with one identity unite their `to` lists."""
+    merged: dict[Identity, Rendered] = {}
+    for item in grants:
+        first = merged.get(item.identity)
+        if first is None:
+            merged[item.identity] = Rendered(json.loads(json.dumps(item.obj)), item.sources)
+        elif first.obj != item.obj:
+            to = first.obj["spec"]["to"] + item.obj["spec"]["to"]
+            first.obj["spec"]["to"] = sorted({tuple(sorted(t.items())): t for t in to}.values(),
+                                             key=lambda t: (t["kind"], t["name"]))
+    return [merged[k] for k in sorted(merged)]
+
+
+def assemble(target: Target, units: Sequence[Unit], extra: Sequence[Rendered],
+             store: SchemaStore) -> tuple[dict[str, bytes], list[Diagnostic],
+                                          list[tuple[str, bytes]]]:
+    """Join one cluster's units (in gateway order) and extra objects: files by path
+    relative to outputDir, diagnostics, and the Envoy configs in gateway order."""
+    merged: dict[Identity, Piece] = {}
+    grants: list[Rendered] = []
+    problems: list[Diagnostic] = []
+    pieces = [p for unit in units for p in unit.pieces] + [piece(r, target, store) for r in extra]
+    for item in pieces:
+        if item.rendered is not None:
+            grants.append(item.rendered)
+            continue
+        first = merged.setdefault(item.identity, item)
+        if first is item or first.digest == item.digest:
+            continue
+        kind, ns, name = item.identity
+        problems.append(error("ObjectConflict", f"two gateways emit different {kind} "
+                              f"{ns}/{name} (the other comes from {first.where})",
+                              item.where, "give one of them another name"))
+    for grant in merge_grants(grants):
+        merged[grant.identity] = Piece(grant.identity, "", file_name(grant.obj),
+                                       to_yaml(grant.obj),
+                                       tuple(validate(grant, target, store)), None, None)
+    files: dict[str, bytes] = {}
+    for key in sorted(merged):
+        files[merged[key].file] = merged[key].data
+        problems += merged[key].problems
+    envoys = []
+    for unit in units:
+        problems += unit.problems
+        if unit.envoy is not None:
+            envoys.append(unit.envoy)
+    return files, problems, envoys
+
+
+# ------------------------------------------------------------------ cache form (plain JSON)
+
+
+def _location(loc: Location | None) -> list[Any] | None:
+    return None if loc is None else [loc.file, loc.line, loc.col]
+
+
+def _diagnostic(d: Diagnostic) -> list[Any]:
+    return [d.code, d.severity.value, d.message, _location(d.location), d.hint,
+            d.source_failure]
+
+
+def unit_to_json(unit: Unit) -> dict[str, Any]:
+    def rendered(r: Rendered | None) -> Any:
+        return None if r is None else {"obj": r.obj, "sources": [
+            [list(path), _location(loc)] for path, loc in r.sources.items()]}
+
+    return {"pieces": [[list(p.identity), p.digest, p.file, p.data.decode("utf-8"),
+                        [_diagnostic(d) for d in p.problems], _location(p.where),
+                        rendered(p.rendered)] for p in unit.pieces],
+            "envoy": None if unit.envoy is None else [unit.envoy[0],
+                                                       unit.envoy[1].decode("utf-8")],
+            "problems": [_diagnostic(d) for d in unit.problems]}
+
+
+def _loc(raw: Any) -> Location | None:
+    return None if raw is None else Location(str(raw[0]), int(raw[1]), int(raw[2]))
+
+
+def _diag(raw: Any) -> Diagnostic:
+    code, severity, message, loc, hint, source_failure = raw
+    return Diagnostic(str(code), Severity(severity), str(message), _loc(loc),
+                      None if hint is None else str(hint), bool(source_failure))
+
+
+def unit_from_json(raw: Any) -> Unit:
+    """The unit of a cache payload; raises (KeyError, TypeError, ValueError) on any shape
+    that `unit_to_json` does not produce, and the caller then recomputes."""
+    def rendered(r: Any) -> Rendered | None:
+        if r is None:
+            return None
+        sources: dict[ObjPath, Location] = {}
+        for path, loc in r["sources"]:
+            found = _loc(loc)
+            if found is not None:
+                sources[tuple(path)] = found
+        return Rendered(dict(r["obj"]), sources)
+
+    pieces = tuple(Piece((str(i[0]), str(i[1]), str(i[2])), str(digest), str(file),
+                         str(data).encode("utf-8"), tuple(_diag(d) for d in problems),
+                         _loc(where), rendered(r))
+                   for i, digest, file, data, problems, where, r in raw["pieces"])
+    envoy = raw["envoy"]
+    return Unit(pieces, None if envoy is None else (str(envoy[0]), str(envoy[1]).encode()),
+                tuple(_diag(d) for d in raw["problems"]))

@@ -1,0 +1,120 @@
+"""The render cache never changes output: cold, warm and no cache give the same bytes and the
+same diagnostics, edits and certificate changes invalidate exactly what they affect, and a
+damaged or foreign entry is ignored."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from compiler import fanout
+from compiler.cache import MAGIC, EntryStore, canonical, digest
+from tests.fleet_support import CLUSTERS, compile_fleet, make_fleet, outcome
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_fleet(tmp_path_factory.mktemp("fleet"))
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Gateways actually rendered (cache misses) during the test."""
+    seen: list[str] = []
+    real = fanout.render_unit
+
+    def counting(gw, target, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(f"{target.name}/{gw.key}")
+        return real(gw, target, *args, **kwargs)
+
+    monkeypatch.setattr(fanout, "render_unit", counting)
+    return seen
+
+
+def _entries(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.rglob("*") if p.is_file())
+
+
+def test_cold_warm_and_no_cache_are_identical(fleet: Path, tmp_path: Path,
+                                              renders: list[str]) -> None:
+    plain = compile_fleet(fleet)
+    assert plain.ok and len(plain.files) > 100
+    assert any(d.code == "InsecureFrontendValidationMode" for d in plain.diagnostics)
+    gateways = len(renders)
+    cold = compile_fleet(fleet, cache=tmp_path / "cache")
+    warm = compile_fleet(fleet, cache=tmp_path / "cache")
+    assert outcome(cold) == outcome(plain)
+    assert outcome(warm) == outcome(plain)
+    assert len(renders) == 2 * gateways  # the no-cache and the cold run; the warm run: none
+    assert len(_entries(tmp_path / "cache")) == gateways
+
+
+def test_an_edit_rerenders_only_that_gateway(fleet: Path, tmp_path: Path,
+                                             renders: list[str]) -> None:
+    root = tmp_path / "fleet"
+    shutil.copytree(fleet, root)
+    compile_fleet(root, cache=tmp_path / "cache")
+    intent = root / "policies" / "gateways" / "team-3" / "gw-3.yaml"
+    intent.write_text(intent.read_text().replace("hostname: gw-3.", "hostname: gw-3-new."))
+    renders.clear()
+    edited = compile_fleet(root, cache=tmp_path / "cache")
+    assert sorted(renders) == [f"c{j}/team-3/gw-3" for j in range(CLUSTERS)]
+    assert outcome(edited) == outcome(compile_fleet(root))
+    assert any(b"gw-3-new.fleet.example" in data for data in edited.files.values())
+
+
+def test_a_changed_ca_bundle_invalidates_the_gateways_using_it(fleet: Path, tmp_path: Path
+                                                               ) -> None:
+    root = tmp_path / "fleet"
+    shutil.copytree(fleet, root)
+    compile_fleet(root, cache=tmp_path / "cache")
+    shutil.copyfile(root / "pki" / "ns-ca-1.pem", root / "pki" / "ns-ca-0.pem")
+    changed = compile_fleet(root, cache=tmp_path / "cache")
+    assert outcome(changed) == outcome(compile_fleet(root))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "foreign", "shape"])
+def test_damaged_or_foreign_entries_are_ignored(fleet: Path, tmp_path: Path, damage: str,
+                                                renders: list[str]) -> None:
+    cache = tmp_path / "cache"
+    expected = outcome(compile_fleet(fleet, cache=cache))
+    entries = _entries(cache)
+    for index, path in enumerate(entries):
+        data = path.read_bytes()
+        if damage == "truncate":
+            path.write_bytes(data[: len(data) // 2])
+        elif damage == "flip":  # one byte of the payload changed: the checksum fails
+            path.write_bytes(data[:-10] + bytes([data[-10] ^ 1]) + data[-9:])
+        elif damage == "garbage":
+            path.write_bytes(b"\x00not an entry")
+        elif damage == "foreign":  # another key's (valid) entry under this key's name
+            path.write_bytes(entries[(index + 1) % len(entries)].read_bytes())
+        else:  # a well-formed entry with a payload of the wrong shape
+            store = EntryStore(cache)
+            store.put(fanout.KIND, path.name, {"pieces": [[1, 2]], "envoy": None})
+    renders.clear()
+    assert outcome(compile_fleet(fleet, cache=cache)) == expected
+    assert len(renders) == len(entries)  # every damaged entry was recomputed...
+    renders.clear()
+    assert outcome(compile_fleet(fleet, cache=cache)) == expected
+    assert renders == []  # ...and rewritten whole
+
+
+def test_entries_carry_their_key_and_a_checksum(tmp_path: Path) -> None:
+    store = EntryStore(tmp_path)
+    store.put("unit", "ab" * 32, {"x": [1, "ü"]})
+    raw = (tmp_path / "unit" / "ab" / ("ab" * 32)).read_bytes()
+    assert raw.startswith(MAGIC + b"ab" * 32 + b"\n")
+    assert store.get("unit", "ab" * 32) == {"x": [1, "ü"]}
+    assert store.get("unit", "cd" * 32) is None
+    assert not list((tmp_path / "unit").rglob(".tmp-*"))
+
+
+def test_canonical_forms_are_deterministic_and_faithful() -> None:
+    assert digest(frozenset({"mode", "caBundles"})) == digest(frozenset({"caBundles", "mode"}))
+    assert digest(1) != digest(True) != digest("1")
+    assert digest(("a", "b")) != digest(("ab",))
+    with pytest.raises(TypeError):
+        canonical(object())

@@ -1,0 +1,72 @@
+"""Rendering in worker processes gives the bytes of rendering in one process, whatever the
+number of workers; a fleet compiled in shards (`--cluster` groups, as CI jobs would) equals
+one full compile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from compiler.cli import main
+from tests.fleet_support import CLUSTERS, compile_fleet, make_fleet, outcome
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_fleet(tmp_path_factory.mktemp("fleet"))
+
+
+def test_one_and_many_workers_give_identical_output(fleet: Path, tmp_path: Path) -> None:
+    alone = outcome(compile_fleet(fleet, jobs=1))
+    assert alone[0]
+    for jobs in (2, 3):
+        assert outcome(compile_fleet(fleet, jobs=jobs, parallel_min=1)) == alone
+    # workers also fill the cache, and a warm run reads it back identically
+    cold = outcome(compile_fleet(fleet, jobs=2, parallel_min=1, cache=tmp_path / "cache"))
+    warm = outcome(compile_fleet(fleet, jobs=1, cache=tmp_path / "cache"))
+    assert cold == alone == warm
+
+
+def test_small_compiles_stay_in_process(fleet: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from compiler import fanout
+
+    def no_pool(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a pool was started for a small compile")
+
+    monkeypatch.setattr(fanout, "_in_pool", no_pool)
+    assert compile_fleet(fleet, jobs=4).ok  # default parallel_min: far above this fleet
+
+
+def test_shards_equal_one_full_compile(fleet: Path) -> None:
+    full = compile_fleet(fleet)
+    shards = [("c0",), tuple(f"c{j}" for j in range(1, CLUSTERS))]
+    files: dict[str, bytes] = {}
+    for clusters in shards:
+        part = compile_fleet(fleet, clusters=clusters)
+        assert part.ok
+        assert not set(files) & set(part.files)
+        files.update(part.files)
+    assert files == full.files
+
+
+def test_sharded_cli_compiles_then_check(tmp_path: Path) -> None:
+    """The CI recipe of docs/scale.md: one job per cluster group writes its overlays, a final
+    job checks the whole tree."""
+    root = make_fleet(tmp_path / "sharded")
+    whole = make_fleet(tmp_path / "whole")
+    runner = CliRunner()
+    for args in (["--cluster", "c0"], ["--cluster", "c1", "--cluster", "c2"]):
+        result = runner.invoke(main, ["compile", "-q", "--root", str(root), *args],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    check = runner.invoke(main, ["check", "-q", "--root", str(root)], catch_exceptions=False)
+    assert check.exit_code == 0, check.output
+    runner.invoke(main, ["compile", "-q", "--no-cache", "--root", str(whole)],
+                  catch_exceptions=False)
+    ours = {p.relative_to(root): p.read_bytes() for p in (root / "overlays").rglob("*")
+            if p.is_file()}
+    theirs = {p.relative_to(whole): p.read_bytes() for p in (whole / "overlays").rglob("*")
+              if p.is_file()}
+    assert ours == theirs and len(ours) > 100
