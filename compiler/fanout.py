@@ -11,20 +11,32 @@ order, so the output does not depend on the number of workers or on scheduling.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from .cache import EntryStore, code_salt, digest
+from .cache import EntryStore, canonical, code_salt, digest
 from .fetch import Materials
 from .k8s.validate import SchemaStore
 from .model import ClusterModel, Gateway, Target
 from .progress import Progress
-from .render_units import Unit, render_unit, unit_from_json, unit_to_json
+from .render.gateway_api import Rendered
+from .render_units import (
+    Piece,
+    Unit,
+    finish_grant,
+    piece_from_json,
+    piece_to_json,
+    render_unit,
+    unit_from_json,
+    unit_to_json,
+)
 
 KIND = "unit"
+GRANT_KIND = "grant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +84,33 @@ def _cluster_salt(cluster: ClusterModel, ca_pems: dict[str, bytes], store: Schem
     cas = sorted((name, hashlib.sha256(pem).hexdigest()) for name, pem in ca_pems.items())
     return digest(code_salt(), target, envoy, tuple(cas),
                   store.fingerprint(target.gateway_api_version, target.channel)).encode()
+
+
+def grant_finisher(cluster: ClusterModel, materials: Materials, store: SchemaStore, *,
+                   envoy: bool, cache: EntryStore | None) -> Callable[[Rendered], Piece]:
+    """`finish_grant` through the cache: merged ReferenceGrants are re-validated on every
+    compile otherwise, since they are joined from several gateways' units."""
+    target = cluster.target
+    if cache is None:
+        return lambda grant: finish_grant(grant, target, store)
+    ca_pems = materials.ca_pems_for(target.certificate_source)
+    salt = _cluster_salt(cluster, ca_pems, store, envoy)
+
+    def finish(grant: Rendered) -> Piece:
+        sources = sorted((repr(path), canonical(loc)) for path, loc in grant.sources.items())
+        text = json.dumps(grant.obj, ensure_ascii=False) + repr(sources)
+        key = hashlib.sha256(salt + text.encode("utf-8")).hexdigest()
+        raw = cache.get(GRANT_KIND, key)
+        if raw is not None:
+            try:
+                return piece_from_json(raw)
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+                pass
+        done = finish_grant(grant, target, store)
+        cache.put(GRANT_KIND, key, piece_to_json(done))
+        return done
+
+    return finish
 
 
 def unit_key(salt: bytes, gw: Gateway) -> str:

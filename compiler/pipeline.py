@@ -16,7 +16,7 @@ from typing import Any
 from .cache import EntryStore
 from .diagnostics import Diagnostic, error, escalate, has_errors, sorted_diagnostics
 from .emit import to_yaml
-from .fanout import compute_units
+from .fanout import compute_units, grant_finisher
 from .fetch import Materials, fetch, verify
 from .k8s.validate import SchemaStore, shipped_schema_root
 from .layering import Placement, check_references, place, targets_of
@@ -28,7 +28,7 @@ from .progress import Progress, Silent
 from .render.envoy import envoy_file
 from .render.external_secrets import render_external_secret
 from .render.gateway_api import Rendered
-from .render_units import Unit, assemble
+from .render_units import Piece, Unit, assemble
 from .resolve import resolve
 from .secrets import CertificateSource
 from .secrets.vault_config import ExternalSecrets, VaultSourceConfig
@@ -175,16 +175,19 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
             return _finish(result, options)
     configs = {s.name: s for s in policies.sources}
     options.progress.begin(sum(len(c.gateways) for c in clusters))
+    cache = EntryStore(options.cache) if options.cache else None
     units = compute_units(clusters, materials, store, envoy=open_source is not None,
-                          cache=EntryStore(options.cache) if options.cache else None,
+                          cache=cache,
                           jobs=options.jobs, parallel_min=options.parallel_min,
                           progress=options.progress)
     options.progress.end()
     for cluster, cluster_units in zip(clusters, units, strict=True):
+        finish = grant_finisher(cluster, materials, store, envoy=open_source is not None,
+                                cache=cache)
         files, problems = render_cluster(cluster, cluster_units, store,
                                          envoy=open_source is not None,
                                          source=configs.get(cluster.target.certificate_source),
-                                         pins=result.pins)
+                                         pins=result.pins, finish=finish)
         result.files.update(files)
         result.diagnostics += problems
     if open_source is None:
@@ -211,12 +214,13 @@ def _new_lock(old: Mapping[LockKey, Pin], sources: Mapping[str, CertificateSourc
 def render_cluster(cluster: ClusterModel, units: Sequence[Unit], store: SchemaStore,
                    *, envoy: bool = True, source: SourceConfig | None = None,
                    pins: Mapping[LockKey, Pin] | None = None,
+                   finish: Callable[[Rendered], Piece] | None = None,
                    ) -> tuple[dict[str, bytes], list[Diagnostic]]:
     """One cluster's overlay from its gateways' units (`compiler.fanout`)."""
     target = cluster.target
     extra = _external_secrets(cluster, source, pins or {}) \
         if envoy and isinstance(source, VaultSourceConfig) else []
-    objects, problems, envoys = assemble(target, units, extra, store)
+    objects, problems, envoys = assemble(target, units, extra, store, finish)
     files = {f"{target.output_dir}/{name}": data for name, data in objects.items()}
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",

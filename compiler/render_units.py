@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,11 +129,18 @@ def merge_grants(grants: Sequence[Rendered]) -> list[Rendered]:
     return [merged[k] for k in sorted(merged)]
 
 
+def finish_grant(grant: Rendered, target: Target, store: SchemaStore) -> Piece:
+    """A merged ReferenceGrant, validated and serialized."""
+    return Piece(grant.identity, "", file_name(grant.obj), to_yaml(grant.obj),
+                 tuple(validate(grant, target, store)), None, None)
+
+
 def assemble(target: Target, units: Sequence[Unit], extra: Sequence[Rendered],
-             store: SchemaStore) -> tuple[dict[str, bytes], list[Diagnostic],
-                                          list[tuple[str, bytes]]]:
+             store: SchemaStore, finish: Callable[[Rendered], Piece] | None = None,
+             ) -> tuple[dict[str, bytes], list[Diagnostic], list[tuple[str, bytes]]]:
     """Join one cluster's units (in gateway order) and extra objects: files by path
-    relative to outputDir, diagnostics, and the Envoy configs in gateway order."""
+    relative to outputDir, diagnostics, and the Envoy configs in gateway order. `finish`
+    validates and serializes a merged ReferenceGrant (default: `finish_grant`)."""
     merged: dict[Identity, Piece] = {}
     grants: list[Rendered] = []
     problems: list[Diagnostic] = []
@@ -150,9 +157,8 @@ def assemble(target: Target, units: Sequence[Unit], extra: Sequence[Rendered],
                               f"{ns}/{name} (the other comes from {first.where})",
                               item.where, "give one of them another name"))
     for grant in merge_grants(grants):
-        merged[grant.identity] = Piece(grant.identity, "", file_name(grant.obj),
-                                       to_yaml(grant.obj),
-                                       tuple(validate(grant, target, store)), None, None)
+        merged[grant.identity] = finish(grant) if finish is not None else \
+            finish_grant(grant, target, store)
     files: dict[str, bytes] = {}
     for key in sorted(merged):
         files[merged[key].file] = merged[key].data
@@ -177,14 +183,19 @@ def _diagnostic(d: Diagnostic) -> list[Any]:
             d.source_failure]
 
 
-def unit_to_json(unit: Unit) -> dict[str, Any]:
-    def rendered(r: Rendered | None) -> Any:
-        return None if r is None else {"obj": r.obj, "sources": [
-            [list(path), _location(loc)] for path, loc in r.sources.items()]}
+def _rendered_to_json(r: Rendered | None) -> Any:
+    return None if r is None else {"obj": r.obj, "sources": [
+        [list(path), _location(loc)] for path, loc in r.sources.items()]}
 
-    return {"pieces": [[list(p.identity), p.digest, p.file, p.data.decode("utf-8"),
-                        [_diagnostic(d) for d in p.problems], _location(p.where),
-                        rendered(p.rendered)] for p in unit.pieces],
+
+def piece_to_json(p: Piece) -> list[Any]:
+    return [list(p.identity), p.digest, p.file, p.data.decode("utf-8"),
+            [_diagnostic(d) for d in p.problems], _location(p.where),
+            _rendered_to_json(p.rendered)]
+
+
+def unit_to_json(unit: Unit) -> dict[str, Any]:
+    return {"pieces": [piece_to_json(p) for p in unit.pieces],
             "envoy": None if unit.envoy is None else [unit.envoy[0],
                                                        unit.envoy[1].decode("utf-8")],
             "problems": [_diagnostic(d) for d in unit.problems]}
@@ -200,23 +211,29 @@ def _diag(raw: Any) -> Diagnostic:
                       None if hint is None else str(hint), bool(source_failure))
 
 
-def unit_from_json(raw: Any) -> Unit:
-    """The unit of a cache payload; raises (KeyError, TypeError, ValueError) on any shape
-    that `unit_to_json` does not produce, and the caller then recomputes."""
-    def rendered(r: Any) -> Rendered | None:
-        if r is None:
-            return None
-        sources: dict[ObjPath, Location] = {}
-        for path, loc in r["sources"]:
-            found = _loc(loc)
-            if found is not None:
-                sources[tuple(path)] = found
-        return Rendered(dict(r["obj"]), sources)
+def _rendered(r: Any) -> Rendered | None:
+    if r is None:
+        return None
+    sources: dict[ObjPath, Location] = {}
+    for path, loc in r["sources"]:
+        found = _loc(loc)
+        if found is not None:
+            sources[tuple(path)] = found
+    return Rendered(dict(r["obj"]), sources)
 
-    pieces = tuple(Piece((str(i[0]), str(i[1]), str(i[2])), str(digest), str(file),
-                         str(data).encode("utf-8"), tuple(_diag(d) for d in problems),
-                         _loc(where), rendered(r))
-                   for i, digest, file, data, problems, where, r in raw["pieces"])
+
+def piece_from_json(raw: Any) -> Piece:
+    """Raises (KeyError, TypeError, ValueError, ...) on any shape `piece_to_json` does not
+    produce; the caller then recomputes."""
+    identity, digest, file, data, problems, where, rendered = raw
+    return Piece((str(identity[0]), str(identity[1]), str(identity[2])), str(digest),
+                 str(file), str(data).encode("utf-8"), tuple(_diag(d) for d in problems),
+                 _loc(where), _rendered(rendered))
+
+
+def unit_from_json(raw: Any) -> Unit:
+    """The unit of a cache payload; raises like `piece_from_json`."""
+    pieces = tuple(piece_from_json(p) for p in raw["pieces"])
     envoy = raw["envoy"]
     return Unit(pieces, None if envoy is None else (str(envoy[0]), str(envoy[1]).encode()),
                 tuple(_diag(d) for d in raw["problems"]))
