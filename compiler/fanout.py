@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -36,6 +36,7 @@ from .render_units import (
 )
 
 KIND = "unit"
+MIN_BATCH = 16  # fewer misses in a cluster than this are rendered in this process
 GRANT_KIND = "grant"
 
 
@@ -127,46 +128,61 @@ def _cached(cache: EntryStore | None, key: str) -> Unit | None:
         return None  # a foreign or damaged payload: recompute
 
 
-def compute_units(clusters: Sequence[ClusterModel], materials: Materials, store: SchemaStore,
-                  *, envoy: bool, cache: EntryStore | None, jobs: int, parallel_min: int,
-                  progress: Progress) -> list[list[Unit]]:
-    """The units of every cluster, in the clusters' gateway order."""
+def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: SchemaStore,
+               *, envoy: bool, cache: EntryStore | None, jobs: int, parallel_min: int,
+               progress: Progress) -> Iterator[list[Unit]]:
+    """The units of each cluster in turn (in the cluster's gateway order), so that a caller
+    can hand one cluster's output on and drop it before the next is computed.
+
+    A pool of `jobs` workers is started (once) when the compile is large (at least
+    `parallel_min` gateways in all) and a cluster has enough cache misses to be worth it;
+    otherwise everything runs in this process."""
     work = Work(tuple(c.target for c in clusters),
                 tuple(materials.ca_pems_for(c.target.certificate_source) for c in clusters),
                 store, envoy, cache)
-    found: dict[tuple[int, int], Unit] = {}
-    missing: list[tuple[tuple[int, int], Task]] = []
-    for index, cluster in enumerate(clusters):
-        salt = _cluster_salt(cluster, work.ca_pems[index], store, envoy) if cache else b""
-        for position, gw in enumerate(cluster.gateways):
-            key = unit_key(salt, gw) if cache is not None else ""
-            unit = _cached(cache, key)
-            if unit is not None:
-                found[(index, position)] = unit
-                progress.step(f"{cluster.target.name} {gw.key}")
+    large = jobs > 1 and sum(len(c.gateways) for c in clusters) >= max(parallel_min, 2)
+    pool: ProcessPoolExecutor | None = None
+    try:
+        for index, cluster in enumerate(clusters):
+            salt = _cluster_salt(cluster, work.ca_pems[index], store, envoy) if cache else b""
+            found: list[Unit | None] = []
+            missing: list[tuple[int, Task]] = []
+            for position, gw in enumerate(cluster.gateways):
+                key = unit_key(salt, gw) if cache is not None else ""
+                unit = _cached(cache, key)
+                found.append(unit)
+                if unit is None:
+                    missing.append((position, (index, gw, key)))
+                else:
+                    progress.step(f"{cluster.target.name} {gw.key}")
+            tasks = [task for _, task in missing]
+            if large and len(tasks) >= min(MIN_BATCH, parallel_min):
+                pool = pool or _pool(work, jobs)
+                computed = _in_pool(pool, work, tasks, jobs, progress)
             else:
-                missing.append(((index, position), (index, gw, key)))
-    tasks = [task for _, task in missing]
-    if jobs > 1 and len(tasks) >= max(parallel_min, 2):
-        computed = _in_pool(work, tasks, jobs, progress)
-    else:
-        computed = _compute(work, tasks, progress)
-    for (place, _), unit in zip(missing, computed, strict=True):
-        found[place] = unit
-    return [[found[(index, position)] for position in range(len(cluster.gateways))]
-            for index, cluster in enumerate(clusters)]
+                computed = _compute(work, tasks, progress)
+            for (position, _), unit in zip(missing, computed, strict=True):
+                found[position] = unit
+            yield [unit for unit in found if unit is not None]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
-def _in_pool(work: Work, tasks: list[Task], jobs: int, progress: Progress) -> list[Unit]:
-    size = max(8, math.ceil(len(tasks) / (jobs * 8)))
-    chunks = [tasks[at:at + size] for at in range(0, len(tasks), size)]
+def _pool(work: Work, jobs: int) -> ProcessPoolExecutor:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=context,
-                             initializer=_start, initargs=(work,)) as pool:
-        out: list[Unit] = []
-        for chunk, units in zip(chunks, pool.map(_in_worker, chunks), strict=True):
-            for (index, gw, _), unit in zip(chunk, units, strict=True):
-                progress.step(f"{work.targets[index].name} {gw.key}")
-                out.append(unit)
-        return out
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start,
+                               initargs=(work,))
+
+
+def _in_pool(pool: ProcessPoolExecutor, work: Work, tasks: list[Task], jobs: int,
+             progress: Progress) -> list[Unit]:
+    size = max(8, math.ceil(len(tasks) / (jobs * 8)))
+    chunks = [tasks[at:at + size] for at in range(0, len(tasks), size)]
+    out: list[Unit] = []
+    for chunk, units in zip(chunks, pool.map(_in_worker, chunks), strict=True):
+        for (index, gw, _), unit in zip(chunk, units, strict=True):
+            progress.step(f"{work.targets[index].name} {gw.key}")
+            out.append(unit)
+    return out

@@ -16,7 +16,7 @@ from typing import Any
 from .cache import EntryStore
 from .diagnostics import Diagnostic, error, escalate, has_errors, sorted_diagnostics
 from .emit import to_yaml
-from .fanout import compute_units, grant_finisher
+from .fanout import grant_finisher, iter_units
 from .fetch import Materials, fetch, verify
 from .k8s.validate import SchemaStore, shipped_schema_root
 from .layering import Placement, check_references, place, targets_of
@@ -34,6 +34,7 @@ from .secrets import CertificateSource
 from .secrets.vault_config import ExternalSecrets, VaultSourceConfig
 
 SourceFactory = Callable[[SourceConfig], CertificateSource]
+ClusterSink = Callable[[str, dict[str, bytes]], None]  # (outputDir, files by path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +143,14 @@ def _resolve_all(policies: Policies, targets: Sequence[Target],
 
 def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None,
                      store: SchemaStore, options: Options = Options(),
-                     lock: Mapping[LockKey, Pin] | None = None) -> Result:
-    """Compile; with `open_source=None` run offline (no certificates, no files): validate."""
+                     lock: Mapping[LockKey, Pin] | None = None,
+                     sink: ClusterSink | None = None) -> Result:
+    """Compile; with `open_source=None` run offline (no certificates, no files): validate.
+
+    With a `sink`, each cluster's files go to `sink(output_dir, files)` as soon as the cluster
+    is done, and `result.files` keeps only the rest (the lock file), so peak memory holds one
+    cluster's output rather than the fleet's. A later cluster may still fail: a sink must
+    stage what it gets and commit only when the returned result is ok."""
     result = Result()
     policies, result.diagnostics = load_texts(texts)
     result.policies = policies
@@ -176,11 +183,9 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
     configs = {s.name: s for s in policies.sources}
     options.progress.begin(sum(len(c.gateways) for c in clusters))
     cache = EntryStore(options.cache) if options.cache else None
-    units = compute_units(clusters, materials, store, envoy=open_source is not None,
-                          cache=cache,
-                          jobs=options.jobs, parallel_min=options.parallel_min,
-                          progress=options.progress)
-    options.progress.end()
+    units = iter_units(clusters, materials, store, envoy=open_source is not None,
+                       cache=cache, jobs=options.jobs, parallel_min=options.parallel_min,
+                       progress=options.progress)
     for cluster, cluster_units in zip(clusters, units, strict=True):
         finish = grant_finisher(cluster, materials, store, envoy=open_source is not None,
                                 cache=cache)
@@ -188,8 +193,12 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
                                          envoy=open_source is not None,
                                          source=configs.get(cluster.target.certificate_source),
                                          pins=result.pins, finish=finish)
-        result.files.update(files)
         result.diagnostics += problems
+        if sink is not None and open_source is not None:
+            sink(cluster.target.output_dir, files)
+        else:
+            result.files.update(files)
+    options.progress.end()
     if open_source is None:
         result.files = {}
     elif result.pins or lock:

@@ -9,7 +9,7 @@ from bench.fleet_gen import write_fleet
 from compiler.diagnostics import Diagnostic
 from compiler.k8s.validate import SchemaStore
 from compiler.load import read_policy_files
-from compiler.pipeline import Options, Result, compile_policies, schema_roots
+from compiler.pipeline import ClusterSink, Options, Result, compile_policies, schema_roots
 from compiler.secrets.factory import source_factory
 from tests.support import NOW, REPO
 
@@ -21,11 +21,12 @@ def make_fleet(root: Path, intents: int = INTENTS, clusters: int = CLUSTERS) -> 
     return root
 
 
-def compile_fleet(root: Path, **options: object) -> Result:
+def compile_fleet(root: Path, sink: ClusterSink | None = None, **options: object) -> Result:
     texts = read_policy_files(root / "policies", root)
     store = SchemaStore(schema_roots(REPO))
     result = compile_policies(texts, source_factory(root), store,
-                              Options(now=NOW, **options))  # type: ignore[arg-type]
+                              Options(now=NOW, **options),  # type: ignore[arg-type]
+                              sink=sink)
     assert result.policies is not None
     return result
 

@@ -70,3 +70,13 @@ def test_sharded_cli_compiles_then_check(tmp_path: Path) -> None:
     theirs = {p.relative_to(whole): p.read_bytes() for p in (whole / "overlays").rglob("*")
               if p.is_file()}
     assert ours == theirs and len(ours) > 100
+
+
+def test_a_sink_receives_each_cluster_once_and_the_same_bytes(fleet: Path) -> None:
+    full = compile_fleet(fleet)
+    got: list[tuple[str, dict[str, bytes]]] = []
+    streamed = compile_fleet(fleet, sink=lambda out, files: got.append((out, files)))
+    assert streamed.ok and streamed.files == {}
+    assert [out for out, _ in got] == [f"overlays/c{j}" for j in range(CLUSTERS)]
+    assert all(path.startswith(out + "/") for out, files in got for path in files)
+    assert {p: d for _, files in got for p, d in files.items()} == full.files
