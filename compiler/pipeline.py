@@ -20,7 +20,7 @@ from .fanout import grant_finisher, iter_units
 from .fetch import Materials, fetch, verify
 from .k8s.validate import SchemaStore, shipped_schema_root
 from .layering import Placement, check_references, place, targets_of
-from .load import Policies, SourceConfig, load_texts
+from .load import OverrideDoc, Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
 from .precedence import Capabilities
@@ -126,12 +126,19 @@ def _check_targets(targets: Sequence[Target], policies: Policies,
 def _resolve_all(policies: Policies, targets: Sequence[Target],
                  caps: Mapping[str, Capabilities], result: Result) -> list[ClusterModel]:
     clusters: list[ClusterModel] = []
+    intents = sorted(policies.intents, key=lambda i: i.key)
+    # Indexes: which targets each intent goes to, which overrides name each intent (`place`
+    # only ever looks at the overrides of its own intent).
+    placed = [{t.name for t in targets_of(intent, targets)} for intent in intents]
+    overrides: dict[str, list[OverrideDoc]] = {}
+    for doc in policies.overrides:
+        overrides.setdefault(doc.gateway_key, []).append(doc)
     for target in targets:
         gateways: list[Gateway] = []
-        for intent in sorted(policies.intents, key=lambda i: i.key):
-            if target not in targets_of(intent, targets):
+        for intent, names in zip(intents, placed, strict=True):
+            if target.name not in names:
                 continue
-            placement, problems = place(intent, target, policies.overrides)
+            placement, problems = place(intent, target, overrides.get(intent.key, []))
             result.diagnostics += problems
             result.placements.append(placement)
             gateway, problems = resolve(placement, caps[target.name])
