@@ -97,6 +97,12 @@ _FORMATS = {
 }
 
 
+def format_ok(name: str, value: str) -> bool:
+    """What the format checker says about a string (unknown formats pass)."""
+    predicate = _FORMATS.get(name)
+    return predicate is None or bool(predicate(value))
+
+
 def _format_checker() -> Any:
     checker = FormatChecker(formats=())
     for name, predicate in _FORMATS.items():

@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from compiler.k8s._fast_schema import Check, compile_checker
 from compiler.k8s._jsonschema_support import make_validator, structural_errors
 from compiler.k8s._objectmeta import metadata_errors
 from compiler.k8s._schema_error import (
@@ -69,6 +70,11 @@ class KubeSchema:
         return make_validator(self.document)
 
     @cached_property
+    def certainly_valid(self) -> Check:
+        """The schema compiled into a fast, sound "no structural error" predicate."""
+        return compile_checker(self.document)
+
+    @cached_property
     def plan(self) -> PlanNode | None:
         return build_plan(self.document)
 
@@ -96,7 +102,11 @@ def _validate(schema: KubeSchema, obj: Mapping[str, Any]) -> list[SchemaError]:
     value = _plain(obj)
     plan = schema.plan
     apply_defaults(plan, value)
-    errors, blocking = structural_errors(schema.validator, value)
+    errors: list[SchemaError]
+    if schema.certainly_valid(value):
+        errors, blocking = [], False  # what the generic walk below would find, found fast
+    else:
+        errors, blocking = structural_errors(schema.validator, value)
     errors.extend(metadata_errors(value))
     errors.extend(check(plan, value, (), run_rules=not blocking))
     if blocking:
