@@ -146,8 +146,8 @@ def _keyword(name: str, arg: Any, schema: Mapping[str, Any]) -> Check | None:
         return lambda v: not isinstance(v, dict) or all(
             extra(value) for key, value in v.items() if key not in known)
     if name == "propertyNames":
-        names = compile_checker(arg)
-        return lambda v: not isinstance(v, dict) or all(names(key) for key in v)
+        key_check = compile_checker(arg)
+        return lambda v: not isinstance(v, dict) or all(key_check(key) for key in v)
     if name == "anyOf":
         if not isinstance(arg, list):
             return None
