@@ -16,6 +16,7 @@ import enum
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from datetime import timedelta
 from functools import cache
@@ -31,15 +32,18 @@ CACHE_DIR = Path(".mtlsc") / "cache"
 
 @cache
 def code_salt() -> str:
-    """mtlsc's version plus a digest of its own source and schema files: a development edit,
-    an upgrade or a changed shipped schema makes every old entry unreachable."""
+    """mtlsc's version plus a digest of its own source files, and the versions of Python and
+    of the libraries whose messages end up in diagnostics: a development edit or an upgrade
+    makes every old entry unreachable."""
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        found = version("mtlsc")
-    except PackageNotFoundError:
-        found = "unknown"
-    digest = hashlib.sha256(found.encode())
+    found = [sys.version]
+    for package_name in ("mtlsc", "jsonschema", "cryptography"):
+        try:
+            found.append(f"{package_name}=={version(package_name)}")
+        except PackageNotFoundError:
+            found.append(f"{package_name}==unknown")
+    digest = hashlib.sha256("\n".join(found).encode())
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*")):
         if path.suffix in (".py", ".j2", ".json") and path.is_file():
