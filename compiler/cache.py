@@ -98,8 +98,9 @@ def digest(*parts: Any) -> str:
 class EntryStore:
     """Entries as files `<dir>/<kind>/<key[:2]>/<key>`; a failing disk only costs speed."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, writable: bool = True) -> None:
         self.directory = directory
+        self.writable = writable
 
     def _path(self, kind: str, key: str) -> Path:
         return self.directory / kind / key[:2] / key
@@ -122,6 +123,8 @@ class EntryStore:
             return None
 
     def put(self, kind: str, key: str, value: Any) -> None:
+        if not self.writable:
+            return
         payload = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         data = (MAGIC + key.encode("ascii") + b"\n"
                 + hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n" + payload)

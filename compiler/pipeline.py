@@ -44,6 +44,7 @@ class Options:
     clusters: tuple[str, ...] = ()  # restrict to these clusters (all when empty)
     progress: Progress = field(default_factory=Silent, compare=False)
     cache: Path | None = None  # directory of the render cache (`.mtlsc/cache`); None: off
+    cache_writes: bool = True  # False: only read the cache (`check` changes no file at all)
     jobs: int = 1  # worker processes for rendering; 1: all in this process
     parallel_min: int = 200  # fewer gateways to render than this stay in this process
 
@@ -189,7 +190,7 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
             return _finish(result, options)
     configs = {s.name: s for s in policies.sources}
     options.progress.begin(sum(len(c.gateways) for c in clusters))
-    cache = EntryStore(options.cache) if options.cache else None
+    cache = EntryStore(options.cache, writable=options.cache_writes) if options.cache else None
     units = iter_units(clusters, materials, store, envoy=open_source is not None,
                        cache=cache, jobs=options.jobs, parallel_min=options.parallel_min,
                        progress=options.progress)

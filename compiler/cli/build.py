@@ -29,7 +29,7 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
             fmt: str, quiet: bool, show_diff: bool) -> None:
     """Compile policies/ into overlays/ (writes nothing if there is any error)."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
-    result = run_compile(ctx)
+    result = run_compile(ctx, fill_cache=True)
     diff = write_result(ctx, result, show_diff=show_diff)
     emit(result.diagnostics, fmt, files=sorted(result.files),
           **({"diff": diff} if show_diff else {}))

@@ -73,7 +73,7 @@ def read_lock(ctx: Context) -> tuple[dict[LockKey, Pin], list[Diagnostic]]:
                           "`mtlsc lock update`")]
 
 
-def run_compile(ctx: Context, *, offline: bool = False,
+def run_compile(ctx: Context, *, offline: bool = False, fill_cache: bool = False,
              unpin: tuple[str, ...] | None = None) -> Result:
     try:
         texts = read_policy_files(ctx.policies, ctx.root)
@@ -87,7 +87,8 @@ def run_compile(ctx: Context, *, offline: bool = False,
     store = SchemaStore(schema_roots(ctx.root))
     options = Options(strict=ctx.strict, clusters=ctx.clusters,
                       progress=progress.for_terminal(ctx.quiet),
-                      cache=ctx.root / CACHE_DIR if ctx.cache else None, jobs=ctx.jobs)
+                      cache=ctx.root / CACHE_DIR if ctx.cache else None,
+                      cache_writes=fill_cache, jobs=ctx.jobs)
     if offline:
         return validate_only(texts, store, options)
     lock, problems = read_lock(ctx)
