@@ -146,7 +146,8 @@ def _dangling(shown: str, what: str, at: Location) -> Diagnostic:
 
 def _special(mode: int, shown: str, at: Location) -> Diagnostic:
     kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a directory" if stat.S_ISDIR(mode) else "not a regular file")
     return error("SpecialFile", f"{shown} is {kind}; policy files must be regular files, so it "
                  "was not opened", at, "remove it from the policies directory")
 

@@ -251,6 +251,9 @@ def _mark_location(exc: yaml.MarkedYAMLError, file: str, end: tuple[int, int]) -
 def _syntax_error(exc: yaml.MarkedYAMLError, file: str, end: tuple[int, int]) -> Diagnostic:
     problem = (exc.problem or exc.context or "invalid YAML").strip()
     context = f" {exc.context}" if exc.context and exc.problem else ""
+    if "maximum nesting depth" in problem:  # libyaml's own limit on open flow collections
+        return error("YAMLTooDeep", f"nesting too deep: {problem}", _mark_location(exc, file, end),
+                     "policy documents are a few levels deep; check the brackets")
     return error(
         "YAMLSyntax",
         f"YAML syntax error: {problem}{context}",
