@@ -31,7 +31,7 @@ MAX_NODES = 250_000
 
 # The C parser when the PyYAML wheel has it (it does on every common platform), else the pure
 # Python one with the same event API. Only the parser is used: never a constructor.
-_Parser: Any = yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader
+PARSER: Any = yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader
 _SCALAR, _ALIAS = yaml.ScalarEvent, yaml.AliasEvent
 _MAP_START, _SEQ_START = yaml.MappingStartEvent, yaml.SequenceStartEvent
 _MAP_END, _SEQ_END = yaml.MappingEndEvent, yaml.SequenceEndEvent
@@ -59,13 +59,13 @@ class _Stop(Exception):
 
 def build_documents(text: str, file: str) -> tuple[list[Document], Diagnostic | None]:
     """Every non-empty document of `text`, or the first problem found in it."""
-    parser = _Parser(text)
+    parser = PARSER(text)
     try:
         return _Builder(file).run(parser.get_event), None
     except _Stop as stop:
         return [], stop.diagnostic
     except yaml.MarkedYAMLError as exc:
-        return [], _syntax_error(exc, file, line_col(text, len(text)))
+        return [], _syntax_error(exc, file, text)
     except yaml.reader.ReaderError as exc:  # policy_text checks first; kept as a safety net
         line, col = line_col(text, min(exc.position, len(text)))
         return [], error("YAMLEncoding", f"invalid character: {exc.reason}",
@@ -236,27 +236,31 @@ class _Builder:
                              "an alias bomb, or a file that should be split; expand fewer aliases")
 
 
-def _mark_location(exc: yaml.MarkedYAMLError, file: str, end: tuple[int, int]) -> Location:
+def _mark_location(exc: yaml.MarkedYAMLError, file: str, text: str) -> Location:
     # At the end of the stream the problem mark is useless; the context mark says where the
-    # unterminated construct (quoted string, flow sequence) started.
+    # unterminated construct (quoted string, flow sequence) started. When that is at the end
+    # too, the last character written is the best place to look.
+    end = line_col(text, len(text))
     problem = exc.problem_mark
-    at_end = problem is not None and (problem.line + 1, problem.column + 1) == end
+    at_end = problem is not None and (problem.line + 1, problem.column + 1) >= end
     mark = (exc.context_mark or exc.problem_mark) if at_end else \
         (exc.problem_mark or exc.context_mark)
     if mark is None:
         return Location(file, 1, 1)
+    if (mark.line + 1, mark.column + 1) >= end and text.strip():
+        return Location(file, *line_col(text, len(text.rstrip()) - 1))
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def _syntax_error(exc: yaml.MarkedYAMLError, file: str, end: tuple[int, int]) -> Diagnostic:
+def _syntax_error(exc: yaml.MarkedYAMLError, file: str, text: str) -> Diagnostic:
     problem = (exc.problem or exc.context or "invalid YAML").strip()
     context = f" {exc.context}" if exc.context and exc.problem else ""
     if "maximum nesting depth" in problem:  # libyaml's own limit on open flow collections
-        return error("YAMLTooDeep", f"nesting too deep: {problem}", _mark_location(exc, file, end),
+        return error("YAMLTooDeep", f"nesting too deep: {problem}", _mark_location(exc, file, text),
                      "policy documents are a few levels deep; check the brackets")
     return error(
         "YAMLSyntax",
         f"YAML syntax error: {problem}{context}",
-        _mark_location(exc, file, end),
+        _mark_location(exc, file, text),
         "check indentation, quoting and that every ':' in a value is quoted",
     )
