@@ -96,6 +96,7 @@ class _Builder:
         docs: list[Document] = []
         index = -1
         file, stack, known = self.file, self.stack, _PLAIN_CACHE
+        container: Any
         while True:
             event = next_event()
             kind = type(event)
@@ -132,7 +133,30 @@ class _Builder:
                 if event.anchor is not None:
                     self.anchors[event.anchor] = (node or Node(value, loc), 1)
             elif kind is _MAP_START or kind is _SEQ_START:
-                self._open(event, kind is _MAP_START)
+                mark = event.start_mark
+                loc = Location(file, mark.line + 1, mark.column + 1)
+                if event.tag is not None or len(stack) >= MAX_DEPTH:
+                    self._check_open(event, kind is _MAP_START, loc)
+                container = {} if kind is _MAP_START else []
+                first = self.count
+                self.count += 1
+                if self.count > MAX_NODES:
+                    self._count(0, loc)
+                if not stack:
+                    node = self.root = Node(container, loc)
+                else:
+                    frame = stack[-1]
+                    parent = frame.container
+                    if type(parent) is list:
+                        node = Node(container, loc)
+                        parent.append(node)
+                    elif frame.key is _NO_KEY:
+                        raise self._complex_key(loc)
+                    else:
+                        node = Node(container, loc, frame.key_loc)
+                        parent[frame.key] = node
+                        frame.key = _NO_KEY
+                stack.append(_Frame(node, container, event.anchor, first))
             elif kind is _MAP_END or kind is _SEQ_END:
                 frame = stack.pop()
                 if frame.anchor is not None:
@@ -189,12 +213,14 @@ class _Builder:
             return
         frame = self.stack[-1]
         if frame.key is _NO_KEY and type(frame.container) is dict:
-            raise self._fail("YAMLComplexKey", "a mapping key must be a scalar, not a "
-                             "list or mapping", node.loc, "use a plain string as the key")
+            raise self._complex_key(node.loc)
         self._add(frame, node)
 
-    def _open(self, event: Any, is_map: bool) -> None:
-        loc = self._loc(event)
+    def _complex_key(self, loc: Location) -> _Stop:
+        return self._fail("YAMLComplexKey", "a mapping key must be a scalar, not a list or "
+                          "mapping", loc, "use a plain string as the key")
+
+    def _check_open(self, event: Any, is_map: bool, loc: Location) -> None:
         tag = event.tag
         if tag is not None and tag != "!" and tag != (MAP if is_map else SEQ):
             what = "a mapping" if is_map else "a list"
@@ -204,11 +230,6 @@ class _Builder:
         if len(self.stack) >= MAX_DEPTH:
             raise self._fail("YAMLTooDeep", f"nesting deeper than {MAX_DEPTH} levels", loc,
                              "policy documents are a few levels deep; check the brackets")
-        container: Any = {} if is_map else []
-        node = Node(container, loc)
-        self._place(node)
-        self.stack.append(_Frame(node, container, event.anchor, self.count))
-        self._count(1, loc)
 
     def _alias(self, event: Any) -> None:
         loc = self._loc(event)
