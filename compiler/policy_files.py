@@ -110,14 +110,15 @@ def _read(path: str, shown: str, real_root: str) -> str | Diagnostic | tuple[str
         target = None
         if stat.S_ISLNK(info.st_mode):
             target = os.path.realpath(path)
+            written = os.readlink(path)  # messages name what the link says, not machine paths
             if not _inside(target, real_root):
-                return error("LinkOutsideRepository", f"{shown} is a symbolic link to {target}, "
-                             "outside the repository; it was not read", at,
+                return error("LinkOutsideRepository", f"{shown} is a symbolic link to {written}, "
+                             "which leads outside the repository; it was not read", at,
                              "commit the file itself instead of a link to it")
             try:
                 info = os.stat(path)
             except (FileNotFoundError, NotADirectoryError):
-                return _dangling(shown, f"{target}, which does not exist", at)
+                return _dangling(shown, f"{written}, which does not exist", at)
             except OSError as exc:
                 if exc.errno != errno.ELOOP:
                     raise
