@@ -9,7 +9,9 @@ The mapping of GEP-91 onto Envoy (docs/envoy.md), checked against Envoy 1.40:
 - every filter chain of a port carries the identical validation context: connections are
   reused across hostnames of one port (GEP-3567);
 - the backend learns whether the certificate was validated from a request header that Envoy
-  always overwrites (route match on tls_context.validated), never from XFCC alone.
+  always overwrites (route match on tls_context.validated), never from XFCC alone;
+- ports with client validation turn off TLS session resumption (tickets and the session
+  cache): Envoy reports a resumed session as not validated, which would flip that header.
 Private keys are referenced as files, never inlined.
 """
 
@@ -93,6 +95,11 @@ def _tls_socket(listener: Listener, port: PortValidation, ca_pems: Mapping[str, 
     validation = port.validation
     if validation is not None:
         common["validation_context"] = validation_context(validation, ca_pems, settings)
+        # Envoy reports a resumed session as not validated (tls_context.validated is false),
+        # so a client verified on its first handshake would lose the verified header on the
+        # next connection. Every connection to a validated port does a full handshake.
+        context["disable_stateless_session_resumption"] = True
+        context["disable_stateful_session_resumption"] = True
     context["require_client_certificate"] = bool(
         validation is not None and validation.mode is Mode.ALLOW_VALID_ONLY)
     return {"name": "envoy.transport_sockets.tls",
