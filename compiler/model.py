@@ -56,6 +56,14 @@ class ClientRestrictions:
     san_dns: tuple[str, ...] = ()
     san_uri: tuple[str, ...] = ()
     certificate_hashes: tuple[str, ...] = ()
+    # The intent's own statement of where the restrictions are enforced when the cluster's
+    # implementation cannot enforce them (clientRestrictions.enforcedElsewhere).
+    enforced_elsewhere: str | None = None
+    origin: Origin | None = field(default=None, compare=False)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.san_dns or self.san_uri or self.certificate_hashes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +178,13 @@ class EnvoySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ImplementationRef:
+    name: str  # a profile name (compiler/profiles) or "other"
+    version: str | None
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     name: str
     environment: str | None
@@ -187,8 +202,24 @@ class Target:
     # store kind, refresh interval) overriding the source's.
     external_secrets: tuple[str, str, str] | Literal[False] | None = None
 
+    # spec.implementation: the implementation serving every gateway class not mapped above.
+    implementation: ImplementationRef | None = None
+    # versions given in the object form of spec.implementations, keyed by gateway class
+    implementation_versions: tuple[tuple[str, str], ...] = ()
+
     def implementation_for(self, class_name: str) -> str | None:
-        return dict(self.implementations).get(class_name)
+        ref = self.implementation_ref(class_name)
+        return ref.name if ref else None
+
+    def implementation_ref(self, class_name: str) -> ImplementationRef | None:
+        """Which implementation (and version, when known) serves a gateway class here."""
+        mapped = dict(self.implementations).get(class_name)
+        if mapped is not None:
+            version = dict(self.implementation_versions).get(class_name)
+            if version is None and self.implementation and self.implementation.name == mapped:
+                version = self.implementation.version
+            return ImplementationRef(mapped, version, self.origin.location)
+        return self.implementation
 
 
 @dataclass(frozen=True, slots=True)

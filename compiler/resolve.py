@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .diagnostics import Diagnostic, error, warning
+from .enforcement import check_enforcement
 from .layering import Placement
 from .located import Node
 from .model import Backend, Gateway, Listener, Protocol, Route
@@ -31,6 +32,8 @@ def resolve(placement: Placement, caps: Capabilities) -> tuple[Gateway, list[Dia
     if not found:  # a broken clientValidation would only cause follow-on warnings
         problems += check_frontend(frontend, ports, listeners, caps, implementation,
                                    class_name, cv_node)
+        problems += check_enforcement(frontend, placement.target.implementation_ref(class_name),
+                                      placement.target.name)
     routes, found = _routes(spec.seq("routes"), listeners, intent.namespace)
     problems += found
     gateway = Gateway(

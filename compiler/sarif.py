@@ -113,6 +113,17 @@ RULES: dict[str, tuple[Severity, str, str]] = {
         "Add a default or a perPort entry."),
     "InsecureFrontendValidationMode": (_W, "A port accepts clients without a valid certificate",
         "Use AllowValidOnly outside testing."),
+    # Implementation profiles (docs/implementations.md)
+    "RestrictionNotEnforced": (_E, "The cluster's implementation cannot enforce clientRestrictions",
+        "Enforce them elsewhere and say so with enforcedElsewhere, or use kgateway/static-envoy."),
+    "RestrictionNotInGateway": (_W, "clientRestrictions only reach mtlsc's static Envoy config",
+        "Name the cluster's implementation, or set enforcedElsewhere."),
+    "FallbackNotSupported": (_E, "The implementation serves the fallback as AllowValidOnly",
+        "Use AllowValidOnly for that cluster or upgrade the implementation."),
+    "ImplementationVersionUnknown": (_W, "A fact that decides the outcome depends on the version",
+        "Give the implementation's version in the ClusterTarget."),
+    "ImplementationDivergence": (_W, "The implementation enforces a corner differently",
+        "See docs/implementations.md for that implementation."),
     # Certificate sources and certificates
     "UnknownCertificateRef": (_E, "The certificate source has no entry for a logical name",
         "Add the name under spec.local.certificates or caBundles of the source."),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..diagnostics import Location
+from ..enforcement import restriction_options
 from ..model import CertRef, Gateway, Listener, PerPort, Protocol, Route, Validation
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -112,8 +113,17 @@ def render_gateway(gw: Gateway) -> Rendered:
     r.sources[()] = gw.origin.location
     spec: dict[str, Any] = {"gatewayClassName": gw.class_name,
                             "listeners": [_listener(lst, gw.namespace) for lst in gw.listeners]}
+    ports = {p.port: p.validation for p in gw.ports}
     for i, lst in enumerate(gw.listeners):
         r.sources[("spec", "listeners", i)] = lst.origin.location
+        validation = ports.get(lst.port) if lst.protocol is Protocol.HTTPS else None
+        options = restriction_options(validation, gw.implementation)
+        if options and validation is not None:
+            # Restrictions are per port, like validation: every HTTPS listener on it gets them.
+            spec["listeners"][i]["tls"]["options"] = options
+            if validation.restrictions.origin is not None:
+                r.sources[("spec", "listeners", i, "tls", "options")] = \
+                    validation.restrictions.origin.location
     if gw.frontend is not None:
         spec["tls"] = {"frontend": _frontend(gw, r)}
     r.obj.update({"apiVersion": f"{GATEWAY_GROUP}/v1", "kind": "Gateway",
