@@ -222,7 +222,7 @@ def _port_changes(old: PortPosture | None, new: PortPosture | None) -> list[tupl
     before, after = STRENGTH[old.enforced_mode], STRENGTH[new.enforced_mode]
     if before != after:
         out.append(("weaker" if after < before else "stronger",
-                    f"mode {old.enforced_mode} -> {new.enforced_mode}"))
+                    f"mode {old.enforced_mode} → {new.enforced_mode}"))
     old_fp = {a.fingerprint: a for a in old.anchors}
     new_fp = {a.fingerprint: a for a in new.anchors}
     for fp in sorted(set(new_fp) - set(old_fp)):
