@@ -101,6 +101,22 @@ class Listener:
     certificate: CertRef | None
     allowed_routes: str  # "Same" | "All"
     origin: Origin
+    listener_set: str | None = None  # the tenant ListenerSet it belongs to (None: the Gateway)
+
+    @property
+    def key(self) -> str:
+        """Unique within a gateway: ListenerSet listeners are qualified by their set."""
+        return f"{self.listener_set}.{self.name}" if self.listener_set else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSet:
+    """A tenant ListenerSet attached to a gateway; its listeners are in Gateway.listeners."""
+
+    name: str
+    namespace: str
+    require: str  # the weakest posture it accepts: AllowValidOnly, AllowInsecureFallback, none
+    origin: Origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +126,7 @@ class PortValidation:
     port: int
     source: ValidationSource
     validation: Validation | None
-    listeners: tuple[str, ...]  # HTTPS listeners on this port, all sharing this validation
+    listeners: tuple[str, ...]  # HTTPS listener keys on this port, all sharing this validation
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +160,21 @@ class Gateway:
     ports: tuple[PortValidation, ...]  # effective per-port validation (GEP-91), sorted by port
     routes: tuple[Route, ...]
     origin: Origin
+    listener_sets: tuple[ListenerSet, ...] = ()
+    allowed_listeners: str | None = None  # spec.allowedListeners.namespaces.from
+    allowed_listeners_origin: Origin | None = None
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def own_listeners(self) -> tuple[Listener, ...]:
+        """The Gateway object's listeners (without those of attached ListenerSets)."""
+        return tuple(lst for lst in self.listeners if lst.listener_set is None)
+
+    def set_listeners(self, name: str) -> tuple[Listener, ...]:
+        return tuple(lst for lst in self.listeners if lst.listener_set == name)
 
     def ca_refs(self) -> tuple[CertRef, ...]:
         seen: dict[tuple[str, str], CertRef] = {}

@@ -147,7 +147,7 @@ def effective_ports(listeners: Sequence[Listener],
     https: dict[int, list[str]] = {}
     for listener in listeners:
         if listener.protocol is Protocol.HTTPS:
-            https.setdefault(listener.port, []).append(listener.name)
+            https.setdefault(listener.port, []).append(listener.key)
     per_port = {e.port: e for e in frontend.per_port} if frontend else {}
     out = []
     for port in sorted(https):
@@ -178,7 +178,7 @@ def check_frontend(frontend: FrontendTLS | None, ports: Sequence[PortValidation]
     out += _check_ca_limits(frontend, caps)
     out += _check_unused_per_port(frontend, listeners)
     out += _check_disabled(frontend, implementation, class_name)
-    out += _check_effective(ports, {lst.name: lst for lst in listeners})
+    out += _check_effective(ports, {lst.key: lst for lst in listeners})
     return out
 
 

@@ -113,6 +113,13 @@ RULES: dict[str, tuple[Severity, str, str]] = {
         "Add a default or a perPort entry."),
     "InsecureFrontendValidationMode": (_W, "A port accepts clients without a valid certificate",
         "Use AllowValidOnly outside testing."),
+    # ListenerSets (docs/listenersets.md)
+    "ListenerSetNotAllowed": (_E, "The gateway's allowedListeners refuses a ListenerSet",
+        "Set allowedListeners: All (or Same for sets in the gateway's namespace)."),
+    "ListenerSetWeakerPort": (_W, "A tenant listener lands on a port weaker than it asks",
+        "Move the listener or ask for a perPort entry for that port."),
+    "DuplicateListenerSet": (_E, "A ListenerSet is declared twice",
+        "Merge the two entries."),
     # Implementation profiles (docs/implementations.md)
     "RestrictionNotEnforced": (_E, "The cluster's implementation cannot enforce clientRestrictions",
         "Enforce them elsewhere and say so with enforcedElsewhere, or use kgateway/static-envoy."),

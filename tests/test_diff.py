@@ -81,7 +81,8 @@ def test_diff_against_head_reports_exact_files_and_notes(repo: Path) -> None:
     ]
     codes = sorted((n["code"], n["gateway"], n["port"]) for n in doc["notes"]
                    if n["cluster"] == "demo")
-    assert codes == [
+    assert codes == [  # mtls: its two listeners and the tenant ListenerSet's one
+        ("ServerCertificateRotated", "agentgateway-system/mtls", None),
         ("ServerCertificateRotated", "agentgateway-system/mtls", None),
         ("ServerCertificateRotated", "agentgateway-system/mtls", None),
         ("ServerCertificateRotated", "agentgateway-system/mtls-default", None),

@@ -320,3 +320,33 @@ def test_session_resumption_still_works_on_a_port_without_validation(tmp_path: P
                                     session, resume=True)
     assert resumed, output
     assert _header_in(output) == "false", output
+
+
+def test_listener_set_listener_inherits_the_gateways_validation_for_its_port(
+        tmp_path: Path, pki: Path) -> None:
+    """A tenant ListenerSet listener on the gateway's validated port refuses clients without
+    a certificate; on the fallback port it lets them in (and the compile warns)."""
+    intent = gateway_intent(https("www", 8443, "www.example.com"), """\
+    default: {mode: AllowValidOnly, caBundles: [ca-a]}
+    perPort:
+    - {port: 9443, mode: AllowInsecureFallback}""").replace(
+        "  routes:\n", """  allowedListeners: All
+  listenerSets:
+  - name: tenant
+    namespace: tenant
+    requireClientValidation: AllowInsecureFallback
+    listeners:
+    - {name: api, port: 8443, protocol: HTTPS, hostname: a.example.com, certificate: srv}
+    - {name: open, port: 9443, protocol: HTTPS, hostname: b.example.com, certificate: srv}
+  routes:
+""")
+    with gateway(tmp_path, pki, intent) as ports:
+        refused = get(ports, 8443, pki, client(pki, None), sni="a.example.com")
+        admitted = get(ports, 8443, pki, client(pki, "ca-a-client"), sni="a.example.com")
+        untrusted = get(ports, 8443, pki, client(pki, "unrelated-client"), sni="a.example.com")
+        fallback = get(ports, 9443, pki, client(pki, None), sni="b.example.com")
+    assert not refused.accepted and not untrusted.accepted
+    # No route attaches to tenant listeners (routes name the Gateway), so the request
+    # itself is answered 421 — after the handshake the validation allowed.
+    assert admitted.accepted and admitted.status == 421
+    assert fallback.accepted

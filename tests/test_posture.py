@@ -25,9 +25,9 @@ from compiler.posture import (
 from compiler.posture_render import render, to_data
 from tests.support import CASES, compile_root, prepare_case
 
+EXTRA = ("ok-seed-per-port", "ok-listenerset", "warn-restrictions-unknown-implementation")
 POSTURE_CASES = sorted(p for p in CASES.iterdir() if p.is_dir() and (p / "expected").is_dir()
-                       and (p.name.startswith("profile-") or p.name == "ok-seed-per-port"
-                            or p.name == "warn-restrictions-unknown-implementation"))
+                       and (p.name.startswith("profile-") or p.name in EXTRA))
 
 
 @pytest.mark.parametrize("case", POSTURE_CASES, ids=lambda p: p.name)

@@ -130,6 +130,8 @@ def _domains(route: Route, listener: Listener) -> list[str]:
 
 def _routes_for(listener: Listener, routes: Sequence[Route]) -> dict[str, list[Route]]:
     by_domain: dict[str, list[Route]] = {}
+    if listener.listener_set is not None:
+        return by_domain  # routes attach to the Gateway's listeners only (parentRef Gateway)
     for route in routes:
         if route.listeners and listener.name not in route.listeners:
             continue
@@ -190,7 +192,7 @@ def _route_config(listeners: Sequence[Listener], routes: Sequence[Route],
         hosts.append({"name": "misdirected", "domains": ["*"],
                       "routes": [{"match": {"prefix": "/"},
                                   "direct_response": {"status": 421}}]})
-    return {"name": listeners[0].name, "virtual_hosts": hosts}
+    return {"name": listeners[0].key, "virtual_hosts": hosts}
 
 
 def _hcm(listeners: Sequence[Listener], routes: Sequence[Route],
@@ -198,7 +200,7 @@ def _hcm(listeners: Sequence[Listener], routes: Sequence[Route],
     listener = listeners[0]
     config: dict[str, Any] = {
         "@type": HCM,
-        "stat_prefix": listener.name,
+        "stat_prefix": listener.key,
         "strip_any_host_port": True,
         "route_config": _route_config(listeners, routes, settings),
         "http_filters": [{"name": "envoy.filters.http.router",
@@ -216,7 +218,7 @@ def _hcm(listeners: Sequence[Listener], routes: Sequence[Route],
 def _filter_chain(listeners: Sequence[Listener], port: PortValidation | None, gw: Gateway,
                   ca_pems: Mapping[str, bytes], settings: EnvoySettings) -> dict[str, Any]:
     listener = listeners[0]
-    chain: dict[str, Any] = {"name": listener.name}
+    chain: dict[str, Any] = {"name": listener.key}
     if listener.protocol is Protocol.HTTPS and listener.hostname:
         chain["filter_chain_match"] = {"server_names": [listener.hostname]}
     if listener.protocol is Protocol.HTTPS:
@@ -246,7 +248,7 @@ def _listeners(gw: Gateway, ca_pems: Mapping[str, bytes],
             by_port.setdefault(lst.port, []).append(lst)
     out = []
     for port_number, members in sorted(by_port.items()):
-        members.sort(key=lambda lst: (lst.hostname is None, lst.hostname or "", lst.name))
+        members.sort(key=lambda lst: (lst.hostname is None, lst.hostname or "", lst.key))
         listener: dict[str, Any] = {
             "name": f"port-{port_number}",
             "address": _socket(settings.listen_address, port_number),
