@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from compiler.cli import main
 from compiler.posture import (
     FALLBACK,
+    FALLBACK_NO_CA,
     NONE,
+    STRENGTH,
     VALID_ONLY,
     Anchor,
     ClusterPosture,
@@ -106,3 +110,24 @@ def test_posture_command_refuses_a_broken_repository(tmp_path: Path) -> None:
 def test_posture_data_is_json_ready() -> None:
     data = to_data(_cluster(_port(anchors=(A,), restrictions=(SAN,))))
     assert json.loads(json.dumps(data)) == data
+
+
+_modes = st.sampled_from([NONE, FALLBACK_NO_CA, FALLBACK, VALID_ONLY])
+_anchor_sets = st.frozensets(st.sampled_from([A, B]))
+
+
+@given(_modes, _modes, _anchor_sets, _anchor_sets)
+def test_compare_is_antisymmetric(mode_a: str, mode_b: str, anchors_a: frozenset[Anchor],
+                                  anchors_b: frozenset[Anchor]) -> None:
+    """What is weaker from a to b is stronger from b to a, and nothing changes from a to a."""
+    a = _cluster(_port(mode_a, tuple(sorted(anchors_a, key=lambda x: x.fingerprint))))
+    b = _cluster(_port(mode_b, tuple(sorted(anchors_b, key=lambda x: x.fingerprint))))
+    flip = {"weaker": "stronger", "stronger": "weaker", "changed": "changed"}
+    forward = sorted((c.direction, c.what.split(" ")[0]) for c in compare(a, b))
+    backward = sorted((flip[c.direction], c.what.split(" ")[0]) for c in compare(b, a))
+    assert [d for d, _ in forward].count("weaker") == [d for d, _ in backward].count("weaker")
+    assert [d for d, _ in forward].count("stronger") == \
+        [d for d, _ in backward].count("stronger")
+    assert compare(a, a) == ()
+    assert (STRENGTH[mode_b] < STRENGTH[mode_a]) == any(
+        c.direction == "weaker" and c.what.startswith("mode") for c in compare(a, b))
