@@ -147,6 +147,7 @@ class Route:
     path_prefix: str
     backends: tuple[Backend, ...]
     origin: Origin
+    listener_set: str | None = None  # parentRef is this ListenerSet instead of the Gateway
 
 
 @dataclass(frozen=True, slots=True)

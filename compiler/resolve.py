@@ -43,7 +43,7 @@ def resolve(placement: Placement, caps: Capabilities) -> tuple[Gateway, list[Dia
         problems += check_frontend(frontend, ports, [*listeners, *tenant], caps, implementation,
                                    class_name, cv_node)
         problems += check_enforcement(frontend, impl_ref, placement.target.name)
-    routes, found = _routes(spec.seq("routes"), listeners, intent.namespace)
+    routes, found = _routes(spec.seq("routes"), listeners, intent.namespace, sets, tenant)
     problems += found
     gateway = Gateway(
         name=intent.name,
@@ -145,12 +145,30 @@ def _kind(listener: Listener) -> str:
     return "http" if listener.protocol is Protocol.HTTP else "tls"
 
 
-def _routes(nodes: Sequence[Node], listeners: Sequence[Listener],
-            gw_namespace: str) -> tuple[list[Route], list[Diagnostic]]:
+def _routes(nodes: Sequence[Node], listeners: Sequence[Listener], gw_namespace: str,
+            sets: Sequence[ListenerSet],
+            tenant: Sequence[Listener]) -> tuple[list[Route], list[Diagnostic]]:
     by_name = {lst.name: lst for lst in listeners}
+    set_ns = {ls.name: ls.namespace for ls in sets}
     routes: list[Route] = []
     problems: list[Diagnostic] = []
     for node in nodes:
+        set_name = node.scalar("listenerSet")
+        if set_name is not None:
+            if set_name not in set_ns:
+                problems.append(error("UnknownListenerSet", f"route {node.scalar('name')!r} "
+                                      f"attaches to unknown ListenerSet {set_name!r}",
+                                      node.find(("listenerSet",)).loc,
+                                      "known: " + (", ".join(sorted(set_ns)) or "none")))
+                continue
+            members = {lst.name: lst for lst in tenant if lst.listener_set == set_name}
+            route, found = _route(node, members, set_ns[set_name])
+            if route is not None:
+                route = replace(route, listener_set=str(set_name))
+            problems += found
+            if route is not None:
+                routes.append(route)
+            continue
         route, found = _route(node, by_name, gw_namespace)
         problems += found
         if route is not None:

@@ -120,6 +120,8 @@ RULES: dict[str, tuple[Severity, str, str]] = {
         "Move the listener or ask for a perPort entry for that port."),
     "DuplicateListenerSet": (_E, "A ListenerSet is declared twice",
         "Merge the two entries."),
+    "UnknownListenerSet": (_E, "A route names a ListenerSet its gateway does not have",
+        "Fix the name; the hint lists the known sets."),
     # Implementation profiles (docs/implementations.md)
     "RestrictionNotEnforced": (_E, "The cluster's implementation cannot enforce clientRestrictions",
         "Enforce them elsewhere and say so with enforcedElsewhere, or use kgateway/static-envoy."),

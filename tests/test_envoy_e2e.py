@@ -339,6 +339,10 @@ def test_listener_set_listener_inherits_the_gateways_validation_for_its_port(
     - {name: api, port: 8443, protocol: HTTPS, hostname: a.example.com, certificate: srv}
     - {name: open, port: 9443, protocol: HTTPS, hostname: b.example.com, certificate: srv}
   routes:
+  - name: tenant-echo
+    listenerSet: tenant
+    listeners: [api]
+    backends: [{service: echo, port: 8080}]
 """)
     with gateway(tmp_path, pki, intent) as ports:
         refused = get(ports, 8443, pki, client(pki, None), sni="a.example.com")
@@ -346,7 +350,8 @@ def test_listener_set_listener_inherits_the_gateways_validation_for_its_port(
         untrusted = get(ports, 8443, pki, client(pki, "unrelated-client"), sni="a.example.com")
         fallback = get(ports, 9443, pki, client(pki, None), sni="b.example.com")
     assert not refused.accepted and not untrusted.accepted
-    # No route attaches to tenant listeners (routes name the Gateway), so the request
-    # itself is answered 421 — after the handshake the validation allowed.
-    assert admitted.accepted and admitted.status == 421
-    assert fallback.accepted
+    # The tenant's own route (parentRef: the ListenerSet) serves it, verified.
+    assert admitted.accepted and admitted.status == 200 and verified(admitted) == "true"
+    # No route attaches to the tenant's 9443 listener: the handshake passes, the request is
+    # answered 421.
+    assert fallback.accepted and fallback.status == 421

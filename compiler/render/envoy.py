@@ -130,9 +130,10 @@ def _domains(route: Route, listener: Listener) -> list[str]:
 
 def _routes_for(listener: Listener, routes: Sequence[Route]) -> dict[str, list[Route]]:
     by_domain: dict[str, list[Route]] = {}
-    if listener.listener_set is not None:
-        return by_domain  # routes attach to the Gateway's listeners only (parentRef Gateway)
     for route in routes:
+        # A route attaches to the Gateway's listeners or to one ListenerSet's (its parentRef).
+        if route.listener_set != listener.listener_set:
+            continue
         if route.listeners and listener.name not in route.listeners:
             continue
         for domain in _domains(route, listener):

@@ -172,6 +172,10 @@ def render_route(route: Route, gw: Gateway) -> Rendered:
     r.sources[()] = route.origin.location
     parent: dict[str, Any] = {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gw.name,
                               "namespace": gw.namespace}
+    if route.listener_set is not None:
+        ls = next(s for s in gw.listener_sets if s.name == route.listener_set)
+        parent = {"group": GATEWAY_GROUP, "kind": "ListenerSet", "name": ls.name,
+                  "namespace": ls.namespace}
     parents = [{**parent, "sectionName": s} for s in route.listeners] or [parent]
     backends = []
     for i, b in enumerate(route.backends):
