@@ -154,22 +154,18 @@ def _routes(nodes: Sequence[Node], listeners: Sequence[Listener], gw_namespace: 
     problems: list[Diagnostic] = []
     for node in nodes:
         set_name = node.scalar("listenerSet")
-        if set_name is not None:
-            if set_name not in set_ns:
-                problems.append(error("UnknownListenerSet", f"route {node.scalar('name')!r} "
-                                      f"attaches to unknown ListenerSet {set_name!r}",
-                                      node.find(("listenerSet",)).loc,
-                                      "known: " + (", ".join(sorted(set_ns)) or "none")))
-                continue
+        if set_name is not None and set_name not in set_ns:
+            problems.append(error("UnknownListenerSet", f"route {node.scalar('name')!r} "
+                                  f"attaches to unknown ListenerSet {set_name!r}",
+                                  node.find(("listenerSet",)).loc,
+                                  "known: " + (", ".join(sorted(set_ns)) or "none")))
+            continue
+        if set_name is None:
+            route, found = _route(node, by_name, gw_namespace)
+        else:  # attached to a tenant ListenerSet: its listeners, its namespace
             members = {lst.name: lst for lst in tenant if lst.listener_set == set_name}
             route, found = _route(node, members, set_ns[set_name])
-            if route is not None:
-                route = replace(route, listener_set=str(set_name))
-            problems += found
-            if route is not None:
-                routes.append(route)
-            continue
-        route, found = _route(node, by_name, gw_namespace)
+            route = replace(route, listener_set=str(set_name)) if route else None
         problems += found
         if route is not None:
             routes.append(route)
