@@ -32,7 +32,8 @@ CACHE_DIR = Path(".mtlsc") / "cache"
 
 @cache
 def code_salt() -> str:
-    """mtlsc's version plus a digest of its own source files, and the versions of Python and
+    """mtlsc's version plus a digest of its own files (code, templates, implementation
+    profiles), and the versions of Python and
     of the libraries whose messages end up in diagnostics: a development edit or an upgrade
     makes every old entry unreachable."""
     from importlib.metadata import PackageNotFoundError, version
@@ -46,7 +47,7 @@ def code_salt() -> str:
     digest = hashlib.sha256("\n".join(found).encode())
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*")):
-        if path.suffix in (".py", ".j2", ".json") and path.is_file():
+        if path.suffix != ".pyc" and path.is_file() and "__pycache__" not in path.parts:
             digest.update(path.relative_to(package).as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()

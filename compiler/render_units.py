@@ -80,8 +80,13 @@ def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
     # the gateway's own ConfigMaps are the ones the merged overlay holds.
     configmaps = {(r.identity[1], r.identity[2]): r.obj["data"]["ca.crt"].encode("ascii")
                   for r in rendered if r.identity[0] == "ConfigMap"}
+    # The gateway renders its own ListenerSets (another gateway emitting one of the same name
+    # is an ObjectConflict).
+    sets = {r.identity[1:]: r.obj for r in rendered if r.identity[0] == "ListenerSet"}
+    attached = [sets[(ls.namespace, ls.name)] for ls in gw.listener_sets
+                if (ls.namespace, ls.name) in sets]
     problems = consistency(rendered[0], bootstrap, configmaps,
-                           ca_files(gw, ca_pems, target.envoy))
+                           ca_files(gw, ca_pems, target.envoy), attached)
     return Unit(pieces, (envoy_file(gw), to_yaml(bootstrap)), tuple(problems))
 
 
@@ -107,12 +112,14 @@ def validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagnos
 
 def consistency(gateway: Rendered, bootstrap: dict[str, Any],
                 configmaps: dict[tuple[str, str], bytes],
-                files: dict[str, bytes]) -> list[Diagnostic]:
+                files: dict[str, bytes],
+                listener_sets: Sequence[dict[str, Any]] = ()) -> list[Diagnostic]:
     """Self-check: the emitted Gateway and Envoy config must enforce the same validation."""
     return [error("InternalInconsistency", f"mtlsc bug: Gateway and Envoy config of "
                   f"{gateway.identity[1]}/{gateway.identity[2]} disagree: {problem}",
                   gateway.locate(()), "please report this with the intent file")
-            for problem in differences(gateway.obj, bootstrap, configmaps, files)]
+            for problem in differences(gateway.obj, bootstrap, configmaps, files,
+                                       listener_sets)]
 
 
 def merge_grants(grants: Sequence[Rendered]) -> list[Rendered]:
