@@ -119,7 +119,8 @@ def intent_yaml(i: int) -> str:
                  f"      caBundles: [{cas}]\n")
     if rng.random() < 0.1:
         lines.append("      clientRestrictions:\n        subjectAltNames:\n"
-                     f"          uri: [\"spiffe://fleet.example/ns/{ns}/sa/client-{i}\"]\n")
+                     f"          uri: [\"spiffe://fleet.example/ns/{ns}/sa/client-{i}\"]\n"
+                     "        enforcedElsewhere: mesh authorization policy\n")
     if admin and rng.random() < 0.5:
         other = "AllowInsecureFallback" if mode == "AllowValidOnly" else "AllowValidOnly"
         lines.append(f"    perPort:\n    - port: 8443\n      mode: {other}\n"
