@@ -144,14 +144,16 @@ class SchemaStore:
         if key not in self._fingerprints:
             digest = hashlib.sha256()
             bundle = bundle_version if bundle_version.startswith("v") else f"v{bundle_version}"
-            for root in self._roots:
+            for index, root in enumerate(self._roots):
                 dirs = [root / CORE_FAMILY]
                 if _BUNDLE_RE.fullmatch(bundle) and _NAME_RE.fullmatch(channel):
                     dirs.append(root / SCHEMA_FAMILY / bundle / channel)
                 for directory in dirs:
                     files = sorted(directory.glob("*.json")) if directory.is_dir() else []
                     for path in files:
-                        digest.update(f"{path}\0".encode())
+                        # root position and relative path: the digest survives moving the
+                        # checkout or the virtualenv
+                        digest.update(f"{index}:{path.relative_to(root).as_posix()}\0".encode())
                         digest.update(hashlib.sha256(path.read_bytes()).digest())
             self._fingerprints[key] = digest.hexdigest()
         return self._fingerprints[key]
