@@ -1,7 +1,9 @@
 """Stages 4 and 5: fetch every referenced certificate once, then check it before use.
 
 Each distinct (source, name) is read once per run however many gateways, listeners and clusters
-reference it. A failure is reported at every intent line that references the certificate.
+reference it. A failure is reported once per root cause (the same error from the same source),
+at the first intent line it affects, with the number and the first few locations of all the
+references it affects.
 """
 
 from __future__ import annotations
@@ -72,9 +74,27 @@ def _note(table: dict[SourceKey, _Uses], key: SourceKey, ref: CertRef,
     return uses
 
 
-def _failure(exc: SourceError, uses: _Uses) -> list[Diagnostic]:
-    return [error(exc.code, exc.message, loc, exc.hint, source_failure=exc.source_failure)
-            for loc in sorted(uses.locations, key=lambda loc: (loc.file, loc.line, loc.col))]
+SHOWN_LOCATIONS = 3
+
+
+def _failures(failed: Sequence[tuple[str, SourceError, _Uses]]) -> list[Diagnostic]:
+    """One diagnostic per root cause: errors with the same source, code and message."""
+    causes: dict[tuple[str, str, str], tuple[SourceError, set[Location]]] = {}
+    for source, exc, uses in failed:
+        entry = causes.setdefault((source, exc.code, exc.message), (exc, set()))
+        entry[1].update(uses.locations)
+    out = []
+    for exc, locations in causes.values():
+        ordered = sorted(locations, key=lambda loc: (loc.file, loc.line, loc.col))
+        message = exc.message
+        if len(ordered) > 1:
+            shown = ", ".join(str(loc) for loc in ordered[:SHOWN_LOCATIONS])
+            more = len(ordered) - SHOWN_LOCATIONS
+            message += (f" — affects {len(ordered)} references: {shown}"
+                        f"{f' and {more} more' if more > 0 else ''}")
+        out.append(error(exc.code, message, ordered[0] if ordered else None, exc.hint,
+                         source_failure=exc.source_failure))
+    return out
 
 
 def _read(source: CertificateSource, kind: str, name: str) -> object:
@@ -95,17 +115,17 @@ def fetch(clusters: Sequence[ClusterModel],
         outcomes = list(pool.map(lambda job: _read(sources[job[1][0]], job[0], job[1][1]),
                                  jobs))
     materials = Materials()
-    problems: list[Diagnostic] = []
+    failed: list[tuple[str, SourceError, _Uses]] = []
     for (kind, key, uses), outcome in zip(jobs, outcomes, strict=True):
         if isinstance(outcome, SourceError):
-            problems += _failure(outcome, uses)
+            failed.append((key[0], outcome, uses))
         elif kind == "ca":
             assert isinstance(outcome, bytes)
             materials.ca_bundles[key] = outcome
         else:
             assert isinstance(outcome, ServerCertificate)
             materials.server_certs[key] = outcome
-    return materials, problems
+    return materials, _failures(failed)
 
 
 def _located(found: list[CertProblem], locations: set[Location], name: str) -> list[Diagnostic]:
