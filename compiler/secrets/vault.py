@@ -303,7 +303,8 @@ class VaultSource:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(self.concurrency, 1))
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        timeout = min(CLIENT_TIMEOUT, max(self._config.deadline_seconds, 1.0))
+        # a stalled request must leave time in the run for retries
+        timeout = min(CLIENT_TIMEOUT, max(self._config.deadline_seconds / 3, 0.5))
         return hvac.Client(url=address, verify=verify, namespace=self._namespace(),
                            timeout=timeout, session=session)
 

@@ -159,6 +159,7 @@ class Bao:
         self.root_token = world.token
         self._clients: dict[str, hvac.Client] = {"": world.client}
         self._pki = itertools.count()
+        self.secrets: list[str] = []  # credentials handed out: must never show in output
 
     def path(self, name: str) -> str:
         return f"{self.tag}/{name}"
@@ -227,7 +228,8 @@ class Bao:
             policy = self.world.mount(f"policy-{self.tag}")
             self.client().sys.create_or_update_policy(policy, policy_hcl)
         answer = self.client().auth.token.create(policies=[policy], ttl="30m")
-        return str(answer["auth"]["client_token"])
+        self.secrets.append(str(answer["auth"]["client_token"]))
+        return self.secrets[-1]
 
     def approle(self, role_id: str, secret_id: str) -> str:
         mount, role = self.world.mount("approle"), f"mtlsc-{self.tag}"
@@ -235,6 +237,7 @@ class Bao:
         c.write(f"auth/{mount}/role/{role}", token_policies=self.world.policy, token_ttl="10m")
         c.write(f"auth/{mount}/role/{role}/role-id", role_id=role_id)
         c.write(f"auth/{mount}/role/{role}/custom-secret-id", secret_id=secret_id)
+        self.secrets.append(secret_id)
         return mount
 
     def jwt_role(self, audience: str = "mtlsc") -> tuple[str, str, str]:
@@ -245,6 +248,7 @@ class Bao:
                             bound_audiences=[audience], bound_subject=subject,
                             token_policies=[self.world.policy], token_ttl="10m")
         jwt = self.world.signer.sign({"iss": JWT_ISSUER, "sub": subject, "aud": audience})
+        self.secrets.append(jwt)
         return mount, role, jwt
 
     def kubernetes_role(self) -> tuple[str, str, str]:
@@ -262,6 +266,7 @@ class Bao:
             "kubernetes.io/serviceaccount/service-account.name": account,
             "kubernetes.io/serviceaccount/service-account.uid": uid})
         self.world.tokenreview.accept(jwt, namespace, account, uid)
+        self.secrets.append(jwt)
         return mount, role, jwt
 
     def namespace(self) -> str:
@@ -302,3 +307,17 @@ def cleanup_namespaces(world: World) -> None:
             world.client.adapter.delete(f"/v1/sys/namespaces/{key.rstrip('/')}",
                                         raise_exception=False)
 
+
+
+@pytest.fixture(scope="session")
+def pems(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Two dev PKIs (the second "rotated"), made at test time."""
+    from compiler.pki import create_dev_pki
+
+    out: dict[str, str] = {}
+    for prefix, seed in (("", None), ("rotated-", "rotated")):
+        directory = tmp_path_factory.mktemp(f"vault-pki-{prefix or 'first'}")
+        create_dev_pki(directory, seed=seed) if seed else create_dev_pki(directory)
+        for name in ("ca-cert", "server-cert", "server-key"):
+            out[f"{prefix}{name}"] = (directory / f"{name}.pem").read_text()
+    return out

@@ -42,6 +42,7 @@ class Fault:
     method: str | None = None
     status: int = 0
     seconds: float = 0.0
+    message: str = ""
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and path.startswith(self.path) and \
@@ -117,9 +118,9 @@ class FaultProxy:
     # --- faults and counts -------------------------------------------------------------------
 
     def inject(self, kind: str, *, times: int = 1, path: str = "", method: str | None = None,
-               status: int = 0, seconds: float = 0.0) -> None:
+               status: int = 0, seconds: float = 0.0, message: str = "") -> None:
         with self._lock:
-            self._faults.append(Fault(kind, times, path, method, status, seconds))
+            self._faults.append(Fault(kind, times, path, method, status, seconds, message))
 
     def clear(self) -> None:
         with self._lock:
@@ -206,7 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "stall":
             owner._stopping.wait(fault.seconds if fault else 0)
         if kind == "status" and fault:
-            return self._answer(fault.status, vault_error(f"injected {fault.status}"))
+            return self._answer(fault.status, vault_error(fault.message or
+                                                          f"injected {fault.status}"))
         if kind in CANNED:
             return self._answer(*CANNED[kind])
         status, headers, payload = self._forward(body)
