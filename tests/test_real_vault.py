@@ -39,8 +39,8 @@ def real_vault(openbao: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setu
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     suffix = uuid.uuid4().hex[:8]
     client = hvac.Client(url=openbao.url, token=openbao.token, verify=openbao.ca_file or True)
-    names = Setup(openbao, client, f"mtlsc-kv2-{suffix}", f"mtlsc-kv1-{suffix}", f"mtlsc-pki-{suffix}",
-                  f"mtlsc-approle-{suffix}", f"mtlsc-read-{suffix}",
+    names = Setup(openbao, client, f"mtlsc-kv2-{suffix}", f"mtlsc-kv1-{suffix}",
+                  f"mtlsc-pki-{suffix}", f"mtlsc-approle-{suffix}", f"mtlsc-read-{suffix}",
                   {k: v.decode() for k, v in generate_dev_pki().items()})
     client.sys.enable_secrets_engine("kv", path=names.kv2, options={"version": "2"})
     client.sys.enable_secrets_engine("kv", path=names.kv1, options={"version": "1"})
@@ -135,7 +135,8 @@ def test_compile_lock_rotate_with_token(tmp_path: Path, real_vault: Setup) -> No
     real_vault.client.secrets.kv.v2.create_or_update_secret(
         "gw/ca", {"ca.crt": real_vault.pems["ca-cert.pem"] + real_vault.pems["ca-cert.pem"]},
         mount_point=real_vault.kv2)
-    assert _run(real_vault, root, "check", env={"VAULT_TOKEN": real_vault.world.token}).exit_code == 0
+    token = {"VAULT_TOKEN": real_vault.world.token}
+    assert _run(real_vault, root, "check", env=token).exit_code == 0
     updated = _run(real_vault, root, "lock update", "--ref", "ca-cert",
                    env={"VAULT_TOKEN": real_vault.world.token})
     assert updated.exit_code == 0, updated.output

@@ -12,8 +12,16 @@ import pytest
 from tests.vault.fixtures import Bao, World
 from tests.vault.openbao import free_port
 from tests.vault.proxy import FaultProxy
-from tests.vault.repo import INTENT, TARGET, assert_no_secrets, repo, run, seed, snapshot, \
-    source_yaml
+from tests.vault.repo import (
+    INTENT,
+    TARGET,
+    assert_no_secrets,
+    repo,
+    run,
+    seed,
+    snapshot,
+    source_yaml,
+)
 
 pytestmark = pytest.mark.real_vault
 

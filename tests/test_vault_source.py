@@ -5,8 +5,8 @@ ExternalSecrets. Unmodified hvac, real HTTP (through the fault proxy, which only
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
