@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from .diagnostics import Diagnostic, Location, error
+from .diagnostics import Diagnostic, Location, error, warning
 from .model import CertRef, ClusterModel, FrontendTLS
 from .secrets import CertificateSource, ServerCertificate, SourceError
 from .verify import CertProblem, check_ca_bundle, check_server_certificate
@@ -92,8 +92,9 @@ def _failures(failed: Sequence[tuple[str, SourceError, _Uses]]) -> list[Diagnost
             more = len(ordered) - SHOWN_LOCATIONS
             message += (f" — affects {len(ordered)} references: {shown}"
                         f"{f' and {more} more' if more > 0 else ''}")
-        out.append(error(exc.code, message, ordered[0] if ordered else None, exc.hint,
-                         source_failure=exc.source_failure))
+        where = ordered[0] if ordered else None
+        out.append(warning(exc.code, message, where, exc.hint) if exc.warning else
+                   error(exc.code, message, where, exc.hint, source_failure=exc.source_failure))
     return out
 
 
