@@ -84,7 +84,8 @@ class OpenBaoServer:
         with (self.workdir / "bao.log").open("ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=env,
-                                            start_new_session=True)
+                                            start_new_session=True,
+                                            preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -119,6 +120,14 @@ class OpenBaoServer:
     def _log_tail(self) -> str:
         log = self.workdir / "bao.log"
         return log.read_text(errors="replace")[-2000:] if log.is_file() else ""
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the test process dies, even by SIGKILL (no orphan)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 # --- JWTs signed with a key pair made at test time ---------------------------------------------
