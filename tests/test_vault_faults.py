@@ -142,3 +142,11 @@ def test_no_secret_in_any_output_format(tmp_path: Path, seeded: Bao, fmt: str) -
     assert result.exit_code == 3
     assert_no_secrets(seeded, result.output)
     assert_no_secrets(seeded, *snapshot(root).values())
+
+
+def test_an_address_that_is_not_a_url_is_a_configuration_error(tmp_path: Path,
+                                                                vault: Bao) -> None:
+    root = repo(tmp_path, source_yaml(vault))
+    result = run(root, vault, "compile", url="vault.example.com:8200")
+    assert result.exit_code == 1, result.output
+    assert result.output.count("VaultNotConfigured") == 1 and "Traceback" not in result.output

@@ -9,29 +9,24 @@ from ..load import LocalSourceConfig, SourceConfig
 from ..lock import LockKey, Pin
 from . import CertificateSource
 from .local import LocalSource
-from .offline import OfflineVaultSource, committed_ca_bundles
+from .offline import OfflineVaultSource
 
 
 def source_factory(root: Path, lock: Mapping[LockKey, Pin] | None = None,
                    unpin: Collection[str] | None = None,
                    env: Mapping[str, str] | None = None,
-                   *, offline_overlays: Path | None = None,
+                   *, offline: Mapping[str, list[bytes]] | None = None,
                    ) -> Callable[[SourceConfig], CertificateSource]:
     """A factory for the pipeline. `unpin` names logical refs whose lock pins are ignored
-    (`mtlsc lock update --ref`); an empty collection means every ref. With `offline_overlays`
-    Vault sources are served from Git (mtlsc.lock and the CA ConfigMaps committed there)."""
-    bundles: dict[str, list[bytes]] | None = None
-
+    (`mtlsc lock update --ref`); an empty collection means every ref. With `offline` (the
+    committed CA ConfigMaps' bodies by name) Vault sources are served from Git alone."""
     def open_source(config: SourceConfig) -> CertificateSource:
-        nonlocal bundles
         if isinstance(config, LocalSourceConfig):
             return LocalSource(config, root)
         pins = {(kind, name): pin for (source, kind, name), pin in (lock or {}).items()
                 if source == config.name and not _unpinned(name, unpin)}
-        if offline_overlays is not None:
-            if bundles is None:
-                bundles = committed_ca_bundles(offline_overlays)
-            return OfflineVaultSource(config, pins, bundles)
+        if offline is not None:
+            return OfflineVaultSource(config, pins, offline)
         from .vault import VaultSource  # hvac is only imported when Vault is used
 
         return VaultSource(config, root, pins, env=env)

@@ -14,7 +14,7 @@ What cannot be checked without Vault is reported, never silently passed:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from ..lock import LOCK_FILE, Pin
+from ..diagnostics import Diagnostic, warning
+from ..lock import LOCK_FILE, LockKey, Pin
 from ..verify import fingerprint_sha256, parse_pem_certificates
 from . import ServerCertificate, SourceError
 from .vault_config import VaultSourceConfig
@@ -31,26 +32,57 @@ PinKey = tuple[str, str]  # (kind, logical name)
 
 
 def committed_ca_bundles(overlays: Path) -> dict[str, list[bytes]]:
-    """ConfigMap name → the `ca.crt` bodies of every committed CA ConfigMap with that name."""
-    found: dict[str, list[bytes]] = {}
+    """ConfigMap name → the `ca.crt` bodies of the CA ConfigMaps under `overlays` on disk."""
+    files: dict[str, bytes] = {}
     for path in sorted(overlays.rglob("configmap-*.yaml")) if overlays.is_dir() else ():
-        for obj in _documents(path):
-            data, meta = obj.get("data"), obj.get("metadata")
+        try:
+            files[path.as_posix()] = path.read_bytes()
+        except OSError:
+            continue
+    return ca_bundles_in(files)
+
+
+def ca_bundles_in(files: Mapping[str, bytes]) -> dict[str, list[bytes]]:
+    """ConfigMap name → the `ca.crt` bodies of every CA ConfigMap among `files` (path → bytes,
+    e.g. the overlays of a Git revision)."""
+    found: dict[str, list[bytes]] = {}
+    for path, data in sorted(files.items()):
+        if not path.rsplit("/", 1)[-1].startswith("configmap-"):
+            continue
+        for obj in _documents(data):
+            body, meta = obj.get("data"), obj.get("metadata")
             name = meta.get("name") if isinstance(meta, dict) else None
-            if obj.get("kind") == "ConfigMap" and isinstance(data, dict) and \
-                    isinstance(data.get("ca.crt"), str) and isinstance(name, str):
-                body = data["ca.crt"].encode("ascii", errors="replace")
-                if body not in found.setdefault(name, []):
-                    found[name].append(body)
+            if obj.get("kind") == "ConfigMap" and isinstance(body, dict) and \
+                    isinstance(body.get("ca.crt"), str) and isinstance(name, str):
+                pem = body["ca.crt"].encode("ascii", errors="replace")
+                if pem not in found.setdefault(name, []):
+                    found[name].append(pem)
     return found
 
 
-def _documents(path: Path) -> Iterator[dict[str, Any]]:
+def _documents(data: bytes) -> Iterator[dict[str, Any]]:
     try:
-        yield from (d for d in YAML(typ="safe", pure=True).load_all(path.read_text("utf-8"))
+        yield from (d for d in YAML(typ="safe", pure=True).load_all(data.decode("utf-8"))
                     if isinstance(d, dict))
-    except (OSError, UnicodeDecodeError, YAMLError):
+    except (UnicodeDecodeError, YAMLError):
         return
+
+
+def offline_summary(pins: Mapping[LockKey, Pin], vault_sources: Collection[str],
+                    ) -> list[Diagnostic]:
+    """One warning per Vault source: what an offline run took on trust from the lock."""
+    out = []
+    for source in sorted(vault_sources):
+        refs = sorted({name for (src, _, name) in pins if src == source})
+        if not refs:
+            continue
+        shown = ", ".join(refs[:5]) + (f" and {len(refs) - 5} more" if len(refs) > 5 else "")
+        out.append(warning("OfflineChecks", f"offline: Vault source {source!r} was not "
+                           f"contacted; not checked: that Vault still serves the {len(refs)} "
+                           f"locked reference(s) ({shown}) unchanged — not deleted, destroyed "
+                           "or rotated in place", None, "run `mtlsc check` with Vault access "
+                           "(after merging, in CI) for these checks"))
+    return out
 
 
 def fingerprints(pem: bytes) -> tuple[str, ...]:

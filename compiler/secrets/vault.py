@@ -132,7 +132,11 @@ class VaultSource:
                                   read_secret(path=where.path, mount_point=where.mount),
                                   where.describe(), self._access("read",
                                                                  f"{where.mount}/{where.path}"))
-            return response.get("data") or {}, None
+            data = response.get("data")
+            if not isinstance(data, dict):
+                raise SourceError("VaultInvalidResponse", f"{where.describe()}: Vault's answer "
+                                  "is not a KV secret", "is the mount a KV version 1 engine?")
+            return data, None
         version = where.version or (pin.version if pin else None)
         what = f"{where.describe()}{f' version {version}' if version else ''}"
         response = self._once(("kv2", where.mount, where.path, version),
@@ -140,8 +144,11 @@ class VaultSource:
                               self._access("read", f"{where.mount}/data/{where.path}"))
         data = response.get("data") or {}
         meta = data.get("metadata") or {}
-        if data.get("data") is None:  # a deleted or destroyed version answers with metadata
+        if data.get("data") is None and meta:  # a deleted or destroyed version: its metadata
             raise _gone(where, meta, version)
+        if not isinstance(data.get("data"), dict) or not isinstance(meta.get("version"), int):
+            raise SourceError("VaultInvalidResponse", f"{what}: Vault's answer is not a KV v2 "
+                              "secret", "is the mount a KV version 2 engine?")
         return data["data"], int(meta["version"])
 
     def _pki(self, where: VaultRef, pin: Pin | None) -> tuple[bytes, str]:

@@ -95,7 +95,7 @@ def final_error(exc: BaseException, what: str, access: Access) -> SourceError | 
                            f"({reason(exc)})", "check the mount type and path")
     if isinstance(exc, TRANSIENT):
         return None
-    if isinstance(exc, hvac_errors.VaultError):
+    if isinstance(exc, hvac_errors.VaultError | requests.exceptions.RequestException):
         return SourceError("VaultInvalidRequest", f"Vault rejected the request for {what} "
                            f"({reason(exc)})", "check the mount type and path")
     return None
@@ -105,6 +105,11 @@ def login_error(exc: BaseException, method: str) -> SourceError | None:
     """A refused login is final for the run: retrying a 4xx could lock the role out."""
     if isinstance(exc, requests.exceptions.SSLError):
         return tls_error()
+    if isinstance(exc, requests.exceptions.RequestException) and \
+            not isinstance(exc, TRANSIENT):  # e.g. an address that is not a URL
+        return SourceError("VaultNotConfigured", f"cannot send a request to Vault "
+                           f"({type(exc).__name__})", "check spec.vault.address or VAULT_ADDR "
+                           "(https://host:port)", source_failure=False)
     if isinstance(exc, hvac_errors.VaultError) and not isinstance(exc, TRANSIENT):
         return SourceError("VaultAuthFailed", f"Vault login ({method}) failed: {reason(exc)}",
                            "check the role and credentials (docs/vault.md#authentication); "
