@@ -25,22 +25,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import hvac  # type: ignore[import-untyped, unused-ignore]
-import requests
-from hvac import exceptions as hvac_errors  # type: ignore[import-untyped, unused-ignore]
-from requests.adapters import HTTPAdapter
-
 from ..lock import Pin
 from ..verify import fingerprint_sha256, parse_pem_certificates
 from . import SecretBytes, ServerCertificate, SourceError
 from .vault_auth import login
+from .vault_client import gone, json_answer, new_client, read_kv2
 from .vault_config import VaultRef, VaultSourceConfig
-from .vault_errors import TRANSIENT, Access, MalformedAnswer, final_error, login_error, reason
+from .vault_errors import TRANSIENT, Access, final_error, login_error, reason
 
 T = TypeVar("T")
 PinKey = tuple[str, str]  # (kind, logical name); kind is "caBundles" or "certificates"
 ISSUER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-CLIENT_TIMEOUT = 15.0
 
 
 class VaultSource:
@@ -140,12 +135,12 @@ class VaultSource:
         version = where.version or (pin.version if pin else None)
         what = f"{where.describe()}{f' version {version}' if version else ''}"
         response = self._once(("kv2", where.mount, where.path, version),
-                              lambda c: _read_kv2(c, where, version), what,
+                              lambda c: read_kv2(c, where, version), what,
                               self._access("read", f"{where.mount}/data/{where.path}"))
         data = response.get("data") or {}
         meta = data.get("metadata") or {}
         if data.get("data") is None and meta:  # a deleted or destroyed version: its metadata
-            raise _gone(where, meta, version)
+            raise gone(where, meta, version)
         if not isinstance(data.get("data"), dict) or not isinstance(meta.get("version"), int):
             raise SourceError("VaultInvalidResponse", f"{what}: Vault's answer is not a KV v2 "
                               "secret", "is the mount a KV version 2 engine?")
@@ -209,7 +204,7 @@ class VaultSource:
         with lock:
             if key not in self._cache:
                 try:
-                    self._cache[key] = self._retrying(lambda: _json(read(self.client())),
+                    self._cache[key] = self._retrying(lambda: json_answer(read(self.client())),
                                                       what, access)
                 except SourceError as exc:  # a failed read is not tried again this run
                     self._cache[key] = exc
@@ -304,44 +299,5 @@ class VaultSource:
                                        source_failure=False)
             raise self._failed
         ca = self._config.ca_cert or self._env.get("VAULT_CACERT")
-        verify: bool | str = str(self._root / ca) if ca else True
-        session = requests.Session()
-        session.verify = verify  # hvac takes verification from a given session, not verify=
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(self.concurrency, 1))
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        # a stalled request must leave time in the run for retries
-        timeout = min(CLIENT_TIMEOUT, max(self._config.deadline_seconds / 3, 0.5))
-        return hvac.Client(url=address, verify=verify, namespace=self._namespace(),
-                           timeout=timeout, session=session)
-
-
-def _read_kv2(client: Any, where: VaultRef, version: int | None) -> Any:
-    try:
-        return client.secrets.kv.v2.read_secret_version(
-            path=where.path, version=version, mount_point=where.mount,
-            raise_on_deleted_version=False)  # a deleted version answers with its metadata
-    except hvac_errors.InvalidPath as exc:
-        meta = ((exc.json or {}).get("data") or {}).get("metadata") \
-            if isinstance(exc.json, dict) else None
-        if meta:  # destroyed (or deleted) versions: 404 with the version's metadata
-            raise _gone(where, meta, version) from None
-        raise
-
-
-def _gone(where: VaultRef, meta: Mapping[str, Any], version: int | None) -> SourceError:
-    number = meta.get("version") or version or "?"
-    if meta.get("destroyed"):
-        return SourceError("VaultVersionDestroyed", f"version {number} of {where.describe()} "
-                           "is destroyed", "pin a live version (`mtlsc lock update`) or write "
-                           "the secret again")
-    return SourceError("VaultVersionDeleted", f"version {number} of {where.describe()} is "
-                       "deleted", "undelete it in Vault or move the lock forward with "
-                       "`mtlsc lock update`")
-
-
-def _json(answer: Any) -> Any:
-    # hvac hands back the raw Response when a 200 body does not parse as JSON.
-    if not isinstance(answer, dict):
-        raise MalformedAnswer("Vault's answer was not a JSON document")
-    return answer
+        return new_client(address, str(self._root / ca) if ca else True, self._namespace(),
+                          self.concurrency, self._config.deadline_seconds)
