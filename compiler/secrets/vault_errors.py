@@ -49,7 +49,7 @@ def clean(text: str, limit: int = 200) -> str:
     text = _BULLET.sub(r"\1", text)
     text = " ".join(text.split())
     text = _TOKENISH.sub("<redacted>", text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def reason(exc: BaseException) -> str:
