@@ -290,6 +290,23 @@ def test_a_wrong_secret_id_cannot_lock_the_role_out(tmp_path: Path, seeded: Bao)
     assert vault.proxy.count(login) == 4
 
 
+def test_the_server_really_locks_a_role_out_after_failed_logins(vault: Bao) -> None:
+    """What the test above guards against: OpenBao's user lockout (5 failures by default)
+    refuses even the right secret id afterwards."""
+    import hvac  # type: ignore[import-untyped, unused-ignore]
+
+    mount = vault.approle(f"role-{vault.tag}", "the-right-secret-id")
+    client = hvac.Client(url=vault.url)
+    for _ in range(6):
+        with pytest.raises(hvac.exceptions.VaultError):
+            client.auth.approle.login(role_id=f"role-{vault.tag}",
+                                      secret_id="a-wrong-secret-id", mount_point=mount)
+    with pytest.raises(hvac.exceptions.VaultError):
+        client.auth.approle.login(role_id=f"role-{vault.tag}",
+                                  secret_id="the-right-secret-id", mount_point=mount)
+    client.adapter.close()
+
+
 # --- namespaces and TLS ------------------------------------------------------------------------
 
 
