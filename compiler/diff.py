@@ -59,6 +59,9 @@ class FileChange:
                 "gateways": list(self.gateways), "diff": self.diff}
 
 
+OFFLINE_CODES = ("NotCheckedOffline", "OfflineChecks")  # compiler/secrets/offline.py
+
+
 @dataclass(slots=True)
 class DiffReport:
     base_ref: str
@@ -67,6 +70,11 @@ class DiffReport:
     notes: list[Note] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     base_failed: bool = False
+
+    @property
+    def unchecked(self) -> list[str]:
+        """What an offline run (`--offline`) could not check without Vault."""
+        return [d.message for d in self.diagnostics if d.code in OFFLINE_CODES]
 
     def gateway_table(self) -> list[tuple[str, str, str, int]]:
         """(cluster, gateway, change, files) for every gateway a change touches."""
@@ -152,6 +160,7 @@ def as_text(report: DiffReport) -> str:
     lines = [f"mtlsc diff against {report.base_ref} ({report.base_commit[:12]})"]
     if report.base_failed:
         lines.append("note: the base does not compile; every file counts as added")
+    lines += [f"not checked offline: {message}" for message in report.unchecked]
     for note in report.notes:
         lines.append(f"[{note.severity.label}] {note.cluster} {note.gateway}: {note.message}")
     if not report.changes:

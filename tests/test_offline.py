@@ -81,7 +81,9 @@ def test_diff_offline_shows_a_rotation_from_git_alone(compiled_repo: Path, vault
     code, output = offline(compiled_repo, vault, "diff", "--base", "HEAD", "--format",
                            "markdown")
     assert code == 0, output
-    assert "TrustAnchorAdded" in output
+    assert "CA certificate added to the trust anchors" in output
+    assert "> **Offline** (Vault not contacted), not checked:" in output
+    assert "> - server certificate 'https-cert' is in Vault only" in output
     assert "BEGIN CERTIFICATE" not in output
     assert_no_secrets(vault, output)
 

@@ -16,20 +16,23 @@ from ..lock import LOCK_FILE, LockError, parse_lock
 from ..pipeline import Options, Result, compile_policies, schema_roots
 from ..risk import Severity, Side, security_notes, worst
 from ..secrets.factory import source_factory
-from .common import Context, emit, run_compile
+from ..secrets.offline import ca_bundles_in
+from .common import Context, emit, offline_option, run_compile
 
 FORMATS = ("text", "json", "markdown")
 
 
-def _compile_base(ctx: Context, commit: str) -> Result:
-    """Compile the intents (and lock) as they are at `commit`, with today's sources."""
+def _compile_base(ctx: Context, commit: str, *, offline: bool = False) -> Result:
+    """Compile the intents (and lock) as they are at `commit`, with today's sources (offline:
+    Vault sources served from that commit's lock and overlays)."""
     policies_rel = ctx.policies.relative_to(ctx.root).as_posix()
     files = gitref.read_tree(ctx.root, commit, [policies_rel, LOCK_FILE])
     texts = {path: data.decode("utf-8", "replace") for path, data in files.items()
              if path.startswith(policies_rel + "/") and path.endswith((".yaml", ".yml"))}
     lock = parse_lock(files[LOCK_FILE].decode()) if LOCK_FILE in files else {}
+    cas = ca_bundles_in(gitref.read_tree(ctx.root, commit, [ctx.overlays])) if offline else None
     store = SchemaStore(schema_roots(ctx.root))
-    return compile_policies(texts, source_factory(ctx.root, lock), store,
+    return compile_policies(texts, source_factory(ctx.root, lock, offline=cas), store,
                             Options(clusters=ctx.clusters), lock)
 
 
@@ -40,10 +43,10 @@ def _window(result: Result) -> timedelta:
 
 
 def build_report(ctx: Context, base_ref: str, head: Result, *, show_ca_bodies: bool,
-                 now: datetime) -> DiffReport:
+                 now: datetime, offline: bool = False) -> DiffReport:
     commit = gitref.resolve(ctx.root, base_ref)
     try:
-        base = _compile_base(ctx, commit)
+        base = _compile_base(ctx, commit, offline=offline)
     except LockError:
         base = Result(diagnostics=[error("InvalidLockfile", "the base's lockfile is invalid")])
     report = DiffReport(base_ref, commit, base_failed=not base.ok)
@@ -83,19 +86,20 @@ def _render(report: DiffReport, fmt: str, limit: int | None) -> str:
 @click.option("--fail-on", type=click.Choice([s.label for s in Severity if s]),
               help="Exit 1 when a security note reaches this severity.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar on the terminal.")
+@offline_option
 def diff(base_ref: str, root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
          fmt: str, output: Path | None, show_ca_bodies: bool, fail_on: str | None,
-         quiet: bool) -> None:
+         quiet: bool, offline: bool) -> None:
     """Compile the intents at --base and in the working tree; show what changes and what got
     riskier, per cluster and gateway."""
     ctx = Context(root, root / policies, overlays, "text", False, clusters, quiet)
-    head = run_compile(ctx)
+    head = run_compile(ctx, vault_offline=offline)
     if not head.ok:
         emit(head.diagnostics, "text")
         sys.exit(exit_code(head.diagnostics))
     try:
         report = build_report(ctx, base_ref, head, show_ca_bodies=show_ca_bodies,
-                              now=datetime.now(UTC))
+                              now=datetime.now(UTC), offline=offline)
     except gitref.GitError as exc:
         click.echo(f"error[GitRef]: cannot read {base_ref!r}: {exc}\n    hint: run inside "
                    "the Git repository and fetch the base (fetch-depth: 0 in CI)", err=True)
