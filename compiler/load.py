@@ -1,7 +1,7 @@
 """Stage 1: read policy files into checked, located documents.
 
 `load_texts` is pure (file name → text in, documents and diagnostics out); `read_policy_files`
-is the only part that touches the disk.
+(from `policy_files`, re-exported here) is the only part that touches the disk.
 """
 
 from __future__ import annotations
@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Literal
 
 from .diagnostics import Diagnostic, error
 from .intent_schema import check_document
 from .located import Document, Node, parse_documents
-from .model import EnvoySettings, Origin, Target
+from .model import EnvoySettings, ImplementationRef, Origin, Target
+from .policy_files import PolicyFiles, read_policy_files
 from .secrets.vault_config import VaultSourceConfig, vault_config
 
 DEFAULT_EXPIRY_WARNING_DAYS = 30
+__all__ = ["Policies", "PolicyFiles", "load_texts", "read_policy_files"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,27 +71,13 @@ class Policies:
     documents: list[Document] = field(default_factory=list)
 
 
-def read_policy_files(policies_dir: Path, root: Path) -> dict[str, str]:
-    """Every *.yaml / *.yml below `policies_dir`, keyed by path relative to `root`."""
-    files = sorted(
-        p for p in policies_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
-    )
-    out: dict[str, str] = {}
-    for path in files:
-        out[_display(path, root)] = path.read_text(encoding="utf-8")
-    return out
+def load_texts(texts: Mapping[str, str | bytes]) -> tuple[Policies, list[Diagnostic]]:
+    """Parse and check policy files (text or bytes by display path).
 
-
-def _display(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def load_texts(texts: Mapping[str, str]) -> tuple[Policies, list[Diagnostic]]:
+    Given the result of `read_policy_files`, the files it could not read are reported too.
+    """
     policies = Policies()
-    diagnostics: list[Diagnostic] = []
+    diagnostics: list[Diagnostic] = list(texts.problems) if isinstance(texts, PolicyFiles) else []
     for file in sorted(texts):
         docs, problems = parse_documents(texts[file], file)
         diagnostics += problems
@@ -140,7 +127,9 @@ def _target(name: str, root: Node, spec: Node) -> Target:
     api = spec.get("gatewayAPI")
     assert api is not None
     impls = spec.get("implementations")
-    pairs = tuple(sorted((k, str(v.value)) for k, v in impls.items())) if impls else ()
+    pairs = tuple(sorted((k, _impl_name(v)) for k, v in impls.items())) if impls else ()
+    versions = tuple(sorted((k, str(v.scalar("version"))) for k, v in impls.items()
+                            if v.is_map and v.get("version") is not None)) if impls else ()
     checks = spec.get("certificateChecks")
     days = checks.scalar("expiryWarningDays", DEFAULT_EXPIRY_WARNING_DAYS) if checks else \
         DEFAULT_EXPIRY_WARNING_DAYS
@@ -151,6 +140,8 @@ def _target(name: str, root: Node, spec: Node) -> Target:
         channel=str(api.scalar("channel")),
         output_dir=str(spec.scalar("outputDir", f"overlays/{name}")).rstrip("/"),
         implementations=pairs,
+        implementation=_implementation(spec.get("implementation")),
+        implementation_versions=versions,
         certificate_source=str(spec.scalar("certificateSource")),
         expiry_warning=timedelta(days=int(days)),
         origin=_origin(root),
@@ -159,6 +150,18 @@ def _target(name: str, root: Node, spec: Node) -> Target:
         envoy=_envoy_settings(spec.get("envoy")),
         external_secrets=_external_secrets(spec.get("externalSecrets")),
     )
+
+
+def _impl_name(node: Node) -> str:
+    return str(node.scalar("name")) if node.is_map else str(node.value)
+
+
+def _implementation(node: Node | None) -> ImplementationRef | None:
+    if node is None:
+        return None
+    version = node.scalar("version") if node.is_map else None
+    return ImplementationRef(_impl_name(node), str(version) if version is not None else None,
+                             node.loc)
 
 
 def _external_secrets(node: Node | None) -> tuple[str, str, str] | Literal[False] | None:

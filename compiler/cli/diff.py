@@ -14,6 +14,7 @@ from ..diff import DiffReport, as_json, as_markdown, as_text, file_changes
 from ..k8s.validate import SchemaStore
 from ..lock import LOCK_FILE, LockError, parse_lock
 from ..pipeline import Options, Result, compile_policies, schema_roots
+from ..posture import compare, compute_posture
 from ..risk import Severity, Side, security_notes, worst
 from ..secrets.factory import source_factory
 from ..secrets.offline import ca_bundles_in
@@ -27,7 +28,7 @@ def _compile_base(ctx: Context, commit: str, *, offline: bool = False) -> Result
     Vault sources served from that commit's lock and overlays)."""
     policies_rel = ctx.policies.relative_to(ctx.root).as_posix()
     files = gitref.read_tree(ctx.root, commit, [policies_rel, LOCK_FILE])
-    texts = {path: data.decode("utf-8", "replace") for path, data in files.items()
+    texts = {path: data for path, data in files.items()
              if path.startswith(policies_rel + "/") and path.endswith((".yaml", ".yml"))}
     lock = parse_lock(files[LOCK_FILE].decode()) if LOCK_FILE in files else {}
     cas = ca_bundles_in(gitref.read_tree(ctx.root, commit, [ctx.overlays])) if offline else None
@@ -59,6 +60,9 @@ def build_report(ctx: Context, base_ref: str, head: Result, *, show_ca_bodies: b
     report.notes = security_notes(base_side, Side(head.model, head.materials), now=now,
                                   window=_window(head))
     report.diagnostics = head.diagnostics
+    before = compute_posture(base.model.clusters, base.materials) \
+        if base.ok and base.model else ()
+    report.posture = list(compare(before, compute_posture(head.model.clusters, head.materials)))
     return report
 
 
