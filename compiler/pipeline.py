@@ -80,6 +80,14 @@ def capabilities(store: SchemaStore, target: Target) -> Capabilities | None:
     return Capabilities(frontend_tls=True, max_ca_refs=refs.get("maxItems"))
 
 
+def reference_grant_version(store: SchemaStore, target: Target) -> str:
+    """v1 where the cluster's Gateway API serves ReferenceGrant v1 (v1.5 and later), else
+    v1beta1."""
+    served = store.get(target.gateway_api_version, target.channel,
+                       "gateway.networking.k8s.io/v1", "ReferenceGrant")
+    return "v1" if served is not None else "v1beta1"
+
+
 def _selected_targets(policies: Policies, options: Options) -> list[Target]:
     chosen = sorted(policies.targets, key=lambda t: t.name)
     if options.clusters:
@@ -232,8 +240,9 @@ def render_cluster(cluster: ClusterModel, materials: Materials, store: SchemaSto
     target = cluster.target
     ca_pems = materials.ca_pems_for(target.certificate_source)
     rendered: list[Rendered] = []
+    grants = reference_grant_version(store, target)
     for gw in cluster.gateways:
-        rendered += render_gateway_objects(gw, ca_pems)
+        rendered += render_gateway_objects(gw, ca_pems, grants)
         if progress is not None:
             progress.step(f"{target.name} {gw.key}")
     if envoy and isinstance(source, VaultSourceConfig):
