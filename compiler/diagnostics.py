@@ -26,7 +26,7 @@ class ExitCode(enum.IntEnum):
     SOURCE = 3  # a certificate source or the filesystem failed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Location:
     """A place in a source file; line and column are 1-based."""
 
@@ -38,6 +38,17 @@ class Location:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Related:
+    """Another place that explains a diagnostic, e.g. the override that caused it."""
+
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     code: str
@@ -47,13 +58,27 @@ class Diagnostic:
     hint: str | None = None
     # Failures of the outside world (certificate source, filesystem) exit 3, not 1.
     source_failure: bool = False
+    # The clusters whose compile found this (sorted); empty when it holds for every cluster.
+    clusters: tuple[str, ...] = ()
+    related: tuple[Related, ...] = ()
 
     @property
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
+    @property
+    def cluster(self) -> str | None:
+        """The cluster(s) this diagnostic is about, for reporters: `prod-eu, prod-us`."""
+        return ", ".join(self.clusters) or None
+
     def at(self, location: Location | None) -> Diagnostic:
         return replace(self, location=location)
+
+    def in_clusters(self, *names: str) -> Diagnostic:
+        return replace(self, clusters=tuple(sorted({*self.clusters, *names})))
+
+    def with_related(self, *found: Related) -> Diagnostic:
+        return replace(self, related=tuple(sorted({*self.related, *found})))
 
     def sort_key(self) -> tuple[str, int, int, str, str]:
         loc = self.location
@@ -96,6 +121,18 @@ def exit_code(diagnostics: Iterable[Diagnostic]) -> ExitCode:
     return ExitCode.INVALID
 
 
+def for_cluster(diagnostics: Iterable[Diagnostic], name: str) -> list[Diagnostic]:
+    """Tag every diagnostic of one cluster's compile with the cluster's name."""
+    return [d.in_clusters(name) for d in diagnostics]
+
+
 def sorted_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
-    unique = {(d.sort_key(), d.severity, d.hint): d for d in diagnostics}
+    """Sorted, one per problem: the same finding in several clusters becomes one diagnostic
+    naming them all (and every related location any of them had)."""
+    unique: dict[tuple[tuple[str, int, int, str, str], Severity, str | None], Diagnostic] = {}
+    for d in diagnostics:
+        key = (d.sort_key(), d.severity, d.hint)
+        first = unique.setdefault(key, d)
+        if first is not d:
+            unique[key] = first.in_clusters(*d.clusters).with_related(*d.related)
     return [unique[k] for k in sorted(unique, key=lambda k: (k[0], k[1].value, k[2] or ""))]

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .diagnostics import Diagnostic, error, warning
+from .diagnostics import Diagnostic, Related, error, warning
 from .intent_schema import dotted
 from .load import IntentDoc, OverrideDoc, Policies
 from .located import Node
@@ -170,6 +170,35 @@ def place(intent: IntentDoc, target: Target,
         problems += found
         layers.append(layer)
     return Placement(intent, target, spec, tuple(layers)), problems
+
+
+def caused_by_overrides(problems: Sequence[Diagnostic], placement: Placement,
+                        overrides: Sequence[OverrideDoc],
+                        check: Callable[[Placement], list[Diagnostic]]) -> list[Diagnostic]:
+    """Name the overrides (and the intent) behind the problems only the layered spec has.
+
+    `check` finds the problems of a placement; it is run once more on the base intent alone,
+    and every problem the base does not have gets the applied overrides' locations, and the
+    intent's, as related locations: the error may sit in the intent but be caused by an
+    override, or sit in the override file and concern the intent.
+    """
+    base = Placement(placement.intent, placement.target, placement.intent.root.find(("spec",)),
+                     ("base",))
+    seen = {(d.code, d.location, d.message) for d in check(base)}
+    chosen, _ = overrides_for(placement.intent, placement.target, overrides)
+    related = [Related(doc.root.find(("spec", "cluster" if doc.cluster else "environment")
+                                     ).loc, f"applied override {doc.name!r} "
+                       f"({_layer_name(doc).split(' (')[0]})") for doc in chosen]
+    related.append(Related(placement.intent.root.find(("metadata", "name")).loc,
+                           f"GatewayIntent {placement.intent.key}"))
+    out = []
+    for d in problems:
+        if (d.code, d.location, d.message) in seen:
+            out.append(d)
+            continue
+        here = d.location.file if d.location else None
+        out.append(d.with_related(*(r for r in related if r.location.file != here)))
+    return out
 
 
 def targets_of(intent: IntentDoc, targets: Sequence[Target]) -> list[Target]:

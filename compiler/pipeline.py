@@ -7,6 +7,7 @@ schemas, and returns the complete overlay file map plus diagnostics. It writes n
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,11 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from .consistency import differences
-from .diagnostics import Diagnostic, error, escalate, has_errors, sorted_diagnostics
+from .diagnostics import (
+    Diagnostic,
+    error,
+    escalate,
+    for_cluster,
+    has_errors,
+    sorted_diagnostics,
+)
 from .emit import to_yaml
 from .fetch import Materials, fetch, verify
 from .k8s.validate import SchemaStore, shipped_schema_root, validate_object
-from .layering import Placement, check_references, place, targets_of
+from .layering import Placement, caused_by_overrides, check_references, place, targets_of
 from .load import Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
@@ -108,21 +116,27 @@ def _check_targets(targets: Sequence[Target], policies: Policies,
     caps: dict[str, Capabilities] = {}
     out: list[Diagnostic] = []
     for target in targets:
+        found_here: list[Diagnostic] = []
         if target.certificate_source not in sources:
-            out.append(error("UnknownCertificateSource", f"ClusterTarget {target.name!r} uses "
-                             f"unknown CertificateSource {target.certificate_source!r}",
-                             target.source_location, "known: " + (", ".join(sorted(sources))
-                                                                 or "(none)")))
+            found_here.append(error(
+                "UnknownCertificateSource", f"ClusterTarget {target.name!r} uses "
+                f"unknown CertificateSource {target.certificate_source!r}",
+                target.source_location, "known: " + (", ".join(sorted(sources)) or "(none)")))
         found = capabilities(store, target)
         if found is None:
-            out.append(error("UnsupportedGatewayAPIVersion", f"no Gateway API schema for "
-                             f"{target.gateway_api_version}/{target.channel}",
-                             target.api_location, "use one of: " + ", ".join(
-                                 f"{v}/{c}" for v, c in store.available()) +
-                             "; or add it with `mtlsc schemas import <CRD files>`"))
+            found_here.append(error(
+                "UnsupportedGatewayAPIVersion", f"no Gateway API schema for "
+                f"{target.gateway_api_version}/{target.channel}", target.api_location,
+                "use one of: " + ", ".join(f"{v}/{c}" for v, c in store.available()) +
+                "; or add it with `mtlsc schemas import <CRD files>`"))
         else:
             caps[target.name] = found
+        out += for_cluster(found_here, target.name)
     return caps, out
+
+
+def _resolve_problems(placement: Placement, caps: Capabilities) -> list[Diagnostic]:
+    return resolve(placement, caps)[1]
 
 
 def _resolve_all(policies: Policies, targets: Sequence[Target],
@@ -130,14 +144,17 @@ def _resolve_all(policies: Policies, targets: Sequence[Target],
     clusters: list[ClusterModel] = []
     for target in targets:
         gateways: list[Gateway] = []
+        check = functools.partial(_resolve_problems, caps=caps[target.name])
         for intent in sorted(policies.intents, key=lambda i: i.key):
             if target not in targets_of(intent, targets):
                 continue
             placement, problems = place(intent, target, policies.overrides)
-            result.diagnostics += problems
+            gateway, found = resolve(placement, caps[target.name])
+            problems += found
+            if len(placement.layers) > 1 and problems:
+                problems = caused_by_overrides(problems, placement, policies.overrides, check)
+            result.diagnostics += for_cluster(problems, target.name)
             result.placements.append(placement)
-            gateway, problems = resolve(placement, caps[target.name])
-            result.diagnostics += problems
             gateways.append(gateway)
         clusters.append(ClusterModel(target, tuple(gateways)))
     return clusters
@@ -184,7 +201,7 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
                                          source=configs.get(cluster.target.certificate_source),
                                          pins=result.pins, progress=options.progress)
         result.files.update(files)
-        result.diagnostics += problems
+        result.diagnostics += for_cluster(problems, cluster.target.name)
     options.progress.end()
     if open_source is None:
         result.files = {}

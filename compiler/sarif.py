@@ -229,7 +229,19 @@ def _rule(code: str, seen: Severity) -> dict[str, Any]:
 
 
 def _message(d: Diagnostic) -> dict[str, str]:
-    return {"text": d.message + (f"\nhint: {d.hint}" if d.hint else "")}
+    lines = [d.message]
+    if d.clusters:
+        lines.append(f"cluster{'s' * (len(d.clusters) > 1)}: {d.cluster}")
+    lines += [f"related: {r}" for r in d.related]
+    if d.hint:
+        lines.append(f"hint: {d.hint}")
+    return {"text": "\n".join(lines)}
+
+
+def _physical(where: Location) -> dict[str, Any]:
+    region = {"startLine": max(1, where.line), "startColumn": max(1, where.col)}
+    return {"physicalLocation": {"artifactLocation": _artifact_location(where.file),
+                                 "region": region}}
 
 
 def _artifact_location(file: str) -> dict[str, str]:
@@ -241,11 +253,16 @@ def _artifact_location(file: str) -> dict[str, str]:
 
 
 def _result(d: Diagnostic, where: Location, rule_index: int) -> dict[str, Any]:
-    region = {"startLine": max(1, where.line), "startColumn": max(1, where.col)}
-    return {"ruleId": d.code, "ruleIndex": rule_index, "level": d.severity.value,
-            "message": _message(d),
-            "locations": [{"physicalLocation": {
-                "artifactLocation": _artifact_location(where.file), "region": region}}]}
+    result: dict[str, Any] = {"ruleId": d.code, "ruleIndex": rule_index,
+                              "level": d.severity.value, "message": _message(d),
+                              "locations": [_physical(where)]}
+    if d.related:
+        result["relatedLocations"] = [{"id": n, **_physical(r.location),
+                                       "message": {"text": r.message}}
+                                      for n, r in enumerate(d.related)]
+    if d.clusters:
+        result["properties"] = {"clusters": list(d.clusters)}
+    return result
 
 
 def _invocation(diagnostics: Sequence[Diagnostic], index: dict[str, int]) -> dict[str, Any]:

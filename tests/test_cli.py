@@ -201,8 +201,15 @@ def test_json_format_is_one_document_on_stdout(example: Path) -> None:
         "file": MTLS_INTENT, "line": 29, "column": 13,
         "code": "InsecureFrontendValidationMode", "severity": "warning",
         "message": first["message"], "hint": "use AllowValidOnly outside testing",
+        "cluster": "demo", "clusters": ["demo"], "related": [],
     }
     assert "port 8444" in first["message"]
+    staging = report["diagnostics"][1]
+    assert (staging["file"], staging["cluster"]) == ("policies/overrides/payments-staging.yaml",
+                                                     "staging")
+    # The override's warning names the intent it applies to.
+    assert staging["related"] == [{"file": "policies/gateways/payments.yaml", "line": 7,
+                                   "column": 9, "message": "GatewayIntent payments-gw/payments"}]
     assert report["files"] == sorted(f"overlays/{rel}"
                                      for rel in snapshot(example / "overlays"))
     assert DEMO_GATEWAY in report["files"]
@@ -250,11 +257,13 @@ def test_github_format_warnings_and_location_free_errors(example: Path) -> None:
     assert warnings.stdout.splitlines() == [
         f"::warning file={MTLS_INTENT},line=29,col=13,title=InsecureFrontendValidationMode::"
         "port 8444 uses AllowInsecureFallback: clients without a valid certificate are accepted "
-        "and authorization is left to the backend%0Ahint: use AllowValidOnly outside testing",
+        "and authorization is left to the backend%0Acluster: demo"
+        "%0Ahint: use AllowValidOnly outside testing",
         "::warning file=policies/overrides/payments-staging.yaml,line=16,col=15,"
         "title=InsecureFrontendValidationMode::port 443 uses AllowInsecureFallback: clients "
         "without a valid certificate are accepted and authorization is left to the backend"
-        "%0Ahint: use AllowValidOnly outside testing",
+        "%0Acluster: staging%0Arelated: policies/gateways/payments.yaml:7:9: GatewayIntent "
+        "payments-gw/payments%0Ahint: use AllowValidOnly outside testing",
     ]
     assert unknown.exit_code == 1
     assert unknown.stdout.splitlines() == [
