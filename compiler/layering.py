@@ -225,8 +225,11 @@ def check_references(policies: Policies) -> list[Diagnostic]:
             if env not in envs:
                 out.append(warning("UnusedEnvironment", f"no ClusterTarget has environment "
                                    f"{env!r}", node.loc, "check the spelling"))
+    intents = {i.key: i for i in policies.intents}
     for doc in policies.overrides:
         out += _check_override(doc, names, envs, gateways)
+        if doc.gateway_key in intents and (doc.cluster in names or doc.environment in envs):
+            out += _override_applies(doc, intents[doc.gateway_key], policies.targets)
     return out
 
 
@@ -240,10 +243,32 @@ def _check_override(doc: OverrideDoc, names: set[str], envs: set[str],
     if doc.cluster and doc.cluster not in names:
         out.append(_unknown("cluster", doc.cluster, spec.find(("cluster",)), names))
     if doc.environment and doc.environment not in envs:
-        out.append(warning("UnusedOverride", f"no ClusterTarget has environment "
-                           f"{doc.environment!r}; override {doc.name!r} applies nowhere",
-                           spec.find(("environment",)).loc, "check the spelling"))
+        close = difflib.get_close_matches(doc.environment, sorted(envs), n=1)
+        out.append(error("UnusedOverride", f"no ClusterTarget has environment "
+                         f"{doc.environment!r}; override {doc.name!r} applies nowhere",
+                         spec.find(("environment",)).loc,
+                         f"did you mean {close[0]!r}?" if close else "known environments: "
+                         + (", ".join(sorted(envs)) or "(none)")))
     return out
+
+
+def _override_applies(doc: OverrideDoc, intent: IntentDoc,
+                      targets: Sequence[Target]) -> list[Diagnostic]:
+    """An override for a cluster or environment the gateway is not compiled for changes
+    nothing: a silently dropped (security) change, so an error."""
+    compiled = targets_of(intent, targets)
+    if any(t.name == doc.cluster or (doc.environment and t.environment == doc.environment)
+           for t in compiled):
+        return []
+    field = "cluster" if doc.cluster else "environment"
+    value = doc.cluster or doc.environment
+    spec = doc.root.find(("spec",))
+    where = ", ".join(t.name for t in compiled) or "no cluster"
+    return [error("UnusedOverride", f"override {doc.name!r} is for {field} {value!r}, but "
+                  f"{intent.key} is not compiled for it (it is compiled for {where}); the "
+                  "override applies nowhere", spec.find((field,)).loc,
+                  f"add {value!r} to the intent's clusters/environments, or fix the override's "
+                  f"{field}")]
 
 
 def _unknown(what: str, name: str, node: Node, known: set[str]) -> Diagnostic:
