@@ -158,6 +158,7 @@ def _target(name: str, root: Node, spec: Node) -> Target:
         api_location=api.loc,
         envoy=_envoy_settings(spec.get("envoy")),
         external_secrets=_external_secrets(spec.get("externalSecrets")),
+        namespaces=tuple(sorted(str(n.value) for n in spec.seq("namespaces"))),
     )
 
 

@@ -186,6 +186,7 @@ class Target:
     # None: follow the certificate source; False: no ExternalSecrets; a tuple: (store name,
     # store kind, refresh interval) overriding the source's.
     external_secrets: tuple[str, str, str] | Literal[False] | None = None
+    namespaces: tuple[str, ...] = ()  # spec.namespaces: known besides the ones intents use
 
     def implementation_for(self, class_name: str) -> str | None:
         return dict(self.implementations).get(class_name)

@@ -32,6 +32,7 @@ from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
 from .precedence import Capabilities
 from .progress import Progress, Silent
+from .refcheck import check_references_offline
 from .render.envoy import ca_files, envoy_file, render_envoy
 from .render.external_secrets import render_external_secret
 from .render.gateway_api import Rendered, render_gateway_objects
@@ -177,6 +178,7 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
     if not result.ok:
         return _finish(result, options)
     clusters = _resolve_all(policies, targets, caps, result)
+    result.diagnostics += check_references_offline(clusters, policies.sources)
     result.model = Model(tuple(clusters))
     result.output_dirs = tuple(sorted({t.output_dir for t in targets}))
     result.all_clusters = not options.clusters

@@ -116,6 +116,8 @@ RULES: dict[str, tuple[Severity, str, str]] = {
     # Certificate sources and certificates
     "UnknownCertificateRef": (_E, "The certificate source has no entry for a logical name",
         "Add the name under spec.local.certificates or caBundles of the source."),
+    "UnknownNamespace": (_W, "A CA bundle lives in a namespace the cluster does not know",
+        "Fix the namespace, or list it in the ClusterTarget's spec.namespaces."),
     "CertificateFileMissing": (_E, "A certificate file the source maps is missing",
         "Create the file or fix the path."),
     "SourceUnavailable": (_E, "A certificate file cannot be read",
