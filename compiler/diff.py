@@ -68,6 +68,11 @@ class DiffReport:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     base_failed: bool = False
 
+    def clusters(self) -> list[str]:
+        """The clusters whose overlays change (files outside them, like mtlsc.lock, are no
+        cluster)."""
+        return sorted({c.cluster for c in self.changes if c.cluster is not None})
+
     def gateway_table(self) -> list[tuple[str, str, str, int]]:
         """(cluster, gateway, change, files) for every gateway a change touches."""
         rows: dict[tuple[str, str], list[FileChange]] = {}
@@ -193,7 +198,8 @@ def _render(report: DiffReport, shown: int, notes_shown: int) -> str:
     counts = {s.label: sum(1 for n in report.notes if n.severity is s)
               for s in sorted(Severity, reverse=True)}
     return template.render(report=report, marker=MARKER, counts=counts,
-                           clusters=sorted({c.cluster or "-" for c in report.changes}),
+                           clusters=report.clusters(),
+                           other_files=[c.path for c in report.changes if c.cluster is None],
                            notes=report.notes[:notes_shown],
                            hidden_notes=len(report.notes) - notes_shown,
                            gateways=report.gateway_table(),

@@ -213,3 +213,13 @@ def _target() -> object:
     here = Location("t.yaml", 1, 1)
     return Target("c1", None, "v1.5.1", "standard", "out/c1", (), "s", timedelta(days=30),
                   Origin(here, "base"), here, here)
+
+
+def test_cluster_count_leaves_the_lockfile_out() -> None:
+    """A Vault rotation changes three clusters' overlays and mtlsc.lock: three clusters."""
+    changes = [FileChange(f"overlays/{c}/ns/configmap-ca.yaml", "modified", c, ("ns/gw",),
+                          "--- a\n+++ b\n") for c in ("prod-eu", "prod-us", "staging")]
+    changes.append(FileChange("mtlsc.lock", "modified", None, (), "--- a\n+++ b\n"))
+    report = DiffReport("origin/main", "0" * 40, changes)
+    assert report.clusters() == ["prod-eu", "prod-us", "staging"]
+    assert "**4 file(s) changed** in 3 cluster(s) and `mtlsc.lock`." in as_markdown(report)
