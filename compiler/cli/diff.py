@@ -8,15 +8,15 @@ from pathlib import Path
 
 import click
 
-from . import gitref, progress
-from .cli import Context, _compile, _emit, main
-from .diagnostics import ExitCode, error, exit_code
-from .diff import DiffReport, as_json, as_markdown, as_text, file_changes
-from .k8s.validate import SchemaStore
-from .lock import LOCK_FILE, LockError, parse_lock
-from .pipeline import Options, Result, compile_policies, schema_roots
-from .risk import Severity, Side, security_notes, worst
-from .secrets.factory import source_factory
+from .. import gitref
+from ..diagnostics import ExitCode, error, exit_code
+from ..diff import DiffReport, as_json, as_markdown, as_text, file_changes
+from ..k8s.validate import SchemaStore
+from ..lock import LOCK_FILE, LockError, parse_lock
+from ..pipeline import Options, Result, compile_policies, schema_roots
+from ..risk import Severity, Side, security_notes, worst
+from ..secrets.factory import source_factory
+from .common import Context, emit, run_compile
 
 FORMATS = ("text", "json", "markdown")
 
@@ -67,7 +67,7 @@ def _render(report: DiffReport, fmt: str, limit: int | None) -> str:
     return as_text(report)
 
 
-@main.command("diff")
+@click.command("diff")
 @click.option("--base", "base_ref", required=True,
               help="Git ref to compare with (branch, tag, commit, e.g. origin/main).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=".",
@@ -89,9 +89,9 @@ def diff(base_ref: str, root: Path, policies: str, overlays: str, clusters: tupl
     """Compile the intents at --base and in the working tree; show what changes and what got
     riskier, per cluster and gateway."""
     ctx = Context(root, root / policies, overlays, "text", False, clusters, quiet)
-    head = _compile(ctx)
+    head = run_compile(ctx)
     if not head.ok:
-        _emit(head.diagnostics, "text")
+        emit(head.diagnostics, "text")
         sys.exit(exit_code(head.diagnostics))
     try:
         report = build_report(ctx, base_ref, head, show_ca_bodies=show_ca_bodies,
@@ -110,4 +110,4 @@ def diff(base_ref: str, root: Path, policies: str, overlays: str, clusters: tupl
     sys.exit(ExitCode.INVALID if failed else ExitCode.OK)
 
 
-__all__ = ["build_report", "diff", "progress"]
+__all__ = ["build_report", "diff"]

@@ -1,0 +1,54 @@
+"""The `mtlsc` command: a thin layer that builds options, calls the library, prints, exits.
+
+Each command group lives in its own module and is imported only when it runs, so `mtlsc
+--version` or `mtlsc validate` do not pay for the Envoy, Vault or diff machinery.
+Exit codes are listed in docs/cli.md (`compiler.diagnostics.ExitCode`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# command name -> (module in this package, attribute). `--help` lists them in this order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "compile": ("build", "compile"),
+    "check": ("build", "check"),
+    "validate": ("build", "validate"),
+    "explain": ("build", "explain"),
+    "diff": ("diff", "diff"),
+    "lock": ("lock", "lock"),
+    "schemas": ("schemas", "schemas"),
+    "verify": ("envoy", "verify_cmd"),
+    "materialize": ("envoy", "materialize_cmd"),
+    "demo": ("envoy", "demo_cmd"),
+    "dev-pki": ("pki", "dev_pki"),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module = importlib.import_module(f"{__name__}.{where[0]}")
+        command = getattr(module, where[1])
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mtlsc", message="%(prog)s, version %(version)s")
+def main() -> None:
+    """mtlsc: compile mTLS intents into Gateway API overlays (GEP-91)."""
+
+
+def command(name: str) -> click.Command | None:
+    """The command registered under NAME (imports its module)."""
+    return main.get_command(click.Context(main), name)

@@ -1,0 +1,187 @@
+"""What every `mtlsc` command shares: options, compiling from disk, printing, writing.
+
+Exit codes (docs/cli.md): 0 ok, 1 invalid input / policy violation / drift, 2 usage error,
+3 a certificate source or the filesystem failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from .. import progress, report, write
+from ..diagnostics import Diagnostic, ExitCode, Location, error
+from ..k8s.validate import SchemaStore
+from ..load import read_policy_files
+from ..lock import LOCK_FILE, LockError, LockKey, Pin, parse_lock
+from ..pipeline import Options, Result, compile_policies, schema_roots, validate_only
+from ..secrets.factory import source_factory
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    root: Path
+    policies: Path
+    overlays: str
+    fmt: str
+    strict: bool
+    clusters: tuple[str, ...]
+    quiet: bool = False
+
+
+def emit(diagnostics: Sequence[Diagnostic], fmt: str, **extra: object) -> None:
+    if fmt == "json":
+        click.echo(report.render(diagnostics, fmt, **extra))
+        return
+    if fmt == "sarif":  # one document on stdout; the human report goes to the CI log
+        click.echo(report.render(diagnostics, fmt))
+        body = report.text(diagnostics)
+        if body:
+            click.echo(body, err=True)
+        click.echo(report.summary(diagnostics), err=True)
+        return
+    body = report.render(diagnostics, fmt)
+    if body:
+        click.echo(body, err=fmt == "text")
+    if fmt == "text":
+        click.echo(report.summary(diagnostics), err=True)
+
+
+def io_failure(message: str, hint: str) -> Diagnostic:
+    return error("FilesystemError", message, None, hint, source_failure=True)
+
+
+def read_lock(ctx: Context) -> tuple[dict[LockKey, Pin], list[Diagnostic]]:
+    path = ctx.root / LOCK_FILE
+    if not path.is_file():
+        return {}, []
+    try:
+        return parse_lock(path.read_text(encoding="utf-8")), []
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, [io_failure(f"cannot read {LOCK_FILE}: {exc}", "check the file")]
+    except LockError as exc:
+        return {}, [error("InvalidLockfile", str(exc), Location(LOCK_FILE, 1, 1),
+                          f"restore {LOCK_FILE} from Git or delete it and run "
+                          "`mtlsc lock update`")]
+
+
+def run_compile(ctx: Context, *, offline: bool = False,
+             unpin: tuple[str, ...] | None = None) -> Result:
+    try:
+        texts = read_policy_files(ctx.policies, ctx.root)
+    except (OSError, UnicodeDecodeError) as exc:
+        return Result(diagnostics=[io_failure(f"cannot read policies: {exc}",
+                                               "check the --policies directory")])
+    if not texts:
+        return Result(diagnostics=[error("NoPolicies", f"no *.yaml files under {ctx.policies}",
+                                         None, "run from the repository root or pass "
+                                         "--policies")])
+    store = SchemaStore(schema_roots(ctx.root))
+    options = Options(strict=ctx.strict, clusters=ctx.clusters,
+                      progress=progress.for_terminal(ctx.quiet))
+    if offline:
+        return validate_only(texts, store, options)
+    lock, problems = read_lock(ctx)
+    if problems:
+        return Result(diagnostics=problems)
+    return compile_policies(texts, source_factory(ctx.root, lock, unpin), store, options,
+                            lock)
+
+
+def common_options(func: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=".",
+                     show_default=True, help="Repository root."),
+        click.option("--policies", "policies", default="policies", show_default=True,
+                     help="Intent directory, relative to --root."),
+        click.option("--overlays", "overlays", default="overlays", show_default=True,
+                     help="Overlay directory, relative to --root."),
+        click.option("--cluster", "clusters", multiple=True, help="Only these clusters."),
+        click.option("--strict", is_flag=True, help="Treat warnings as errors."),
+        click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="text",
+                     show_default=True, help="Diagnostics format."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar on the terminal."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_context(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
+             fmt: str, quiet: bool = False) -> Context:
+    return Context(root, root / policies, overlays, fmt, strict, clusters, quiet)
+
+
+def plan_write(ctx: Context, result: Result) -> write.WritePlan | None:
+    """What writing would change; None (with a diagnostic) when unowned files are in the way."""
+    prune = (*result.output_dirs, ctx.overlays) if result.all_clusters else result.output_dirs
+    try:
+        plan = write.plan(ctx.root, result.files, prune)
+    except OSError as exc:
+        result.diagnostics.append(io_failure(f"cannot read overlays: {exc}",
+                                              "check permissions of the overlay files"))
+        return None
+    for rel in plan.conflicts:
+        result.diagnostics.append(error("FileInTheWay", f"{rel} exists and was not generated "
+                                        "by mtlsc; nothing was written", None, "move the file "
+                                        "away or set the ClusterTarget's outputDir elsewhere"))
+    return None if plan.conflicts else plan
+
+
+def print_diff(diff: str, fmt: str) -> None:
+    """Diffs go to stdout in text/github formats; JSON carries them inside the document and
+    SARIF leaves them out (stdout stays one document)."""
+    if fmt in ("text", "github"):
+        click.echo(diff, nl=False)
+
+
+def write_result(ctx: Context, result: Result, *, show_diff: bool = False) -> str:
+    """Write a successful compile to disk (I/O failures become diagnostics); returns the diff
+    when asked for."""
+    diff = ""
+    if not result.ok:
+        return diff
+    try:
+        plan = plan_write(ctx, result)
+        if plan is not None:
+            if show_diff:
+                diff = write.unified_diff(plan)
+                print_diff(diff, ctx.fmt)
+            write.apply(plan)
+            report_written(plan, ctx.fmt)
+    except OSError as exc:
+        result.diagnostics.append(io_failure(f"cannot write overlays: {exc}",
+                                              "check permissions and free space"))
+    return diff
+
+
+def report_written(plan: write.WritePlan, fmt: str) -> None:
+    if fmt == "text":
+        click.echo(f"wrote {len(plan.create)} new, {len(plan.update)} changed, removed "
+                   f"{len(plan.delete)}, {len(plan.unchanged)} unchanged", err=True)
+
+
+def display(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def write_files(action: Callable[[], list[Path]], user_error: type[Exception], code: str,
+                 hint: str) -> None:
+    """Run a file-writing command: print what it wrote, or one error line and exit."""
+    try:
+        written = action()
+    except user_error as exc:  # before OSError: PkiExistsError is a FileExistsError
+        click.echo(f"error[{code}]: {exc}\n    hint: {hint}", err=True)
+        sys.exit(ExitCode.INVALID)
+    except OSError as exc:
+        click.echo(f"error[FilesystemError]: {exc}", err=True)
+        sys.exit(ExitCode.SOURCE)
+    for path in written:
+        click.echo(path.as_posix())
