@@ -21,9 +21,13 @@ class ExitCode(enum.IntEnum):
     """Documented process exit codes (docs/cli.md)."""
 
     OK = 0
-    INVALID = 1  # invalid input, policy violation or drift
+    INVALID = 1  # invalid input or policy violation
     USAGE = 2  # wrong command-line usage
     SOURCE = 3  # a certificate source or the filesystem failed
+    DRIFT = 4  # `check`: valid input, but the committed overlays differ from the compile
+
+
+DRIFT_CODE = "Drift"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -118,6 +122,8 @@ def exit_code(diagnostics: Iterable[Diagnostic]) -> ExitCode:
         return ExitCode.OK
     if any(d.source_failure for d in errors):
         return ExitCode.SOURCE
+    if all(d.code == DRIFT_CODE for d in errors):
+        return ExitCode.DRIFT  # only drift: tell it apart from invalid input
     return ExitCode.INVALID
 
 

@@ -26,6 +26,7 @@ from .model import Gateway, Model
 from .render.envoy import envoy_file
 from .report import as_dict
 from .risk import Note, Severity
+from .rotation import AnchorChange
 
 GITHUB_COMMENT_LIMIT = 65_536
 MARKER = "<!-- mtlsc-diff -->"
@@ -67,6 +68,7 @@ class DiffReport:
     notes: list[Note] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     base_failed: bool = False
+    anchors: list[AnchorChange] = field(default_factory=list)  # trust anchors added/removed
 
     def clusters(self) -> list[str]:
         """The clusters whose overlays change (files outside them, like mtlsc.lock, are no
@@ -159,6 +161,9 @@ def as_text(report: DiffReport) -> str:
         lines.append("note: the base does not compile; every file counts as added")
     for note in report.notes:
         lines.append(f"[{note.severity.label}] {note.cluster} {note.gateway}: {note.message}")
+    for change in report.anchors:
+        lines.append(f"trust anchor {change.change}: {change.anchor.describe()} at "
+                     f"{change.where()}")
     if not report.changes:
         lines.append("no change to the compiled overlays")
     text = "\n".join(lines) + "\n"
@@ -174,6 +179,7 @@ def as_json(report: DiffReport) -> str:
            "clusters": clusters,
            "files": [c.as_dict() for c in report.changes],
            "notes": [n.as_dict() for n in report.notes],
+           "trustAnchors": [a.as_dict() for a in report.anchors],
            "diagnostics": [as_dict(d) for d in report.diagnostics]}
     return json.dumps(doc, indent=2, sort_keys=True)
 
@@ -201,6 +207,7 @@ def _render(report: DiffReport, shown: int, notes_shown: int) -> str:
                            clusters=report.clusters(),
                            other_files=[c.path for c in report.changes if c.cluster is None],
                            notes=report.notes[:notes_shown],
+                           anchors=report.anchors,
                            hidden_notes=len(report.notes) - notes_shown,
                            gateways=report.gateway_table(),
                            shown=report.changes[:shown],

@@ -187,6 +187,7 @@ class Target:
     # store kind, refresh interval) overriding the source's.
     external_secrets: tuple[str, str, str] | Literal[False] | None = None
     namespaces: tuple[str, ...] = ()  # spec.namespaces: known besides the ones intents use
+    rotation_overlap: timedelta | None = None  # certificateChecks.rotationOverlapDays
 
     def implementation_for(self, class_name: str) -> str | None:
         return dict(self.implementations).get(class_name)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from .anchors import Anchor, bundle_anchors
 from .fetch import Materials
@@ -93,9 +94,23 @@ def anchor_changes(base: Side | None, head: Side) -> list[AnchorChange]:
                   key=lambda c: (c.change, c.anchor.subject, c.anchor.fingerprint))
 
 
-def _signs(ca: Anchor, certs: Iterable[x509.Certificate]) -> bool:
-    return any(c.issuer.rfc4514_string() == ca.subject and fingerprint_sha256(c) !=
-               ca.fingerprint for c in certs)
+def _signs(ca: x509.Certificate, certs: Iterable[x509.Certificate]) -> bool:
+    """Whether `ca` issued one of `certs` (by name and signature, not by name alone: two CAs
+    may share a subject)."""
+    for cert in certs:
+        if cert.issuer != ca.subject or fingerprint_sha256(cert) == fingerprint_sha256(ca):
+            continue
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
+def _ca_certs(side: Side) -> dict[str, x509.Certificate]:
+    return {fingerprint_sha256(c): c for pem in side.materials.ca_bundles.values()
+            for c in parse_pem_certificates(pem)[0]}
 
 
 def _server_chains(head: Side, cluster: str) -> dict[str, list[x509.Certificate]]:
@@ -122,6 +137,7 @@ def rotation_notes(base: Side | None, head: Side, *, now: datetime,
     if base is None:
         return []
     old, new = trust_by_port(base), trust_by_port(head)
+    ca_certs = _ca_certs(base)
     notes: list[Note] = []
     for place in sorted(set(old) & set(new)):
         cluster, gateway, port = place
@@ -135,7 +151,7 @@ def rotation_notes(base: Side | None, head: Side, *, now: datetime,
         chains = _server_chains(head, cluster)
         for fp in removed:
             users = sorted(name for name, chain in chains.items()
-                           if _signs(old[place][fp], chain))
+                           if _signs(ca_certs[fp], chain))
             if users:
                 notes.append(Note(Severity.HIGH, cluster, gateway, "TrustAnchorStillSigning",
                                   f"port {port}: removed CA {old[place][fp].describe()} still "

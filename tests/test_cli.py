@@ -298,7 +298,7 @@ def test_check_reports_an_edited_intent_as_drift(compiled: Path) -> None:
 
     result = run("check", "--root", compiled)
 
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output
     assert f"--- a/{DEMO_GATEWAY}\n+++ b/{DEMO_GATEWAY}\n@@ " in result.stdout
     removed = [line for line in result.stdout.splitlines() if line.startswith("-")]
     assert any("AllowInsecureFallback" in line for line in removed), result.stdout
@@ -315,7 +315,7 @@ def test_check_reports_the_output_of_a_deleted_intent_as_stale(compiled: Path) -
 
     result = run("check", "--root", compiled)
 
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output
     assert f"--- a/{DEMO_DEFAULT_GATEWAY}\n+++ /dev/null\n" in result.stdout
     assert "-- agentgateway-system/gateway-mtls-default.yaml" in result.stdout  # kustomization
     created, changed, deleted = assert_drift_matches_diff(result)
@@ -329,7 +329,7 @@ def test_check_without_overlays_reports_every_file_missing(example: Path,
                                                           compiled_template: Path) -> None:
     result = run("check", "--root", example)
 
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output
     assert f"--- /dev/null\n+++ b/{DEMO_GATEWAY}\n" in result.stdout
     created, _, _ = assert_drift_matches_diff(result)
     assert sorted(created) == sorted(f"overlays/{rel}"
@@ -342,7 +342,7 @@ def test_check_json_with_drift_is_still_one_json_document(compiled: Path) -> Non
 
     result = run("check", "--root", compiled, "--format", "json")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     codes = [d["code"] for d in json.loads(result.stdout)["diagnostics"]]
     assert "Drift" in codes
 
@@ -353,7 +353,7 @@ def test_check_survives_a_corrupted_generated_file(compiled: Path) -> None:
 
     result = run("check", "--root", compiled)
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     assert "kustomization.yaml" in result.output
 
 
@@ -760,3 +760,17 @@ def test_check_json_carries_the_diff_inside_the_document(compiled: Path) -> None
     edit(compiled / MTLS_INTENT, "mode: AllowInsecureFallback", "mode: AllowValidOnly")
     document = json.loads(run("check", "--root", compiled, "--format", "json").stdout)
     assert "+            mode: AllowValidOnly" in document["diff"]
+
+
+def test_check_tells_drift_from_invalid_input(compiled: Path) -> None:
+    """Exit 4: the intents are fine but overlays/ is stale; exit 1: the intents are wrong
+    (whatever the overlays); 0: both fine. Documented in docs/cli.md."""
+    assert run("check", "--root", compiled).exit_code == 0
+    intent = compiled / MTLS_INTENT
+    intent.write_text(intent.read_text().replace("mode: AllowInsecureFallback",
+                                                 "mode: AllowValidOnly", 1))
+    assert run("check", "--root", compiled).exit_code == 4
+    intent.write_text(intent.read_text().replace("mode: AllowValidOnly", "mode: Nope", 1))
+    invalid = run("check", "--root", compiled)
+    assert invalid.exit_code == 1, invalid.output
+    assert "Drift" not in invalid.output
