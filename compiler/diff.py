@@ -24,7 +24,7 @@ import jinja2
 from .diagnostics import Diagnostic
 from .model import Gateway, Model
 from .render.envoy import envoy_file
-from .report import as_dict
+from .report import as_dict, escape_data, escape_property, github
 from .risk import Note, Severity
 from .rotation import AnchorChange
 
@@ -182,6 +182,22 @@ def as_json(report: DiffReport) -> str:
            "trustAnchors": [a.as_dict() for a in report.anchors],
            "diagnostics": [as_dict(d) for d in report.diagnostics]}
     return json.dumps(doc, indent=2, sort_keys=True)
+
+
+_ANNOTATION = {Severity.HIGH: "error", Severity.MEDIUM: "warning", Severity.LOW: "notice",
+               Severity.INFO: "notice"}
+
+
+def as_github(report: DiffReport) -> str:
+    """GitHub workflow commands: one annotation per security note, then the diagnostics."""
+    lines = []
+    for note in report.notes:
+        title = f"mtlsc diff: {note.code}"
+        message = f"{note.cluster} {note.gateway}: {note.message}"
+        lines.append(f"::{_ANNOTATION[note.severity]} title={escape_property(title)}::"
+                     f"{escape_data(message)}")
+    annotations = github(report.diagnostics)
+    return "\n".join([*lines, *([annotations] if annotations else [])]) + "\n"
 
 
 def _cell(value: object) -> str:

