@@ -7,6 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from compiler import report
 from compiler.diagnostics import Diagnostic, Location, Related, Severity, sorted_diagnostics
 from compiler.sarif import to_sarif
@@ -128,3 +131,18 @@ def test_merging_unites_clusters_and_related() -> None:
     (merged,) = sorted_diagnostics([other, d])
     assert merged.clusters == ("prod-eu", "prod-us")
     assert merged.related == d.related
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.permutations([
+    Diagnostic("A", Severity.WARNING, "m", Location("f.yaml", 1, 1), clusters=("c2",)),
+    Diagnostic("A", Severity.WARNING, "m", Location("f.yaml", 1, 1), clusters=("c1",),
+               related=(Related(Location("o.yaml", 2, 3), "override"),)),
+    Diagnostic("A", Severity.WARNING, "m", Location("f.yaml", 1, 1), clusters=("c3",)),
+    Diagnostic("B", Severity.ERROR, "m", None, clusters=("c1",)),
+    Diagnostic("B", Severity.ERROR, "m", None),
+]))
+def test_merging_does_not_depend_on_the_order(found: list[Diagnostic]) -> None:
+    merged = sorted_diagnostics(found)
+    assert [(d.code, d.clusters, len(d.related)) for d in merged] == [
+        ("B", ("c1",), 0), ("A", ("c1", "c2", "c3"), 1)]
