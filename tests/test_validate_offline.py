@@ -55,3 +55,20 @@ def test_namespaces_listed_on_the_cluster_are_known(example: Path) -> None:
     _edit(example / "policies/clusters/prod.yaml", "  namespaces: [shared-cas]", "")
     assert "UnknownNamespace" in CliRunner().invoke(
         main, ["validate", "--root", str(example)]).stderr
+
+
+def test_an_override_that_applies_nowhere_is_an_error(example: Path) -> None:
+    """A typo in an override's environment would silently drop its security change."""
+    override = example / "policies/overrides/payments-staging.yaml"
+    _edit(override, "environment: staging", "environment: stagign")
+    result = CliRunner().invoke(main, ["validate", "--root", str(example)])
+    assert result.exit_code == 1, result.output
+    assert ("policies/overrides/payments-staging.yaml:11:16: error[UnusedOverride]: no "
+            "ClusterTarget has environment 'stagign'; override 'payments-staging' applies "
+            "nowhere\n    hint: did you mean 'staging'?") in result.stderr
+    _edit(override, "environment: stagign", "environment: dev")  # demo's: not payments'
+    result = CliRunner().invoke(main, ["validate", "--root", str(example)])
+    assert result.exit_code == 1, result.output
+    assert ("error[UnusedOverride]: override 'payments-staging' is for environment 'dev', but "
+            "payments-gw/payments is not compiled for it (it is compiled for prod-eu, prod-us, "
+            "staging)") in result.stderr
