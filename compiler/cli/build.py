@@ -40,7 +40,8 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
 @common_options
 def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
           fmt: str, quiet: bool) -> None:
-    """Compile in memory and compare with the committed overlays (exit 1 on drift)."""
+    """Compile in memory and compare with the committed overlays (exit 4 on drift, 1 on
+    invalid input)."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = run_compile(ctx)
     plan = plan_write(ctx, result) if result.ok else None
