@@ -42,7 +42,8 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
 @offline_option
 def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
           fmt: str, quiet: bool, offline: bool) -> None:
-    """Compile in memory and compare with the committed overlays (exit 1 on drift)."""
+    """Compile in memory and compare with the committed overlays (exit 4 on drift, 1 on
+    invalid input)."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = run_compile(ctx, vault_offline=offline)
     plan = plan_write(ctx, result) if result.ok else None

@@ -1,7 +1,8 @@
 """What every `mtlsc` command shares: options, compiling from disk, printing, writing.
 
-Exit codes (docs/cli.md): 0 ok, 1 invalid input / policy violation / drift, 2 usage error,
-3 a certificate source or the filesystem failed, 4 an internal error (a bug; see `guard`).
+Exit codes (docs/cli.md): 0 ok, 1 invalid input / policy violation, 2 usage error,
+3 a certificate source or the filesystem failed, 4 drift (`check`), 70 an internal error (a bug;
+see `guard`).
 """
 
 from __future__ import annotations
