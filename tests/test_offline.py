@@ -48,7 +48,7 @@ def test_check_offline_finds_drift(compiled_repo: Path, vault: Bao) -> None:
     intent.write_text(intent.read_text().replace("port: 8444, caBundles: [ca-cert, partner-ca]",
                                                  "port: 8444, caBundles: [partner-ca]"))
     code, output = offline(compiled_repo, vault, "check")
-    assert code == 1 and "error[Drift]" in output
+    assert code == 4 and "error[Drift]" in output  # exit 4: drift
 
 
 def test_check_offline_verifies_ca_bodies_against_the_lock(compiled_repo: Path, vault: Bao,
