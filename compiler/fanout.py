@@ -46,6 +46,7 @@ class Work:
 
     targets: tuple[Target, ...]
     ca_pems: tuple[dict[str, bytes], ...]  # per target: public CA bundles only
+    grant_versions: tuple[str, ...]  # per target: the ReferenceGrant version it serves
     store: SchemaStore
     envoy: bool
     cache: EntryStore | None
@@ -67,7 +68,7 @@ def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None
         if progress is not None:
             progress.step(f"{work.targets[index].name} {gw.key}")
         unit = render_unit(gw, work.targets[index], work.ca_pems[index], work.store,
-                           envoy=work.envoy)
+                           envoy=work.envoy, grant_version=work.grant_versions[index])
         if work.cache is not None:
             work.cache.put(KIND, key, unit_to_json(unit))
         out.append(unit)
@@ -80,10 +81,10 @@ def _in_worker(tasks: Sequence[Task]) -> list[Unit]:
 
 
 def _cluster_salt(cluster: ClusterModel, ca_pems: dict[str, bytes], store: SchemaStore,
-                  envoy: bool) -> bytes:
+                  envoy: bool, grant_version: str = "") -> bytes:
     target = cluster.target
     cas = sorted((name, hashlib.sha256(pem).hexdigest()) for name, pem in ca_pems.items())
-    return digest(code_salt(), target, envoy, tuple(cas),
+    return digest(code_salt(), target, envoy, tuple(cas), grant_version,
                   store.fingerprint(target.gateway_api_version, target.channel)).encode()
 
 
@@ -129,8 +130,8 @@ def _cached(cache: EntryStore | None, key: str) -> Unit | None:
 
 
 def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: SchemaStore,
-               *, envoy: bool, cache: EntryStore | None, jobs: int, parallel_min: int,
-               progress: Progress) -> Iterator[list[Unit]]:
+               *, envoy: bool, grant_versions: Sequence[str], cache: EntryStore | None,
+               jobs: int, parallel_min: int, progress: Progress) -> Iterator[list[Unit]]:
     """The units of each cluster in turn (in the cluster's gateway order), so that a caller
     can hand one cluster's output on and drop it before the next is computed.
 
@@ -139,12 +140,13 @@ def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: Sc
     otherwise everything runs in this process."""
     work = Work(tuple(c.target for c in clusters),
                 tuple(materials.ca_pems_for(c.target.certificate_source) for c in clusters),
-                store, envoy, cache)
+                tuple(grant_versions), store, envoy, cache)
     large = jobs > 1 and sum(len(c.gateways) for c in clusters) >= max(parallel_min, 2)
     pool: ProcessPoolExecutor | None = None
     try:
         for index, cluster in enumerate(clusters):
-            salt = _cluster_salt(cluster, work.ca_pems[index], store, envoy) if cache else b""
+            salt = _cluster_salt(cluster, work.ca_pems[index], store, envoy,
+                                 work.grant_versions[index]) if cache else b""
             found: list[Unit | None] = []
             missing: list[tuple[int, Task]] = []
             for position, gw in enumerate(cluster.gateways):

@@ -7,6 +7,7 @@ schemas, and returns the complete overlay file map plus diagnostics. It writes n
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,17 +15,25 @@ from pathlib import Path
 from typing import Any
 
 from .cache import EntryStore
-from .diagnostics import Diagnostic, error, escalate, has_errors, sorted_diagnostics
+from .diagnostics import (
+    Diagnostic,
+    error,
+    escalate,
+    for_cluster,
+    has_errors,
+    sorted_diagnostics,
+)
 from .emit import to_yaml
 from .fanout import grant_finisher, iter_units
 from .fetch import Materials, fetch, verify
 from .k8s.validate import SchemaStore, shipped_schema_root
-from .layering import Placement, check_references, place, targets_of
+from .layering import Placement, caused_by_overrides, check_references, place, targets_of
 from .load import OverrideDoc, Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
 from .precedence import Capabilities
 from .progress import Progress, Silent
+from .refcheck import check_references_offline
 from .render.envoy import envoy_file
 from .render.external_secrets import render_external_secret
 from .render.gateway_api import Rendered
@@ -87,6 +96,14 @@ def capabilities(store: SchemaStore, target: Target) -> Capabilities | None:
     return Capabilities(frontend_tls=True, max_ca_refs=refs.get("maxItems"))
 
 
+def reference_grant_version(store: SchemaStore, target: Target) -> str:
+    """v1 where the cluster's Gateway API serves ReferenceGrant v1 (v1.5 and later), else
+    v1beta1."""
+    served = store.get(target.gateway_api_version, target.channel,
+                       "gateway.networking.k8s.io/v1", "ReferenceGrant")
+    return "v1" if served is not None else "v1beta1"
+
+
 def _selected_targets(policies: Policies, options: Options) -> list[Target]:
     chosen = sorted(policies.targets, key=lambda t: t.name)
     if options.clusters:
@@ -107,21 +124,27 @@ def _check_targets(targets: Sequence[Target], policies: Policies,
     caps: dict[str, Capabilities] = {}
     out: list[Diagnostic] = []
     for target in targets:
+        found_here: list[Diagnostic] = []
         if target.certificate_source not in sources:
-            out.append(error("UnknownCertificateSource", f"ClusterTarget {target.name!r} uses "
-                             f"unknown CertificateSource {target.certificate_source!r}",
-                             target.source_location, "known: " + (", ".join(sorted(sources))
-                                                                 or "(none)")))
+            found_here.append(error(
+                "UnknownCertificateSource", f"ClusterTarget {target.name!r} uses "
+                f"unknown CertificateSource {target.certificate_source!r}",
+                target.source_location, "known: " + (", ".join(sorted(sources)) or "(none)")))
         found = capabilities(store, target)
         if found is None:
-            out.append(error("UnsupportedGatewayAPIVersion", f"no Gateway API schema for "
-                             f"{target.gateway_api_version}/{target.channel}",
-                             target.api_location, "use one of: " + ", ".join(
-                                 f"{v}/{c}" for v, c in store.available()) +
-                             "; or add it with `mtlsc schemas import <CRD files>`"))
+            found_here.append(error(
+                "UnsupportedGatewayAPIVersion", f"no Gateway API schema for "
+                f"{target.gateway_api_version}/{target.channel}", target.api_location,
+                "use one of: " + ", ".join(f"{v}/{c}" for v, c in store.available()) +
+                "; or add it with `mtlsc schemas import <CRD files>`"))
         else:
             caps[target.name] = found
+        out += for_cluster(found_here, target.name)
     return caps, out
+
+
+def _resolve_problems(placement: Placement, caps: Capabilities) -> list[Diagnostic]:
+    return resolve(placement, caps)[1]
 
 
 def _resolve_all(policies: Policies, targets: Sequence[Target],
@@ -136,14 +159,17 @@ def _resolve_all(policies: Policies, targets: Sequence[Target],
         overrides.setdefault(doc.gateway_key, []).append(doc)
     for target in targets:
         gateways: list[Gateway] = []
+        check = functools.partial(_resolve_problems, caps=caps[target.name])
         for intent, names in zip(intents, placed, strict=True):
             if target.name not in names:
                 continue
             placement, problems = place(intent, target, overrides.get(intent.key, []))
-            result.diagnostics += problems
+            gateway, found = resolve(placement, caps[target.name])
+            problems += found
+            if len(placement.layers) > 1 and problems:
+                problems = caused_by_overrides(problems, placement, policies.overrides, check)
+            result.diagnostics += for_cluster(problems, target.name)
             result.placements.append(placement)
-            gateway, problems = resolve(placement, caps[target.name])
-            result.diagnostics += problems
             gateways.append(gateway)
         clusters.append(ClusterModel(target, tuple(gateways)))
     return clusters
@@ -172,6 +198,7 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     if not result.ok:
         return _finish(result, options)
     clusters = _resolve_all(policies, targets, caps, result)
+    result.diagnostics += check_references_offline(clusters, policies.sources)
     result.model = Model(tuple(clusters))
     result.output_dirs = tuple(sorted({t.output_dir for t in targets}))
     result.all_clusters = not options.clusters
@@ -192,6 +219,8 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     options.progress.begin(sum(len(c.gateways) for c in clusters))
     cache = EntryStore(options.cache, writable=options.cache_writes) if options.cache else None
     units = iter_units(clusters, materials, store, envoy=open_source is not None,
+                       grant_versions=[reference_grant_version(store, c.target)
+                                       for c in clusters],
                        cache=cache, jobs=options.jobs, parallel_min=options.parallel_min,
                        progress=options.progress)
     for cluster, cluster_units in zip(clusters, units, strict=True):
@@ -201,7 +230,7 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
                                          envoy=open_source is not None,
                                          source=configs.get(cluster.target.certificate_source),
                                          pins=result.pins, finish=finish)
-        result.diagnostics += problems
+        result.diagnostics += for_cluster(problems, cluster.target.name)
         if sink is not None and open_source is not None:
             sink(cluster.target.output_dir, files)
         else:

@@ -70,8 +70,8 @@ def piece(item: Rendered, target: Target, store: SchemaStore) -> Piece:
 
 
 def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
-                store: SchemaStore, *, envoy: bool) -> Unit:
-    rendered = render_gateway_objects(gw, ca_pems)
+                store: SchemaStore, *, envoy: bool, grant_version: str = "v1beta1") -> Unit:
+    rendered = render_gateway_objects(gw, ca_pems, grant_version)
     pieces = tuple(piece(r, target, store) for r in rendered)
     if not (envoy and target.envoy.enabled):
         return Unit(pieces, None, ())

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from compiler.k8s._jsonschema_support import format_ok
-from compiler.k8s._re2 import RE2Error, re2_search
+from compiler.k8s.regex import RE2Error, re2_search
 
 Check = Callable[[Any], bool]
 
