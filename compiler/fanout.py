@@ -52,7 +52,7 @@ class Work:
     cache: EntryStore | None
 
 
-Task = tuple[int, Gateway, str]  # (cluster index, gateway, cache key)
+Task = tuple[int, Gateway, str | None]  # (cluster index, gateway, cache key or None)
 
 _WORK: Work | None = None  # set in each worker process by `_start`
 
@@ -69,7 +69,7 @@ def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None
             progress.step(f"{work.targets[index].name} {gw.key}")
         unit = render_unit(gw, work.targets[index], work.ca_pems[index], work.store,
                            envoy=work.envoy, grant_version=work.grant_versions[index])
-        if work.cache is not None:
+        if work.cache is not None and key is not None:
             work.cache.put(KIND, key, unit_to_json(unit))
         out.append(unit)
     return out
@@ -96,7 +96,10 @@ def grant_finisher(cluster: ClusterModel, materials: Materials, store: SchemaSto
     if cache is None:
         return lambda grant: finish_grant(grant, target, store)
     ca_pems = materials.ca_pems_for(target.certificate_source)
-    salt = _cluster_salt(cluster, ca_pems, store, envoy)
+    found = _salt_or_none(cluster, ca_pems, store, envoy, "")
+    if found is None:
+        return lambda grant: finish_grant(grant, target, store)
+    salt = found
 
     def finish(grant: Rendered) -> Piece:
         sources = sorted((repr(path), canonical(loc)) for path, loc in grant.sources.items())
@@ -119,8 +122,27 @@ def unit_key(salt: bytes, gw: Gateway) -> str:
     return hashlib.sha256(salt + digest(gw).encode()).hexdigest()
 
 
-def _cached(cache: EntryStore | None, key: str) -> Unit | None:
-    raw = cache.get(KIND, key) if cache is not None else None
+def _key_or_none(salt: bytes | None, gw: Gateway) -> str | None:
+    """The unit's key, or None when some value has no canonical form (then it is simply not
+    cached: a key that might not cover everything would be a wrong answer waiting)."""
+    if salt is None:
+        return None
+    try:
+        return unit_key(salt, gw)
+    except TypeError:
+        return None
+
+
+def _salt_or_none(cluster: ClusterModel, ca_pems: dict[str, bytes], store: SchemaStore,
+                  envoy: bool, grant_version: str) -> bytes | None:
+    try:
+        return _cluster_salt(cluster, ca_pems, store, envoy, grant_version)
+    except TypeError:
+        return None
+
+
+def _cached(cache: EntryStore | None, key: str | None) -> Unit | None:
+    raw = cache.get(KIND, key) if cache is not None and key is not None else None
     if raw is None:
         return None
     try:
@@ -145,12 +167,12 @@ def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: Sc
     pool: ProcessPoolExecutor | None = None
     try:
         for index, cluster in enumerate(clusters):
-            salt = _cluster_salt(cluster, work.ca_pems[index], store, envoy,
-                                 work.grant_versions[index]) if cache else b""
+            salt = _salt_or_none(cluster, work.ca_pems[index], store, envoy,
+                                 work.grant_versions[index]) if cache else None
             found: list[Unit | None] = []
             missing: list[tuple[int, Task]] = []
             for position, gw in enumerate(cluster.gateways):
-                key = unit_key(salt, gw) if cache is not None else ""
+                key = _key_or_none(salt, gw)
                 unit = _cached(cache, key)
                 found.append(unit)
                 if unit is None:

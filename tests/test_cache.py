@@ -120,3 +120,15 @@ def test_canonical_forms_are_deterministic_and_faithful() -> None:
     assert digest(("a", "b")) != digest(("ab",))
     with pytest.raises(TypeError):
         canonical(object())
+
+
+def test_a_value_without_canonical_form_is_not_cached(fleet: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = outcome(compile_fleet(fleet))
+
+    def no_form(*_args: object) -> str:
+        raise TypeError("no canonical form for SomethingNew")
+
+    monkeypatch.setattr(fanout, "unit_key", no_form)
+    assert outcome(compile_fleet(fleet, cache=tmp_path / "cache")) == expected
+    assert not _entries(tmp_path / "cache" / "unit")
