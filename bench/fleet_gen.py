@@ -82,6 +82,7 @@ def clusters_yaml(clusters: int) -> str:
                     f"  environment: {env}\n"
                     f"  gatewayAPI: {{version: {version}, channel: {channel}}}\n"
                     "  implementations: {envoy-gateway: envoy-gateway}\n"
+                    "  namespaces: [shared-cas]\n"
                     f"  certificateSource: fleet-pki\n{envoy}")
     return "---\n".join(docs)
 
