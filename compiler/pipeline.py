@@ -25,11 +25,21 @@ from .diagnostics import (
 )
 from .emit import to_yaml
 from .fetch import Materials, fetch, verify
+from .guardrails import (
+    Rule,
+    Waiver,
+    build_views,
+    check_waivers,
+    enforce,
+    load_rules,
+    load_waivers,
+)
 from .k8s.validate import SchemaStore, shipped_schema_root, validate_object
 from .layering import Placement, caused_by_overrides, check_references, place, targets_of
 from .load import Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
+from .posture import ClusterPosture, compute_posture
 from .precedence import Capabilities
 from .progress import Progress, Silent
 from .refcheck import check_references_offline
@@ -46,7 +56,8 @@ SourceFactory = Callable[[SourceConfig], CertificateSource]
 @dataclass(frozen=True, slots=True)
 class Options:
     strict: bool = False
-    now: datetime | None = None  # for certificate expiry checks; output never depends on it
+    # for certificate expiry checks and guardrail waivers; overlays never depend on it
+    now: datetime | None = None
     clusters: tuple[str, ...] = ()  # restrict to these clusters (all when empty)
     progress: Progress = field(default_factory=Silent, compare=False)
 
@@ -62,6 +73,8 @@ class Result:
     pins: dict[LockKey, Pin] = field(default_factory=dict)  # the lock after this compile
     output_dirs: tuple[str, ...] = ()  # of the compiled clusters
     all_clusters: bool = True  # False when --cluster restricted the run: prune nothing else
+    posture: tuple[ClusterPosture, ...] = ()  # the effective posture, computed once per run
+    waivers: list[Waiver] = field(default_factory=list)  # every intent's guardrail waivers
 
     @property
     def ok(self) -> bool:
@@ -177,6 +190,10 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     result.diagnostics += problems
     if not result.ok:
         return _finish(result, options)
+    rules, problems = load_rules(policies)
+    result.waivers = load_waivers(policies)
+    now = options.now or datetime.now(UTC)
+    result.diagnostics += problems + check_waivers(result.waivers, rules, now.date())
     clusters = _resolve_all(policies, targets, caps, result)
     result.diagnostics += check_references_offline(clusters, policies.sources)
     result.model = Model(tuple(clusters))
@@ -192,9 +209,10 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
         result.materials = materials
         result.diagnostics += problems
         result.pins = _new_lock(lock or {}, sources, result.all_clusters)
-        result.diagnostics += verify(clusters, materials, options.now or datetime.now(UTC))
+        result.diagnostics += verify(clusters, materials, now)
         if not result.ok:
             return _finish(result, options)
+    _guardrails(result, clusters, rules, now, materials if open_source is not None else None)
     configs = {s.name: s for s in policies.sources}
     options.progress.begin(sum(len(c.gateways) for c in clusters))
     for cluster in clusters:
@@ -210,6 +228,21 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     elif result.pins or lock:
         result.files[LOCK_FILE] = render_lock(result.pins)
     return _finish(result, options)
+
+
+def _guardrails(result: Result, clusters: Sequence[ClusterModel], rules: Sequence[Rule],
+                now: datetime, materials: Materials | None) -> None:
+    """Compute the posture once and enforce the guardrails on it, every run (never cached:
+    verdicts depend on rules, waivers and the clock). Without certificates (`validate`),
+    rules that read them are skipped."""
+    assert result.policies is not None
+    result.posture = compute_posture(clusters, materials)
+    if not rules:
+        return
+    views = build_views(result.posture, clusters, materials,
+                        {s.name: s for s in result.policies.sources}, now)
+    result.diagnostics += enforce(views, rules, result.waivers, result.policies, now.date(),
+                                  certificates=materials is not None)
 
 
 def validate_only(texts: Mapping[str, str | bytes], store: SchemaStore,

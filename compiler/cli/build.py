@@ -10,6 +10,7 @@ import click
 from .. import write
 from ..diagnostics import error, exit_code
 from ..explain import explain as explain_text
+from ..guardrails import waivers_of
 from .common import (
     common_options,
     display,
@@ -18,6 +19,7 @@ from .common import (
     plan_write,
     print_diff,
     run_compile,
+    today,
     write_result,
 )
 
@@ -90,7 +92,11 @@ def explain(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
             continue
         cluster = next(c for c in model.clusters if c.target.name == placement.target.name)
         gw = next(g for g in cluster.gateways if g.key == key)
-        click.echo(explain_text(placement, gw) + "\n")
+        click.echo(explain_text(placement, gw))
+        for w in waivers_of(key, result.waivers, today()):
+            click.echo(f"guardrail waiver: {w.rule} until {w.expires} (owner {w.owner}: "
+                       f"{w.reason})    # {w.location}")
+        click.echo()
         shown += 1
     if not shown:
         result.diagnostics.append(error("UnknownGateway", f"no gateway {gateway!r} is compiled "

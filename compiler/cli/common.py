@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
@@ -92,6 +93,11 @@ def run_compile(ctx: Context, *, offline: bool = False,
         return Result(diagnostics=problems)
     return compile_policies(texts, source_factory(ctx.root, lock, unpin), store, options,
                             lock)
+
+
+def today() -> date:
+    """The day guardrail waivers are checked against (the pipeline's clock: UTC now)."""
+    return datetime.now(UTC).date()
 
 
 def common_options(func: click.decorators.FC) -> click.decorators.FC:
