@@ -63,7 +63,9 @@ def _where(source: SourceConfig | None, name: str, ca: bool) -> dict[str, str]:
         return {"sourceKind": "", "sourceMount": "", "sourcePath": ""}
     if isinstance(source, LocalSourceConfig):
         table = source.ca_bundles if ca else {k: v[0] for k, v in source.certificates.items()}
-        return {"sourceKind": "local", "sourceMount": "", "sourcePath": table.get(name, "")}
+        file = table.get(name)
+        path = f"{source.directory.rstrip('/')}/{file}" if file else ""
+        return {"sourceKind": "local", "sourceMount": "", "sourcePath": path}
     ref = (source.ca_bundles if ca else source.certificates).get(name)
     if ref is None:
         return {"sourceKind": "", "sourceMount": "", "sourcePath": ""}
@@ -136,7 +138,7 @@ def _gateway(g: GatewayPosture, gw: Gateway, inputs: _Inputs) -> GatewayView:
                   "certificate": lst.certificate.name if lst.certificate else ""}
                  for lst in gw.listeners]
     certs = [c for c in (inputs.certificate(gw, lst.key) for lst in gw.listeners) if c]
-    value = {"name": g.name, "namespace": g.namespace, "className": g.class_name,
+    value = {"name": g.name, "namespace": g.namespace, "key": g.key, "className": g.class_name,
              "implementation": g.implementation, "implementationVersion": g.version or "",
              "listeners": listeners, "certificates": certs, "ports": [p.value for p in ports]}
     return GatewayView(gw, value, ports)
@@ -183,7 +185,8 @@ def _sample_tree(mode: str, environment: str) -> dict[str, Any]:
             "conditions": [{"scope": "Gateway", "type": "Accepted", "status": "True",
                             "reason": "Accepted"}],
             "notes": ["sample"], "certificates": [cert]}
-    gateway = {"name": "sample", "namespace": "sample", "className": "sample",
+    gateway = {"name": "sample", "namespace": "sample", "key": "sample/sample",
+               "className": "sample",
                "implementation": "envoy-gateway", "implementationVersion": "",
                "listeners": [{"name": "https", "port": 443, "protocol": "HTTPS",
                               "hostname": "", "listenerSet": "", "certificate": "sample"}],
