@@ -211,6 +211,10 @@ def test_active_waiver_waives_and_is_listed(example: Path) -> None:
     assert "active guardrail waivers:" in posture.stdout
     assert ("payments-gw/payments: no-insecure-fallback-in-prod until 2999-12-31 "
             "(owner team-payments: partner onboarding)") in posture.stdout
+    markdown = run("posture", "--root", example, "-q", "--format", "markdown").stdout
+    assert "## Active guardrail waivers\n\n- payments-gw/payments: no-insecure-fallback-in-prod" \
+        in markdown
+    assert "waiver" not in run("posture", "--root", example, "-q", "--format", "json").stdout
     explain = run("explain", "--root", example, "payments-gw/payments")
     assert "guardrail waiver: no-insecure-fallback-in-prod until 2999-12-31" in explain.stdout
     other = run("explain", "--root", example, "agentgateway-system/mtls")

@@ -35,8 +35,9 @@ def posture(root: Path, policies: str, clusters: tuple[str, ...], strict: bool, 
     click.echo(render(result.posture, fmt))  # computed once by the pipeline
     waivers = [w for w in result.waivers if w.active(today())]
     if waivers and fmt != "json":
-        click.echo("\nactive guardrail waivers:")
+        markdown = fmt == "markdown"
+        click.echo("\n## Active guardrail waivers\n" if markdown else "\nactive guardrail waivers:")
         for w in waivers:
-            click.echo(f"  {w.gateway}: {w.rule} until {w.expires} (owner {w.owner}: "
-                       f"{w.reason})  # {w.location}")
+            line = f"{w.gateway}: {w.rule} until {w.expires} (owner {w.owner}: {w.reason})"
+            click.echo(f"- {line} ({w.location})" if markdown else f"  {line}  # {w.location}")
     sys.exit(exit_code(result.diagnostics))
