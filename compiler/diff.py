@@ -61,6 +61,9 @@ class FileChange:
                 "gateways": list(self.gateways), "diff": self.diff}
 
 
+OFFLINE_CODES = ("NotCheckedOffline", "OfflineChecks")  # compiler/secrets/offline.py
+
+
 @dataclass(slots=True)
 class DiffReport:
     base_ref: str
@@ -76,6 +79,11 @@ class DiffReport:
         """The clusters whose overlays change (files outside them, like mtlsc.lock, are no
         cluster)."""
         return sorted({c.cluster for c in self.changes if c.cluster is not None})
+
+    @property
+    def unchecked(self) -> list[str]:
+        """What an offline run (`--offline`) could not check without Vault."""
+        return [d.message for d in self.diagnostics if d.code in OFFLINE_CODES]
 
     def gateway_table(self) -> list[tuple[str, str, str, int]]:
         """(cluster, gateway, change, files) for every gateway a change touches."""
@@ -161,6 +169,7 @@ def as_text(report: DiffReport) -> str:
     lines = [f"mtlsc diff against {report.base_ref} ({report.base_commit[:12]})"]
     if report.base_failed:
         lines.append("note: the base does not compile; every file counts as added")
+    lines += [f"not checked offline: {message}" for message in report.unchecked]
     for note in report.notes:
         lines.append(f"[{note.severity.label}] {note.cluster} {note.gateway}: {note.message}")
     for c in report.posture:

@@ -1,7 +1,9 @@
 """Stages 4 and 5: fetch every referenced certificate once, then check it before use.
 
 Each distinct (source, name) is read once per run however many gateways, listeners and clusters
-reference it. A failure is reported at every intent line that references the certificate.
+reference it. A failure is reported once per root cause (the same error from the same source),
+at the first intent line it affects, with the number and the first few locations of all the
+references it affects.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from .diagnostics import Diagnostic, Location, error
+from .diagnostics import Diagnostic, Location, error, warning
 from .model import CertRef, ClusterModel, FrontendTLS
 from .secrets import CertificateSource, ServerCertificate, SourceError
 from .verify import CertProblem, check_ca_bundle, check_server_certificate
@@ -74,13 +76,35 @@ def _note(table: dict[SourceKey, _Uses], key: SourceKey, ref: CertRef, cluster: 
     return uses
 
 
+SHOWN_LOCATIONS = 3
+
+
 def _by_place(locations: Iterable[Location]) -> list[Location]:
     return sorted(locations, key=lambda loc: (loc.file, loc.line, loc.col))
 
 
-def _failure(exc: SourceError, uses: _Uses) -> list[Diagnostic]:
-    return [error(exc.code, exc.message, loc, exc.hint, source_failure=exc.source_failure
-                  ).in_clusters(*uses.locations[loc]) for loc in _by_place(uses.locations)]
+def _failures(failed: Sequence[tuple[str, SourceError, _Uses]]) -> list[Diagnostic]:
+    """One diagnostic per root cause (errors with the same source, code and message), at the
+    first place it affects, naming how many references it affects and the first few."""
+    causes: dict[tuple[str, str, str], tuple[SourceError, dict[Location, set[str]]]] = {}
+    for source, exc, uses in failed:
+        entry = causes.setdefault((source, exc.code, exc.message), (exc, {}))
+        for loc, clusters in uses.locations.items():
+            entry[1].setdefault(loc, set()).update(clusters)
+    out = []
+    for exc, places in causes.values():
+        ordered = _by_place(places)
+        message = exc.message
+        if len(ordered) > 1:
+            shown = ", ".join(str(loc) for loc in ordered[:SHOWN_LOCATIONS])
+            more = len(ordered) - SHOWN_LOCATIONS
+            message += (f" — affects {len(ordered)} references: {shown}"
+                        f"{f' and {more} more' if more > 0 else ''}")
+        where = ordered[0] if ordered else None
+        diag = warning(exc.code, message, where, exc.hint) if exc.warning else \
+            error(exc.code, message, where, exc.hint, source_failure=exc.source_failure)
+        out.append(diag.in_clusters(*{c for clusters in places.values() for c in clusters}))
+    return out
 
 
 def _read(source: CertificateSource, kind: str, name: str) -> object:
@@ -101,17 +125,17 @@ def fetch(clusters: Sequence[ClusterModel],
         outcomes = list(pool.map(lambda job: _read(sources[job[1][0]], job[0], job[1][1]),
                                  jobs))
     materials = Materials()
-    problems: list[Diagnostic] = []
+    failed: list[tuple[str, SourceError, _Uses]] = []
     for (kind, key, uses), outcome in zip(jobs, outcomes, strict=True):
         if isinstance(outcome, SourceError):
-            problems += _failure(outcome, uses)
+            failed.append((key[0], outcome, uses))
         elif kind == "ca":
             assert isinstance(outcome, bytes)
             materials.ca_bundles[key] = outcome
         else:
             assert isinstance(outcome, ServerCertificate)
             materials.server_certs[key] = outcome
-    return materials, problems
+    return materials, _failures(failed)
 
 
 def _located(found: list[CertProblem], locations: Mapping[Location, set[str]], name: str,

@@ -211,6 +211,12 @@ def test_ci_workflow() -> None:
     assert "vault" in job["services"]
     runs = [step.get("run", "") for step in job["steps"]]
     assert "bash .ci/run" in runs
+    # .ci/run uses the OpenBao the tests start; a second step runs them against the service.
+    assert "env" not in job or "VAULT_ADDR" not in job["env"]
+    against = _step(job, lambda s: "-m real_vault" in s.get("run", ""))
+    assert against["env"]["VAULT_ADDR"] == "http://127.0.0.1:8200"
+    assert against["env"]["VAULT_TOKEN"] == job["services"]["vault"]["env"][
+        "VAULT_DEV_ROOT_TOKEN_ID"]
     annotate = next(s for s in job["steps"] if "validate --format github" in s.get("run", ""))
     assert annotate["if"] == "always()"
 
@@ -228,6 +234,14 @@ def test_pr_workflow() -> None:
     checkout = _step(job, lambda s: s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["fetch-depth"] == 0
     assert _step(job, lambda s: s.get("run") == "pip install .")
+    # Forks cannot reach Vault: check and diff run offline for them (MTLSC_OFFLINE = --offline).
+    assert job["env"]["MTLSC_OFFLINE"] == \
+        "${{ github.event.pull_request.head.repo.full_name != github.repository }}"
+    for name in ("check", "diff"):
+        found = command(name)
+        assert found is not None
+        offline = next(p for p in found.params if p.name == "offline")
+        assert isinstance(offline, click.Option) and offline.envvar == "MTLSC_OFFLINE"
     check = _step(job, lambda s: "mtlsc check" in s.get("run", ""))
     assert check["run"].strip() == "mtlsc check --format sarif > mtlsc.sarif"
     assert check["continue-on-error"] is True

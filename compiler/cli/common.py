@@ -16,12 +16,20 @@ from pathlib import Path
 import click
 
 from .. import progress, report, write
-from ..diagnostics import Diagnostic, ExitCode, Location, error
+from ..diagnostics import (
+    Diagnostic,
+    ExitCode,
+    Location,
+    error,
+    escalate,
+    sorted_diagnostics,
+)
 from ..k8s.validate import SchemaStore
 from ..load import read_policy_files
 from ..lock import LOCK_FILE, LockError, LockKey, Pin, parse_lock
 from ..pipeline import Options, Result, compile_policies, schema_roots, validate_only
 from ..secrets.factory import source_factory
+from ..secrets.offline import committed_ca_bundles, offline_summary
 from .guard import remember_format
 
 
@@ -73,7 +81,9 @@ def read_lock(ctx: Context) -> tuple[dict[LockKey, Pin], list[Diagnostic]]:
 
 
 def run_compile(ctx: Context, *, offline: bool = False,
-             unpin: tuple[str, ...] | None = None) -> Result:
+                unpin: tuple[str, ...] | None = None, vault_offline: bool = False) -> Result:
+    """Compile the repository. `offline`: validate only, no certificate source. `vault_offline`:
+    Vault sources served from mtlsc.lock and the committed overlays (`--offline`)."""
     try:
         texts = read_policy_files(ctx.policies, ctx.root)
     except (OSError, UnicodeDecodeError) as exc:
@@ -91,8 +101,26 @@ def run_compile(ctx: Context, *, offline: bool = False,
     lock, problems = read_lock(ctx)
     if problems:
         return Result(diagnostics=problems)
-    return compile_policies(texts, source_factory(ctx.root, lock, unpin), store, options,
-                            lock)
+    cas = committed_ca_bundles(ctx.root / ctx.overlays) if vault_offline else None
+    result = compile_policies(texts, source_factory(ctx.root, lock, unpin, offline=cas), store,
+                              options, lock)
+    return with_offline_summary(result, ctx.strict) if vault_offline else result
+
+
+def with_offline_summary(result: Result, strict: bool) -> Result:
+    """Add what an offline run took on trust from the lock (one warning per Vault source)."""
+    summary = offline_summary(result.pins, {source for source, _, _ in result.pins})
+    result.diagnostics = sorted_diagnostics([*result.diagnostics, *escalate(summary, strict)])
+    if not result.ok:
+        result.files = {}
+    return result
+
+
+def offline_option(func: click.decorators.FC) -> click.decorators.FC:
+    return click.option("--offline", is_flag=True, envvar="MTLSC_OFFLINE",
+                        help="Do not contact Vault: use mtlsc.lock and the committed overlays "
+                        "(CA bodies verified against the lock) and report what could not be "
+                        "checked. Also MTLSC_OFFLINE=true.")(func)
 
 
 def today() -> date:

@@ -20,7 +20,8 @@ from ..posture import compare, compute_posture
 from ..risk import Severity, Side, ordered, security_notes, worst
 from ..rotation import anchor_changes, parse_duration, rotation_notes
 from ..secrets.factory import source_factory
-from .common import Context, emit, run_compile
+from ..secrets.offline import ca_bundles_in
+from .common import Context, emit, offline_option, run_compile
 
 FORMATS = ("text", "json", "markdown", "github")
 
@@ -38,15 +39,17 @@ class Duration(click.ParamType):  # type: ignore[type-arg, unused-ignore]
             self.fail(str(exc), param, ctx)
 
 
-def _compile_base(ctx: Context, commit: str) -> Result:
-    """Compile the intents (and lock) as they are at `commit`, with today's sources."""
+def _compile_base(ctx: Context, commit: str, *, offline: bool = False) -> Result:
+    """Compile the intents (and lock) as they are at `commit`, with today's sources (offline:
+    Vault sources served from that commit's lock and overlays)."""
     policies_rel = ctx.policies.relative_to(ctx.root).as_posix()
     files = gitref.read_tree(ctx.root, commit, [policies_rel, LOCK_FILE])
     texts = {path: data for path, data in files.items()
              if path.startswith(policies_rel + "/") and path.endswith((".yaml", ".yml"))}
     lock = parse_lock(files[LOCK_FILE].decode()) if LOCK_FILE in files else {}
+    cas = ca_bundles_in(gitref.read_tree(ctx.root, commit, [ctx.overlays])) if offline else None
     store = SchemaStore(schema_roots(ctx.root))
-    return compile_policies(texts, source_factory(ctx.root, lock), store,
+    return compile_policies(texts, source_factory(ctx.root, lock, offline=cas), store,
                             Options(clusters=ctx.clusters), lock)
 
 
@@ -66,10 +69,11 @@ def _added_at(ctx: Context, commit: str, base: Model, overlaps: dict[str, timede
 
 
 def build_report(ctx: Context, base_ref: str, head: Result, *, show_ca_bodies: bool,
-                 now: datetime, rotation_overlap: timedelta | None = None) -> DiffReport:
+                 now: datetime, rotation_overlap: timedelta | None = None,
+                 offline: bool = False) -> DiffReport:
     commit = gitref.resolve(ctx.root, base_ref)
     try:
-        base = _compile_base(ctx, commit)
+        base = _compile_base(ctx, commit, offline=offline)
     except LockError:
         base = Result(diagnostics=[error("InvalidLockfile", "the base's lockfile is invalid")])
     report = DiffReport(base_ref, commit, base_failed=not base.ok)
@@ -126,13 +130,15 @@ def _render(report: DiffReport, fmt: str, limit: int | None) -> str:
               help="Flag removing a CA less than this (e.g. 7d) after the port's trust anchors "
                    "changed; default: each ClusterTarget's certificateChecks.rotationOverlapDays.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar on the terminal.")
+@offline_option
 def diff(base_ref: str, root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
          fmt: str, output: Path | None, show_ca_bodies: bool, fail_on: str | None,
-         use_exit_code: bool, rotation_overlap: timedelta | None, quiet: bool) -> None:
+         use_exit_code: bool, rotation_overlap: timedelta | None, quiet: bool,
+         offline: bool) -> None:
     """Compile the intents at --base and in the working tree; show what changes and what got
     riskier, per cluster and gateway."""
     ctx = Context(root, root / policies, overlays, "text", False, clusters, quiet)
-    head = run_compile(ctx)
+    head = run_compile(ctx, vault_offline=offline)
     if not head.ok:
         emit(head.diagnostics, "github" if fmt == "github" else "text")
         code = exit_code(head.diagnostics)
@@ -140,7 +146,8 @@ def diff(base_ref: str, root: Path, policies: str, overlays: str, clusters: tupl
         sys.exit(ExitCode.USAGE if use_exit_code and code is ExitCode.INVALID else code)
     try:
         report = build_report(ctx, base_ref, head, show_ca_bodies=show_ca_bodies,
-                              now=datetime.now(UTC), rotation_overlap=rotation_overlap)
+                              now=datetime.now(UTC), rotation_overlap=rotation_overlap,
+                              offline=offline)
     except gitref.GitError as exc:
         click.echo(f"error[GitRef]: cannot read {base_ref!r}: {exc}\n    hint: run inside "
                    "the Git repository and fetch the base (fetch-depth: 0 in CI)", err=True)
