@@ -212,6 +212,8 @@ def enforce(views: Sequence[ClusterView], rules: Sequence[Rule], waivers: Sequen
             continue
         names = names_used(rule.source)
         for cluster in views:
+            if "certificates" in names and not cluster.server_certificates_complete:
+                continue  # not fetched (offline check/diff): reported as NotCheckedOffline
             for subject in _subjects(rule, cluster, meta, names):
                 if subject.gateway is not None and (subject.gateway, rule.name) in active:
                     continue

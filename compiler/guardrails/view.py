@@ -50,6 +50,9 @@ class ClusterView:
     target: Target
     value: dict[str, Any]
     gateways: tuple[GatewayView, ...]
+    # False when a listener's server certificate was not fetched (`check --offline`: they live
+    # in Vault only): rules reading `certificates` are skipped for this cluster.
+    server_certificates_complete: bool = True
 
 
 def _days_left(not_after: datetime, now: datetime) -> int:
@@ -91,11 +94,15 @@ class _Inputs:
                         (materials.server_certs.items() if materials else ()) if s == src}
         self.issuers: dict[str, Facts] = {f.fingerprint: f for pem in self.ca_pems.values()
                                           for f in bundle_anchors(pem)}
+        self.complete = True
 
     def certificate(self, gw: Gateway, listener: str) -> dict[str, Any] | None:
         lst = next(x for x in gw.listeners if x.key == listener)
         ref = lst.certificate
-        if ref is None or ref.name not in self.servers:
+        if ref is None:
+            return None
+        if ref.name not in self.servers:
+            self.complete = False
             return None
         leaf = bundle_anchors(self.servers[ref.name].chain_pem)
         if not leaf:
@@ -158,7 +165,7 @@ def build_views(postures: Sequence[ClusterPosture], clusters: Sequence[ClusterMo
         gateways = tuple(_gateway(g, by_key[g.key], inputs) for g in posture.gateways)
         value = {"name": target.name, "environment": target.environment or "",
                  "labels": dict(target.labels), "gateways": [g.value for g in gateways]}
-        out.append(ClusterView(target, value, gateways))
+        out.append(ClusterView(target, value, gateways, inputs.complete))
     return tuple(out)
 
 
