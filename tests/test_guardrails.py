@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from compiler.cli import main
 from compiler.diagnostics import Location
@@ -373,3 +375,42 @@ def test_invalid_expressions_are_located(scope: str, expression: str, words: str
 def test_valid_expressions_type_check(scope: str, expression: str) -> None:
     program, problems = check_expression(expression, scope, WHERE)
     assert problems == [] and program is not None
+
+
+# --- determinism ---------------------------------------------------------------------------------
+
+
+def _example_rules() -> list[str]:
+    text = EXAMPLES.read_text()
+    _, rules = text.split("  rules:\n", 1)
+    return ["    - name:" + part for part in rules.split("    - name:")[1:]]
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(range(4)), split=st.booleans())
+def test_verdicts_do_not_depend_on_rule_or_file_order(compiled_template: Path,
+                                                       order: list[int], split: bool) -> None:
+    texts = dict(read_policy_files(compiled_template / "policies", compiled_template))
+    texts[STAGING] = texts[STAGING].replace("environment: staging", "environment: prod")
+    header = ("apiVersion: mtlsc.dev/v1alpha1\nkind: Guardrail\nmetadata:\n  name: {}\n"
+              "spec:\n  rules:\n")
+    rules = _example_rules()
+    chosen = [rules[i] for i in order]
+    texts.pop("policies/guardrails/prod.yaml")
+    if split:  # one rule per file, files named against the order
+        for n, body in enumerate(chosen):  # each rule keeps its Guardrail name
+            texts[f"policies/guardrails/g{3 - n}.yaml"] = header.format(f"org-{order[n]}") + body
+    else:
+        texts["policies/guardrails/org.yaml"] = header.format("org-baseline") + "".join(chosen)
+    store = SchemaStore(schema_roots(REPO))
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    result = compile_policies(texts, source_factory(compiled_template), store, Options(now=now))
+    found = [(d.code, d.message, d.location, d.clusters) for d in result.diagnostics
+             if d.code.startswith("Guardrail")]
+    hit = {m.split("violates guardrail ")[1].split(":")[0].split("/")[1] for _, m, _, _ in found}
+    assert hit == {"trust-anchors-from-approved-mounts", "no-insecure-fallback-in-production"}
+    assert found == _BASELINE.setdefault(split, found)
+
+
+_BASELINE: dict[bool, object] = {}
