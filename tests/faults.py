@@ -1,0 +1,95 @@
+"""Run the real `mtlsc` CLI in this process with one filesystem fault injected.
+
+Usage: python -m tests.faults '<spec as JSON>' compile --root DIR ...
+
+The spec names functions to break, each as {"target": "os.write", "errno": 28, "nth": 3}:
+the nth call (1-based) and every later one raise OSError(errno). `"target": "renameat2"`
+makes `renameat2` unavailable, so the writer takes its two-rename fallback;
+`"target": "immutable"` makes every path whose name is in "names" report the immutable
+attribute. `"target": "kill"` sends the process SIGKILL just before its nth filesystem change
+(any of the `CHANGES` below, counted from the start); `"target": "count"` writes the number of
+filesystem changes the run made to the file "path" at exit. Nothing here is imported by mtlsc.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+
+def _failing(real: Callable[..., Any], code: int, nth: int) -> Callable[..., Any]:
+    calls = 0
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls >= nth:
+            raise OSError(code, os.strerror(code))
+        return real(*args, **kwargs)
+    return wrapper
+
+
+CHANGES = ("write", "link", "symlink", "mkdir", "rename", "replace", "unlink", "rmdir",
+           "fsync", "chmod")
+
+
+def _count_changes(kill_at: int | None, report: str | None) -> None:
+    from compiler import fsops
+
+    calls = 0
+
+    def counted(real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+        return wrapper
+
+    for name in CHANGES:
+        setattr(os, name, counted(getattr(os, name)))
+    fsops.exchange = counted(fsops.exchange)  # type: ignore[assignment]
+    if report is not None:
+        atexit.register(lambda: Path(report).write_text(str(calls)))
+
+
+def install(spec: list[dict[str, Any]]) -> None:
+    from compiler import fsops
+
+    for fault in spec:
+        target = fault["target"]
+        if target in ("kill", "count"):
+            _count_changes(fault.get("nth"), fault.get("path"))
+        elif target == "renameat2":
+            def unsupported(a: object, b: object) -> None:
+                raise fsops.ExchangeUnsupported("disabled by the test")
+            fsops.exchange = unsupported  # type: ignore[assignment]
+        elif target == "immutable":
+            names = set(fault["names"])
+            real_flags = fsops.inode_flags
+            fsops.inode_flags = lambda path: 0x10 if os.path.basename(path) in names \
+                else real_flags(path)  # type: ignore[assignment]
+        else:
+            module_name, _, attr = target.rpartition(".")
+            module = {"os": os, "fsops": fsops}[module_name]
+            setattr(module, attr, _failing(getattr(module, attr), int(fault["errno"]),
+                                           int(fault.get("nth", 1))))
+
+
+def main() -> None:
+    install(json.loads(sys.argv[1]))
+    from compiler.cli import main as cli
+
+    sys.argv = ["mtlsc", *sys.argv[2:]]
+    cli()
+
+
+if __name__ == "__main__":
+    main()
