@@ -18,8 +18,8 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -60,6 +60,12 @@ def _count_changes(kill_at: int | None, report: str | None) -> None:
         atexit.register(lambda: Path(report).write_text(str(calls)))
 
 
+def _immutable(real: Callable[[Path], int], names: set[str]) -> Callable[[Path], int]:
+    def flags(path: Path) -> int:
+        return 0x10 if os.path.basename(path) in names else real(path)
+    return flags
+
+
 def install(spec: list[dict[str, Any]]) -> None:
     from compiler import fsops
 
@@ -72,10 +78,8 @@ def install(spec: list[dict[str, Any]]) -> None:
                 raise fsops.ExchangeUnsupported("disabled by the test")
             fsops.exchange = unsupported  # type: ignore[assignment]
         elif target == "immutable":
-            names = set(fault["names"])
-            real_flags = fsops.inode_flags
-            fsops.inode_flags = lambda path: 0x10 if os.path.basename(path) in names \
-                else real_flags(path)  # type: ignore[assignment]
+            fsops.inode_flags = _immutable(fsops.inode_flags,  # type: ignore[assignment]
+                                           set(fault["names"]))
         else:
             module_name, _, attr = target.rpartition(".")
             module = {"os": os, "fsops": fsops}[module_name]

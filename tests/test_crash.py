@@ -8,10 +8,11 @@ SIGKILL at a seeded random moment:
 - most trials: just before its n-th filesystem change (write, link, mkdir, rename, exchange,
   unlink, fsync, ...), n drawn uniformly over the changes a full run makes — this reaches every
   phase (recovery, staging, the swaps, cleanup) however loaded the machine is;
-- some trials: from outside, at a random time after its journal appeared, or while compiling. Then every cluster directory must be byte for byte the old or the new
-tree, `mtlsc check` must fail unless the tree is complete and clean, and the next compile must
-recover. Every fifth trial runs with `renameat2` disabled (the documented two-rename fallback,
-where a cluster directory may be missing for an instant but is never mixed).
+- some trials: from outside, at a random time after its journal appeared, or while compiling.
+Then every cluster directory must be byte for byte the old or the new tree, `mtlsc check` must
+fail unless the tree is complete and clean, and the next compile must recover. Every fifth
+trial runs with `renameat2` disabled (the documented two-rename fallback, where a cluster
+directory may be missing for an instant but is never mixed).
 
 MTLSC_CRASH_TRIALS (default 30) and MTLSC_CRASH_SEED (default 20261130) change the run.
 """
@@ -27,8 +28,6 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-
-import pytest
 
 from tests.support import REPO
 
