@@ -55,7 +55,7 @@ def _count_changes(kill_at: int | None, report: str | None) -> None:
 
     for name in CHANGES:
         setattr(os, name, counted(getattr(os, name)))
-    fsops.exchange = counted(fsops.exchange)  # type: ignore[assignment]
+    fsops.exchange = counted(fsops.exchange)
     if report is not None:
         atexit.register(lambda: Path(report).write_text(str(calls)))
 
@@ -76,7 +76,7 @@ def install(spec: list[dict[str, Any]]) -> None:
         elif target == "renameat2":
             def unsupported(a: object, b: object) -> None:
                 raise fsops.ExchangeUnsupported("disabled by the test")
-            fsops.exchange = unsupported  # type: ignore[assignment]
+            fsops.exchange = unsupported
         elif target == "immutable":
             fsops.inode_flags = _immutable(fsops.inode_flags,  # type: ignore[assignment]
                                            set(fault["names"]))
