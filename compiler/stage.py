@@ -24,7 +24,7 @@ from pathlib import Path
 from . import fsops, journal, manifest
 from .journal import BACKUP_SUFFIX, TEMP_SUFFIX, Journal, UnitPaths
 from .manifest import Entry
-from .write import UnitPlan, WritePlan
+from .write import PartialWriteError, UnitPlan, WritePlan
 
 DURABLE_LIMIT = 128  # above this many new entries: one syncfs(2) instead of one fsync each
 _COPY_INSTEAD = {errno.EPERM, errno.EMLINK, errno.EXDEV, errno.EOPNOTSUPP}
@@ -189,8 +189,15 @@ def _swap_all(p: WritePlan, staged: list[_Staged], durable: bool, created: list[
             exchange = _swap(root, item, exchange)
             done.append(item)
             fsops.fsync_dir((root / item.unit.dir).parent)
-    except BaseException:
-        _roll_back(root, done, replaced)
+    except BaseException as exc:
+        try:
+            _roll_back(root, done, replaced)
+        except OSError as again:
+            swapped = ", ".join(s.unit.dir for s in done) or "none"
+            raise PartialWriteError(again.errno, f"{exc}; swapping back failed too "
+                                    f"({again.strerror or again}): these directories hold the "
+                                    f"new overlays, the others the old ones: {swapped}",
+                                    again.filename) from exc
         _discard(root, tuple(s.paths for s in staged), p.loose, created)
         raise
 

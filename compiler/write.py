@@ -31,6 +31,11 @@ from .manifest import Entry
 _HEADER = HEADER.encode("utf-8")
 
 
+class PartialWriteError(OSError):
+    """A swap failed and swapping back failed too: some output directories are new, the others
+    old (each one complete); the journal lets the next run clean up."""
+
+
 @dataclass(slots=True)
 class UnitPlan:
     """One output directory: what its new content is made of (paths relative to `dir`)."""

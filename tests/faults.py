@@ -3,12 +3,14 @@
 Usage: python -m tests.faults '<spec as JSON>' compile --root DIR ...
 
 The spec names functions to break, each as {"target": "os.write", "errno": 28, "nth": 3}:
-the nth call (1-based) and every later one raise OSError(errno). `"target": "renameat2"`
+the nth call (1-based) and every later one raise OSError(errno) (only the nth with
+"once": true). `"target": "renameat2"`
 makes `renameat2` unavailable, so the writer takes its two-rename fallback;
-`"target": "immutable"` makes every path whose name is in "names" report the immutable
-attribute. `"target": "kill"` sends the process SIGKILL just before its nth filesystem change
-(any of the `CHANGES` below, counted from the start); `"target": "count"` writes the number of
-filesystem changes the run made to the file "path" at exit. Nothing here is imported by mtlsc.
+`"target": "immutable"` makes every path whose name is in "names" behave as with chattr +i
+(the immutable flag reported, link(2) refused). `"target": "kill"` sends the process SIGKILL
+just before its nth filesystem change (any of the `CHANGES` below, counted from the start);
+`"target": "count"` writes the number of filesystem changes the run made to the file "path"
+at exit. Nothing here is imported by mtlsc.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 
-def _failing(real: Callable[..., Any], code: int, nth: int) -> Callable[..., Any]:
+def _failing(real: Callable[..., Any], code: int, nth: int, once: bool) -> Callable[..., Any]:
     calls = 0
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls >= nth:
+        if calls == nth or (calls > nth and not once):
             raise OSError(code, os.strerror(code))
         return real(*args, **kwargs)
     return wrapper
@@ -66,6 +68,14 @@ def _immutable(real: Callable[[Path], int], names: set[str]) -> Callable[[Path],
     return flags
 
 
+def _unlinkable(real: Callable[..., None], names: set[str]) -> Callable[..., None]:
+    def link(src: Any, dst: Any, **kwargs: Any) -> None:
+        if os.path.basename(src) in names:
+            raise PermissionError(1, os.strerror(1), str(src))
+        real(src, dst, **kwargs)
+    return link
+
+
 def install(spec: list[dict[str, Any]]) -> None:
     from compiler import fsops
 
@@ -77,14 +87,15 @@ def install(spec: list[dict[str, Any]]) -> None:
             def unsupported(a: object, b: object) -> None:
                 raise fsops.ExchangeUnsupported("disabled by the test")
             fsops.exchange = unsupported
-        elif target == "immutable":
-            fsops.inode_flags = _immutable(fsops.inode_flags,  # type: ignore[assignment]
-                                           set(fault["names"]))
+        elif target == "immutable":  # what chattr +i does to inode flags and link(2)
+            fsops.inode_flags = _immutable(  # type: ignore[assignment]
+                fsops.inode_flags, set(fault["names"]))
+            os.link = _unlinkable(os.link, set(fault["names"]))
         else:
             module_name, _, attr = target.rpartition(".")
             module = {"os": os, "fsops": fsops}[module_name]
             setattr(module, attr, _failing(getattr(module, attr), int(fault["errno"]),
-                                           int(fault.get("nth", 1))))
+                                           int(fault.get("nth", 1)), bool(fault.get("once"))))
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ JOURNAL = ".mtlsc/write/journal.json"
 Tree = dict[str, bytes]
 
 
-def write_policies(root: Path, version: int) -> None:
+def write_policies(root: Path, version: int, intents: int = INTENTS) -> None:
     """Version 1 drops every tenth gateway and renames a third of the hostnames."""
     pol = root / "policies"
     pol.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ spec:
       ca-cert: {file: ca-cert.pem}
 """)
     docs = []
-    for i in range(INTENTS):
+    for i in range(intents):
         if version == 1 and i % 10 == 0:
             continue
         host = f"v{version}-gw{i}.example.com" if i % 3 == 0 else f"gw{i}.example.com"

@@ -198,8 +198,9 @@ def write_result(ctx: Context, result: Result, *, show_diff: bool = False) -> st
                     "the next `mtlsc compile` removes them; fix the cause shown"))
     except OSError as exc:
         message, hint = write.describe(exc)
-        result.diagnostics.append(io_failure(f"cannot write overlays: {message}; nothing "
-                                             "was changed", hint))
+        outcome = "" if isinstance(exc, write.PartialWriteError) else "; nothing was changed"
+        result.diagnostics.append(io_failure(f"cannot write overlays: {message}{outcome}",
+                                             hint))
     return diff
 
 
