@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from .. import journal, progress, report, write
+from ..confine import Boundaries
 from ..diagnostics import Diagnostic, ExitCode, Location, error, warning
 from ..k8s.validate import SchemaStore
 from ..load import read_policy_files
@@ -31,6 +32,7 @@ class Context:
     strict: bool
     clusters: tuple[str, ...]
     quiet: bool = False
+    read_outside: tuple[Path, ...] = ()  # --allow-read-outside
 
 
 def emit(diagnostics: Sequence[Diagnostic], fmt: str, **extra: object) -> None:
@@ -87,15 +89,18 @@ def run_compile(ctx: Context, *, offline: bool = False,
                                          None, "run from the repository root or pass "
                                          "--policies")])
     store = SchemaStore(schema_roots(ctx.root))
+    bounds = Boundaries(root=ctx.root, policies=display(ctx.policies, ctx.root),
+                        read_outside=ctx.read_outside)
     options = Options(strict=ctx.strict, clusters=ctx.clusters,
-                      progress=progress.for_terminal(ctx.quiet))
+                      progress=progress.for_terminal(ctx.quiet), boundaries=bounds)
     if offline:
         return validate_only(texts, store, options)
     lock, problems = read_lock(ctx)
     if problems:
         return Result(diagnostics=problems)
-    return compile_policies(texts, source_factory(ctx.root, lock, unpin), store, options,
-                            lock)
+    return compile_policies(texts, source_factory(ctx.root, lock, unpin,
+                                                  read_outside=ctx.read_outside),
+                            store, options, lock)
 
 
 def common_options(func: click.decorators.FC) -> click.decorators.FC:
@@ -111,15 +116,25 @@ def common_options(func: click.decorators.FC) -> click.decorators.FC:
         click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="text",
                      show_default=True, help="Diagnostics format."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar on the terminal."),
+        click.option("--allow-read-outside", "read_outside", multiple=True, expose_value=False,
+                     type=click.Path(file_okay=False, path_type=Path), callback=_remember,
+                     help="Let local certificate sources read files below this directory "
+                          "outside the repository (repeatable; never for writing)."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
+def _remember(ctx: click.Context, _: click.Parameter, value: tuple[Path, ...]) -> None:
+    ctx.meta["mtlsc.read_outside"] = value
+
+
 def make_context(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
              fmt: str, quiet: bool = False) -> Context:
-    return Context(root, root / policies, overlays, fmt, strict, clusters, quiet)
+    click_ctx = click.get_current_context(silent=True)
+    allowed = click_ctx.meta.get("mtlsc.read_outside", ()) if click_ctx is not None else ()
+    return Context(root, root / policies, overlays, fmt, strict, clusters, quiet, tuple(allowed))
 
 
 def _parents(dirs: Sequence[str]) -> list[str]:

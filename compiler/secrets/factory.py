@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from ..load import LocalSourceConfig, SourceConfig
@@ -14,12 +14,14 @@ from .local import LocalSource
 def source_factory(root: Path, lock: Mapping[LockKey, Pin] | None = None,
                    unpin: Collection[str] | None = None,
                    env: Mapping[str, str] | None = None,
+                   read_outside: Sequence[Path] = (),
                    ) -> Callable[[SourceConfig], CertificateSource]:
     """A factory for the pipeline. `unpin` names logical refs whose lock pins are ignored
-    (`mtlsc lock update --ref`); an empty collection means every ref."""
+    (`mtlsc lock update --ref`); an empty collection means every ref. Local sources may read
+    below `read_outside` directories too (--allow-read-outside)."""
     def open_source(config: SourceConfig) -> CertificateSource:
         if isinstance(config, LocalSourceConfig):
-            return LocalSource(config, root)
+            return LocalSource(config, root, read_outside)
         from .vault import VaultSource  # hvac is only imported when Vault is used
 
         pins = {(kind, name): pin for (source, kind, name), pin in (lock or {}).items()
