@@ -96,7 +96,7 @@ def exclusive(root: Path) -> Iterator[None]:
 
 def begin(root: Path, journal: Journal) -> None:
     """Record durably what this write may create, before it creates anything."""
-    path = root / JOURNAL
+    path = state_dir(root) / "journal.json"
     tmp = path.with_name(path.name + TEMP_SUFFIX)
     tmp.unlink(missing_ok=True)
     try:

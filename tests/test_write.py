@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from compiler import fsops, write
+from compiler import fsops, journal, write
 from compiler.emit import HEADER
 
 OLD = 1_000_000_000_000_000_000  # an mtime (ns) far in the past, to see whether a file was touched
@@ -291,3 +292,101 @@ def test_unified_diff_of_a_file_without_final_newline(tmp_path: Path) -> None:
 
     assert "-a: 1" in diff.splitlines()
     assert "+a: 2" in diff.splitlines()
+
+
+# --- units, manifest, journal --------------------------------------------------------------------
+
+
+def test_a_unit_keeps_foreign_files_and_links_unchanged_ones(repo: Path) -> None:
+    (repo / "overlays/c/link.yaml").symlink_to("same.yaml")
+    same_inode = (repo / "overlays/c/same.yaml").stat().st_ino
+
+    write.apply(write.plan(repo, WANTED, ["overlays/c"], ["overlays"]))
+
+    assert (repo / "overlays/c/same.yaml").stat().st_ino == same_inode  # not rewritten
+    assert (repo / "overlays/c/hand.yaml").read_bytes() == b"hand: written\n"
+    assert os.readlink(repo / "overlays/c/link.yaml") == "same.yaml"
+    assert temp_files(repo) == []
+
+
+def test_a_removed_cluster_directory_goes_as_a_whole(tmp_path: Path) -> None:
+    put(tmp_path, "overlays/old/ns/a.yaml", generated("a: 1\n"))
+    put(tmp_path, "overlays/mixed/ns/a.yaml", generated("a: 1\n"))
+    put(tmp_path, "overlays/mixed/README.md", b"mine\n")
+
+    p = write.plan(tmp_path, {"overlays/c/k.yaml": generated("k: 1\n")}, ["overlays/c"],
+                   ["overlays"])
+    write.apply(p)
+
+    assert p.delete == ("overlays/mixed/ns/a.yaml", "overlays/old/ns/a.yaml")
+    assert not (tmp_path / "overlays/old").exists()
+    assert tree(tmp_path) == {"overlays/c/k.yaml": generated("k: 1\n"),
+                              "overlays/mixed/README.md": b"mine\n"}
+
+
+def test_the_manifest_spares_reading_unchanged_files(tmp_path: Path) -> None:
+    files = {f"overlays/c/f{i}.yaml": generated(f"i: {i}\n") for i in range(20)}
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))
+    time.sleep(0.05)  # let the filesystem clock pass the files' ctime ("racy" entries)
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))  # records what the first wrote
+
+    again = write.plan(tmp_path, files, ["overlays/c"])
+
+    assert not again.changed and again.units[0].misses == 0
+
+
+def test_the_manifest_is_not_trusted_after_an_edit(tmp_path: Path) -> None:
+    files = {"overlays/c/a.yaml": generated("a: 1\n")}
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))
+    path = tmp_path / "overlays/c/a.yaml"
+    st = path.stat()
+    with path.open("r+b") as fh:  # same size, same inode, mtime put back: only ctime moves
+        fh.seek(len(HEADER) + 3)
+        fh.write(b"2")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    p = write.plan(tmp_path, files, ["overlays/c"])
+
+    assert p.update == files and p.units[0].misses == 1
+
+
+def test_a_damaged_manifest_is_ignored(tmp_path: Path) -> None:
+    files = {"overlays/c/a.yaml": generated("a: 1\n")}
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))
+    for manifest_file in (tmp_path / ".mtlsc/write/manifests").iterdir():
+        manifest_file.write_text('{"version": 1, "dir": "overlays/c", "files": {"a.yaml": [1]}}')
+
+    assert not write.plan(tmp_path, files, ["overlays/c"]).changed
+
+
+def test_recovery_rolls_back_a_half_done_fallback_swap(tmp_path: Path) -> None:
+    put(tmp_path, "overlays/.mtlsc-old-c/a.yaml", generated("old\n"))
+    put(tmp_path, "overlays/.mtlsc-stage-c/a.yaml", generated("new\n"))
+    journal.begin(tmp_path, journal.Journal((journal.UnitPaths("overlays/c"),), ()))
+
+    removed = journal.recover(tmp_path)
+
+    assert tree(tmp_path) == {"overlays/c/a.yaml": generated("old\n")}
+    assert removed == ["overlays/.mtlsc-old-c", "overlays/.mtlsc-stage-c"]
+    assert temp_files(tmp_path) == []
+
+
+def test_recovery_sweeps_strays_without_a_journal(tmp_path: Path) -> None:
+    put(tmp_path, "overlays/.mtlsc-stage-c/a.yaml", generated("new\n"))
+    put(tmp_path, "overlays/c/a.yaml", generated("old\n"))
+
+    assert journal.recover(tmp_path, ["overlays"]) == ["overlays/.mtlsc-stage-c"]
+    assert tree(tmp_path) == {"overlays/c/a.yaml": generated("old\n")}
+
+
+def test_the_two_rename_fallback_gives_the_same_tree(repo: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def unsupported(a: Path, b: Path) -> None:
+        raise fsops.ExchangeUnsupported("test")
+
+    monkeypatch.setattr(fsops, "exchange", unsupported)
+    write.apply(write.plan(repo, WANTED, ["overlays/c"], ["overlays"]))
+
+    assert tree(repo) == {**WANTED, "overlays/c/hand.yaml": b"hand: written\n"}
+    assert temp_files(repo) == []
