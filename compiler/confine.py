@@ -130,7 +130,7 @@ def check_policies(documents: Iterable[Node], bounds: Boundaries) -> list[Diagno
            for p in paths if (problem := lexical_problem(p.value)) is not None]
     clean = [p for p in paths if lexical_problem(p.value) is None]
     for p in clean:
-        if p.output and normal_form(p.value) != p.value:
+        if p.output and normal_form(p.value) not in (p.value, ""):  # "" is OverlappingPaths
             out.append(error("PathNotNormal", f"{p.what}: {p.value!r} has '.' or empty "
                              "components", p.location, f"write it as "
                              f"{normal_form(p.value) or '(a subdirectory)'!r}"))

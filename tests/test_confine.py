@@ -114,10 +114,11 @@ def test_compiled_file_names_must_stay_in_their_directory() -> None:
 
 @pytest.mark.parametrize(("output", "code"), [
     ("../elsewhere", "PathOutsideRepository"), ("/tmp/mtlsc-escape", "PathOutsideRepository"),
-    ("overlays/../../x", "PathOutsideRepository"), (".", "PathNotNormal"),
+    ("overlays/../../x", "PathOutsideRepository"), (".", "OverlappingPaths"),
     ("./overlays/prod", "PathNotNormal"), ("policies", "OverlappingPaths"),
     ("policies/out", "OverlappingPaths"), (".git/x", "OverlappingPaths"),
     (".mtlsc", "OverlappingPaths"), ("mtlsc.lock", "OverlappingPaths"),
+    ("out//prod", "PathNotNormal"),
     ("schemas", "OverlappingPaths")])
 def test_bad_output_directories(tmp_path: Path, output: str, code: str) -> None:
     root = make_repo(tmp_path / "repo", targets=target(output=output))
@@ -130,8 +131,12 @@ def test_bad_output_directories(tmp_path: Path, output: str, code: str) -> None:
 
 
 def test_the_repository_root_as_output(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo", targets=target(output="./"))
-    assert_located(mtlsc(root), "PathNotNormal", "targets.yaml", 8)
+    for output in ("./", ".", "./."):
+        root = make_repo(tmp_path / output.replace("/", "s"), targets=target(output=output))
+        result = mtlsc(root)
+        assert_located(result, "OverlappingPaths", "targets.yaml", 8)
+        assert "the repository root itself" in result.output
+        assert "PathNotNormal" not in result.output
 
 
 def test_two_clusters_may_not_share_or_nest_directories(tmp_path: Path) -> None:
