@@ -83,6 +83,8 @@ def _stage(root: Path, unit: UnitPlan, names: UnitPaths, durable: bool,
            created: list[Path]) -> _Staged:
     live, stage = root / unit.dir, root / names.stage
     out = _Staged(unit, names)
+    for stray in (stage, root / names.old):  # mtlsc's own names: a lost journal's leftovers
+        _remove(stray)
     if unit.exists:
         _check_removable(live, unit)
     if unit.drop:
@@ -177,13 +179,13 @@ def _swap_all(p: WritePlan, staged: list[_Staged], durable: bool, created: list[
     done: list[_Staged] = []
     try:
         for rel in p.loose:
-            live = root / rel
+            live, backup = root / rel, root / (rel + BACKUP_SUFFIX)
             if os.path.lexists(live):
-                os.link(live, root / (rel + BACKUP_SUFFIX), follow_symlinks=False)
+                _remove(backup)
+                os.link(live, backup, follow_symlinks=False)
             os.replace(root / (rel + TEMP_SUFFIX), live)
             replaced.append(rel)
-            if durable:
-                fsops.fsync_dir(live.parent)
+            fsops.fsync_dir(live.parent)
         exchange = True
         for item in staged:
             exchange = _swap(root, item, exchange)
@@ -270,17 +272,20 @@ def _finish(p: WritePlan, staged: list[_Staged]) -> list[str]:
     leftovers = [n for item in staged for n in (item.paths.stage, item.paths.old)]
     leftovers += [rel + BACKUP_SUFFIX for rel in p.loose]
     for rel in leftovers:
-        path = root / rel
         try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
+            _remove(root / rel)
         except OSError as exc:
             problems.append(f"{rel}: {exc.strerror or exc}")
     if not problems:
         journal.finish(root)
     return problems
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _prune_empty_dirs(directory: Path, stop: Path) -> None:

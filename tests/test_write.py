@@ -386,6 +386,7 @@ def test_the_two_rename_fallback_gives_the_same_tree(repo: Path,
         raise fsops.ExchangeUnsupported("test")
 
     monkeypatch.setattr(fsops, "exchange", unsupported)
+    put(repo, "overlays/.mtlsc-old-c/x.yaml", b"a crash's leftover, its journal lost\n")
     write.apply(write.plan(repo, WANTED, ["overlays/c"], ["overlays"]))
 
     assert tree(repo) == {**WANTED, "overlays/c/hand.yaml": b"hand: written\n"}
