@@ -24,6 +24,7 @@ class ExitCode(enum.IntEnum):
     INVALID = 1  # invalid input, policy violation or drift
     USAGE = 2  # wrong command-line usage
     SOURCE = 3  # a certificate source or the filesystem failed
+    INTERNAL = 4  # a bug in mtlsc: an unexpected exception (cli/guard.py)
 
 
 @dataclass(frozen=True, slots=True)

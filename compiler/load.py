@@ -1,7 +1,7 @@
 """Stage 1: read policy files into checked, located documents.
 
 `load_texts` is pure (file name → text in, documents and diagnostics out); `read_policy_files`
-is the only part that touches the disk.
+(from `policy_files`, re-exported here) is the only part that touches the disk.
 """
 
 from __future__ import annotations
@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Literal
 
 from .diagnostics import Diagnostic, error
 from .intent_schema import check_document
 from .located import Document, Node, parse_documents
 from .model import EnvoySettings, Origin, Target
+from .policy_files import PolicyFiles, read_policy_files
 from .secrets.vault_config import VaultSourceConfig, vault_config
 
 DEFAULT_EXPIRY_WARNING_DAYS = 30
+__all__ = ["Policies", "PolicyFiles", "load_texts", "read_policy_files"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,27 +71,13 @@ class Policies:
     documents: list[Document] = field(default_factory=list)
 
 
-def read_policy_files(policies_dir: Path, root: Path) -> dict[str, str]:
-    """Every *.yaml / *.yml below `policies_dir`, keyed by path relative to `root`."""
-    files = sorted(
-        p for p in policies_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
-    )
-    out: dict[str, str] = {}
-    for path in files:
-        out[_display(path, root)] = path.read_text(encoding="utf-8")
-    return out
+def load_texts(texts: Mapping[str, str | bytes]) -> tuple[Policies, list[Diagnostic]]:
+    """Parse and check policy files (text or bytes by display path).
 
-
-def _display(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def load_texts(texts: Mapping[str, str]) -> tuple[Policies, list[Diagnostic]]:
+    Given the result of `read_policy_files`, the files it could not read are reported too.
+    """
     policies = Policies()
-    diagnostics: list[Diagnostic] = []
+    diagnostics: list[Diagnostic] = list(texts.problems) if isinstance(texts, PolicyFiles) else []
     for file in sorted(texts):
         docs, problems = parse_documents(texts[file], file)
         diagnostics += problems

@@ -138,7 +138,7 @@ def _resolve_all(policies: Policies, targets: Sequence[Target],
     return clusters
 
 
-def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None,
+def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactory | None,
                      store: SchemaStore, options: Options = Options(),
                      lock: Mapping[LockKey, Pin] | None = None) -> Result:
     """Compile; with `open_source=None` run offline (no certificates, no files): validate."""
@@ -196,7 +196,7 @@ def compile_policies(texts: Mapping[str, str], open_source: SourceFactory | None
     return _finish(result, options)
 
 
-def validate_only(texts: Mapping[str, str], store: SchemaStore,
+def validate_only(texts: Mapping[str, str | bytes], store: SchemaStore,
                   options: Options = Options()) -> Result:
     return compile_policies(texts, None, store, options)
 

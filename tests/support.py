@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import socket
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -75,11 +80,49 @@ def build_test_pki(directory: Path) -> None:
 def prepare_case(case: Path, workdir: Path, pki: Path) -> Path:
     """Copy a case (and the shared documents) into `workdir` with the test PKI at ./pki."""
     root = workdir / case.name
-    shutil.copytree(case, root / "policies", ignore=shutil.ignore_patterns("expected",
-                                                                           "expect.yaml"))
+    shutil.copytree(case, root / "policies", ignore=shutil.ignore_patterns(
+        "expected", "expect.yaml", FIXTURE), symlinks=True)
     shutil.copytree(COMMON, root / "policies" / "_common")
     shutil.copytree(pki, root / "pki")
+    if (case / FIXTURE).is_file():
+        make_fixture(json.loads((case / FIXTURE).read_text()), root / "policies")
     return root
+
+
+FIXTURE = "fixture.json"
+
+
+def make_fixture(spec: dict[str, Any], policies: Path) -> None:
+    """Create what Git cannot store, from a case's declarative `fixture.json` (paths relative
+    to the case's policies directory):
+
+    - `"fifo": [name, ...]`, `"socket": [name, ...]`, `"device": [name, ...]` (a character
+      device like /dev/null; needs root, as CI and this workplace run),
+    - `"symlink": {name: target}` (target verbatim: absolute, or relative to the link),
+    - `"unreadable": [name, ...]` (mode 000; only unreadable when not running as root),
+    - `"generate": {name: {"head": text, "fill": text, "bytes": n}}` (a file of `head`
+      followed by `fill` repeated up to n bytes: 50 MB inputs are not committed).
+    """
+    names = [n for key in ("fifo", "socket", "device", "symlink") for n in spec.get(key, [])]
+    for name in names:
+        (policies / name).parent.mkdir(parents=True, exist_ok=True)
+    for name in spec.get("fifo", []):
+        os.mkfifo(policies / name)
+    for name in spec.get("socket", []):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(policies / name))
+        sock.close()
+    for name in spec.get("device", []):
+        os.mknod(policies / name, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    for name, target in spec.get("symlink", {}).items():
+        os.symlink(target, policies / name)
+    for name in spec.get("unreadable", []):
+        (policies / name).chmod(0)
+    for name, gen in spec.get("generate", {}).items():
+        head = gen.get("head", "").encode()
+        fill = gen["fill"].encode()
+        count = max(0, gen["bytes"] - len(head)) // len(fill)
+        (policies / name).write_bytes(head + fill * count)
 
 
 def compile_root(root: Path, *, strict: bool = False) -> Result:

@@ -8,8 +8,11 @@ Exit codes are listed in docs/cli.md (`compiler.diagnostics.ExitCode`).
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
+
+from .guard import DEBUG_KEY, guarded
 
 # command name -> (module in this package, attribute). `--help` lists them in this order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,7 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use, run inside the guard that
+    turns unexpected exceptions into an `InternalError` diagnostic (see `guard`)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return guarded(ctx, lambda: super(LazyGroup, self).invoke(ctx))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -45,8 +52,11 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mtlsc", message="%(prog)s, version %(version)s")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an internal error.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """mtlsc: compile mTLS intents into Gateway API overlays (GEP-91)."""
+    ctx.meta[DEBUG_KEY] = debug
 
 
 def command(name: str) -> click.Command | None:

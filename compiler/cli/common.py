@@ -1,7 +1,7 @@
 """What every `mtlsc` command shares: options, compiling from disk, printing, writing.
 
 Exit codes (docs/cli.md): 0 ok, 1 invalid input / policy violation / drift, 2 usage error,
-3 a certificate source or the filesystem failed.
+3 a certificate source or the filesystem failed, 4 an internal error (a bug; see `guard`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..load import read_policy_files
 from ..lock import LOCK_FILE, LockError, LockKey, Pin, parse_lock
 from ..pipeline import Options, Result, compile_policies, schema_roots, validate_only
 from ..secrets.factory import source_factory
+from .guard import remember_format
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ def run_compile(ctx: Context, *, offline: bool = False,
     except (OSError, UnicodeDecodeError) as exc:
         return Result(diagnostics=[io_failure(f"cannot read policies: {exc}",
                                                "check the --policies directory")])
-    if not texts:
+    if not texts and not texts.problems:
         return Result(diagnostics=[error("NoPolicies", f"no *.yaml files under {ctx.policies}",
                                          None, "run from the repository root or pass "
                                          "--policies")])
@@ -114,7 +115,7 @@ def common_options(func: click.decorators.FC) -> click.decorators.FC:
         click.option("--cluster", "clusters", multiple=True, help="Only these clusters."),
         click.option("--strict", is_flag=True, help="Treat warnings as errors."),
         click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="text",
-                     show_default=True, help="Diagnostics format."),
+                     show_default=True, help="Diagnostics format.", callback=remember_format),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar on the terminal."),
         click.option("--allow-read-outside", "read_outside", multiple=True, expose_value=False,
                      type=click.Path(file_okay=False, path_type=Path), callback=_remember,

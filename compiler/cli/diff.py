@@ -25,7 +25,7 @@ def _compile_base(ctx: Context, commit: str) -> Result:
     """Compile the intents (and lock) as they are at `commit`, with today's sources."""
     policies_rel = ctx.policies.relative_to(ctx.root).as_posix()
     files = gitref.read_tree(ctx.root, commit, [policies_rel, LOCK_FILE])
-    texts = {path: data.decode("utf-8", "replace") for path, data in files.items()
+    texts = {path: data for path, data in files.items()
              if path.startswith(policies_rel + "/") and path.endswith((".yaml", ".yml"))}
     lock = parse_lock(files[LOCK_FILE].decode()) if LOCK_FILE in files else {}
     store = SchemaStore(schema_roots(ctx.root))

@@ -1,0 +1,174 @@
+"""Finding and reading policy files: the loader's only contact with the disk.
+
+Every `*.yaml`/`*.yml` below the policies directory is read, in sorted order. Policy files come
+from pull requests, so nothing is opened before it is known to be safe to open:
+
+- each entry is `lstat`ed first; a FIFO, device or socket is refused (`SpecialFile`) without being
+  opened (opening a FIFO would block, reading a device could never end);
+- a symbolic link is followed only when its target lies inside the repository root
+  (`LinkOutsideRepository` otherwise) and exists (`DanglingLink`); directory links are not followed;
+- a file larger than `MAX_FILE_BYTES` is refused from its size (`FileTooLarge`) and every read is
+  bounded, so a file that grows while it is read cannot exhaust memory;
+- a file that cannot be read (permissions, I/O error, a link loop) is `UnreadableFile` (exit 3);
+- the bytes must be UTF-8 without control characters (`YAMLEncoding`, at the first bad byte).
+
+Each problem is a diagnostic located at the file; nothing is skipped silently. The result is a
+mapping from display path (relative to the root) to text, which also carries these problems so
+that `load_texts` reports them with everything else.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from .diagnostics import Diagnostic, Location, error
+from .policy_text import MAX_FILE_BYTES, decode, too_large
+
+SUFFIXES = (".yaml", ".yml")
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+class PolicyFiles(dict[str, str]):
+    """Policy texts by display path, plus the problems of the entries that could not be read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[Diagnostic] = []
+
+
+def read_policy_files(policies_dir: Path, root: Path) -> PolicyFiles:
+    """Every policy file below `policies_dir`, keyed by its path relative to `root`.
+
+    A link inside the repository is shown under its target's path, so a file linked into the
+    policies directory next to itself is read once.
+    """
+    real_root = os.path.realpath(root)
+    found: dict[str, str | Diagnostic] = {}
+    paths, unlisted = _walk(os.path.realpath(policies_dir))
+    for path in paths:
+        shown = _display(path, real_root)
+        value = _read(path, shown, real_root)
+        if isinstance(value, tuple):
+            shown, value = _display(value[0], real_root), value[1]
+        found[shown] = value
+    for directory, exc in unlisted:
+        shown = _display(directory, real_root)
+        found[shown] = error("UnreadableFile", f"cannot list {shown}: {exc.strerror or exc}",
+                             Location(shown, 1, 1), "check the directory's permissions",
+                             source_failure=True)
+    out = PolicyFiles()
+    for shown in sorted(found):
+        value = found[shown]
+        if isinstance(value, str):
+            out[shown] = value
+        else:
+            out.problems.append(value)
+    return out
+
+
+def _walk(top: str) -> tuple[list[str], list[tuple[str, OSError]]]:
+    """Policy-file entries below `top` (directory links are not followed), and the
+    directories that could not be listed."""
+    paths: list[str] = []
+    unlisted: list[tuple[str, OSError]] = []
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            continue  # a missing --policies directory is NoPolicies, reported by the caller
+        except OSError as exc:
+            unlisted.append((directory, exc))
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+            elif entry.name.endswith(SUFFIXES):
+                paths.append(entry.path)
+    return paths, unlisted
+
+
+def _display(path: str, real_root: str) -> str:
+    rel = os.path.relpath(path, real_root)
+    return Path(path).as_posix() if rel.startswith("..") else Path(rel).as_posix()
+
+
+def _inside(path: str, real_root: str) -> bool:
+    return path == real_root or path.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def _read(path: str, shown: str, real_root: str) -> str | Diagnostic | tuple[str, str]:
+    """The file's text (with its target's path for a link), or why it cannot be used."""
+    at = Location(shown, 1, 1)
+    try:
+        info = os.lstat(path)
+        target = None
+        if stat.S_ISLNK(info.st_mode):
+            target = os.path.realpath(path)
+            written = os.readlink(path)  # messages name what the link says, not machine paths
+            if not _inside(target, real_root):
+                return error("LinkOutsideRepository", f"{shown} is a symbolic link to {written}, "
+                             "which leads outside the repository; it was not read", at,
+                             "commit the file itself instead of a link to it")
+            try:
+                info = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return _dangling(shown, f"{written}, which does not exist", at)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                return _dangling(shown, "itself (a loop of links)", at)
+            path = target
+        if not stat.S_ISREG(info.st_mode):
+            return _special(info.st_mode, shown, at)
+        if info.st_size > MAX_FILE_BYTES:
+            return too_large(info.st_size, shown)
+        data = _bounded_read(path, shown, at)
+    except OSError as exc:
+        return error("UnreadableFile", f"cannot read {shown}: {exc.strerror or exc}", at,
+                     "check the file's permissions, or remove it", source_failure=True)
+    if isinstance(data, Diagnostic):
+        return data
+    text, problem = decode(data, shown)
+    if problem is not None:
+        return problem
+    return text if target is None else (target, text)
+
+
+def _dangling(shown: str, what: str, at: Location) -> Diagnostic:
+    return error("DanglingLink", f"{shown} is a symbolic link to {what}", at,
+                 "remove the link or restore its target")
+
+
+def _special(mode: int, shown: str, at: Location) -> Diagnostic:
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a directory" if stat.S_ISDIR(mode) else "not a regular file")
+    return error("SpecialFile", f"{shown} is {kind}; policy files must be regular files, so it "
+                 "was not opened", at, "remove it from the policies directory")
+
+
+def _bounded_read(path: str, shown: str, at: Location) -> bytes | Diagnostic:
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        info = os.fstat(fd)  # what was opened, in case the entry changed since lstat
+        if not stat.S_ISREG(info.st_mode):
+            return _special(info.st_mode, shown, at)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_FILE_BYTES:
+            return too_large(size, shown)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
