@@ -7,7 +7,7 @@ Envoy listeners. Any difference is a compiler bug and fails the compile.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # (mode, CA bundle bytes) or None for "no client validation"
@@ -15,13 +15,16 @@ PortPolicy = tuple[str, bytes] | None
 
 
 def gateway_policy(gateway: Mapping[str, Any],
-                   ca_configmaps: Mapping[tuple[str, str], bytes]) -> dict[int, PortPolicy]:
-    """GEP-91 on an emitted Gateway: per HTTPS port, perPort entry if any, else default."""
+                   ca_configmaps: Mapping[tuple[str, str], bytes],
+                   listener_sets: Sequence[Mapping[str, Any]] = ()) -> dict[int, PortPolicy]:
+    """GEP-91 on an emitted Gateway: per HTTPS port, perPort entry if any, else default.
+    Listeners of attached ListenerSets get the Gateway's validation for their port."""
     spec = gateway["spec"]
     namespace = gateway["metadata"]["namespace"]
     frontend = spec.get("tls", {}).get("frontend")
     out: dict[int, PortPolicy] = {}
-    for listener in spec["listeners"]:
+    attached = [lst for ls in listener_sets for lst in ls["spec"]["listeners"]]
+    for listener in [*spec["listeners"], *attached]:
         if listener["protocol"] != "HTTPS":
             continue
         port = listener["port"]
@@ -71,10 +74,11 @@ def envoy_policy(bootstrap: Mapping[str, Any],
 
 def differences(gateway: Mapping[str, Any], bootstrap: Mapping[str, Any],
                 ca_configmaps: Mapping[tuple[str, str], bytes],
-                files: Mapping[str, bytes] | None = None) -> list[str]:
+                files: Mapping[str, bytes] | None = None,
+                listener_sets: Sequence[Mapping[str, Any]] = ()) -> list[str]:
     """Human-readable differences; empty when both outputs enforce the same thing.
     `files` maps CA file paths to their bytes when the config references CA files."""
-    expected = gateway_policy(gateway, ca_configmaps)
+    expected = gateway_policy(gateway, ca_configmaps, listener_sets)
     actual = envoy_policy(bootstrap, files or {})
     problems = []
     for port in sorted(set(expected) | set(actual)):

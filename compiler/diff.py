@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -23,6 +23,7 @@ import jinja2
 
 from .diagnostics import Diagnostic
 from .model import Gateway, Model
+from .posture import Change
 from .render.envoy import envoy_file
 from .report import as_dict
 from .risk import Note, Severity
@@ -67,6 +68,7 @@ class DiffReport:
     notes: list[Note] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     base_failed: bool = False
+    posture: list[Change] = field(default_factory=list)  # per port: weaker / stronger
 
     def gateway_table(self) -> list[tuple[str, str, str, int]]:
         """(cluster, gateway, change, files) for every gateway a change touches."""
@@ -154,6 +156,8 @@ def as_text(report: DiffReport) -> str:
         lines.append("note: the base does not compile; every file counts as added")
     for note in report.notes:
         lines.append(f"[{note.severity.label}] {note.cluster} {note.gateway}: {note.message}")
+    for c in report.posture:
+        lines.append(f"posture {c.cluster} {c.gateway} port {c.port}: {c.direction}: {c.what}")
     if not report.changes:
         lines.append("no change to the compiled overlays")
     text = "\n".join(lines) + "\n"
@@ -169,6 +173,7 @@ def as_json(report: DiffReport) -> str:
            "clusters": clusters,
            "files": [c.as_dict() for c in report.changes],
            "notes": [n.as_dict() for n in report.notes],
+           "posture": [asdict(c) for c in report.posture],
            "diagnostics": [as_dict(d) for d in report.diagnostics]}
     return json.dumps(doc, indent=2, sort_keys=True)
 

@@ -27,6 +27,8 @@ KEYED_LISTS: dict[tuple[str, ...], str] = {
     ("listeners",): "name",
     ("routes",): "name",
     ("clientValidation", "perPort"): "port",
+    ("listenerSets",): "name",
+    ("listenerSets", "listeners"): "name",
 }
 PATCH = "$patch"
 
@@ -101,7 +103,7 @@ def _merge_keyed(base: Node, patch: Node, path: tuple[str, ...],
 
 
 DUPLICATE_CODES = {"listeners": "DuplicateListener", "routes": "DuplicateRoute",
-                   "perPort": "DuplicatePerPort"}
+                   "perPort": "DuplicatePerPort", "listenerSets": "DuplicateListenerSet"}
 
 
 def duplicate_items(spec: Node) -> list[Diagnostic]:

@@ -14,7 +14,7 @@ from typing import Literal
 from .diagnostics import Diagnostic, error
 from .intent_schema import check_document
 from .located import Document, Node, parse_documents
-from .model import EnvoySettings, Origin, Target
+from .model import EnvoySettings, ImplementationRef, Origin, Target
 from .policy_files import PolicyFiles, read_policy_files
 from .secrets.vault_config import VaultSourceConfig, vault_config
 
@@ -127,7 +127,9 @@ def _target(name: str, root: Node, spec: Node) -> Target:
     api = spec.get("gatewayAPI")
     assert api is not None
     impls = spec.get("implementations")
-    pairs = tuple(sorted((k, str(v.value)) for k, v in impls.items())) if impls else ()
+    pairs = tuple(sorted((k, _impl_name(v)) for k, v in impls.items())) if impls else ()
+    versions = tuple(sorted((k, str(v.scalar("version"))) for k, v in impls.items()
+                            if v.is_map and v.get("version") is not None)) if impls else ()
     checks = spec.get("certificateChecks")
     days = checks.scalar("expiryWarningDays", DEFAULT_EXPIRY_WARNING_DAYS) if checks else \
         DEFAULT_EXPIRY_WARNING_DAYS
@@ -138,6 +140,8 @@ def _target(name: str, root: Node, spec: Node) -> Target:
         channel=str(api.scalar("channel")),
         output_dir=str(spec.scalar("outputDir", f"overlays/{name}")).rstrip("/"),
         implementations=pairs,
+        implementation=_implementation(spec.get("implementation")),
+        implementation_versions=versions,
         certificate_source=str(spec.scalar("certificateSource")),
         expiry_warning=timedelta(days=int(days)),
         origin=_origin(root),
@@ -146,6 +150,18 @@ def _target(name: str, root: Node, spec: Node) -> Target:
         envoy=_envoy_settings(spec.get("envoy")),
         external_secrets=_external_secrets(spec.get("externalSecrets")),
     )
+
+
+def _impl_name(node: Node) -> str:
+    return str(node.scalar("name")) if node.is_map else str(node.value)
+
+
+def _implementation(node: Node | None) -> ImplementationRef | None:
+    if node is None:
+        return None
+    version = node.scalar("version") if node.is_map else None
+    return ImplementationRef(_impl_name(node), str(version) if version is not None else None,
+                             node.loc)
 
 
 def _external_secrets(node: Node | None) -> tuple[str, str, str] | Literal[False] | None:

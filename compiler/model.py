@@ -56,6 +56,14 @@ class ClientRestrictions:
     san_dns: tuple[str, ...] = ()
     san_uri: tuple[str, ...] = ()
     certificate_hashes: tuple[str, ...] = ()
+    # The intent's own statement of where the restrictions are enforced when the cluster's
+    # implementation cannot enforce them (clientRestrictions.enforcedElsewhere).
+    enforced_elsewhere: str | None = None
+    origin: Origin | None = field(default=None, compare=False)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.san_dns or self.san_uri or self.certificate_hashes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,22 @@ class Listener:
     certificate: CertRef | None
     allowed_routes: str  # "Same" | "All"
     origin: Origin
+    listener_set: str | None = None  # the tenant ListenerSet it belongs to (None: the Gateway)
+
+    @property
+    def key(self) -> str:
+        """Unique within a gateway: ListenerSet listeners are qualified by their set."""
+        return f"{self.listener_set}.{self.name}" if self.listener_set else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSet:
+    """A tenant ListenerSet attached to a gateway; its listeners are in Gateway.listeners."""
+
+    name: str
+    namespace: str
+    require: str  # the weakest posture it accepts: AllowValidOnly, AllowInsecureFallback, none
+    origin: Origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +126,7 @@ class PortValidation:
     port: int
     source: ValidationSource
     validation: Validation | None
-    listeners: tuple[str, ...]  # HTTPS listeners on this port, all sharing this validation
+    listeners: tuple[str, ...]  # HTTPS listener keys on this port, all sharing this validation
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +147,7 @@ class Route:
     path_prefix: str
     backends: tuple[Backend, ...]
     origin: Origin
+    listener_set: str | None = None  # parentRef is this ListenerSet instead of the Gateway
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +161,21 @@ class Gateway:
     ports: tuple[PortValidation, ...]  # effective per-port validation (GEP-91), sorted by port
     routes: tuple[Route, ...]
     origin: Origin
+    listener_sets: tuple[ListenerSet, ...] = ()
+    allowed_listeners: str | None = None  # spec.allowedListeners.namespaces.from
+    allowed_listeners_origin: Origin | None = None
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def own_listeners(self) -> tuple[Listener, ...]:
+        """The Gateway object's listeners (without those of attached ListenerSets)."""
+        return tuple(lst for lst in self.listeners if lst.listener_set is None)
+
+    def set_listeners(self, name: str) -> tuple[Listener, ...]:
+        return tuple(lst for lst in self.listeners if lst.listener_set == name)
 
     def ca_refs(self) -> tuple[CertRef, ...]:
         seen: dict[tuple[str, str], CertRef] = {}
@@ -170,6 +206,13 @@ class EnvoySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ImplementationRef:
+    name: str  # a profile name (compiler/profiles) or "other"
+    version: str | None
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     name: str
     environment: str | None
@@ -187,8 +230,24 @@ class Target:
     # store kind, refresh interval) overriding the source's.
     external_secrets: tuple[str, str, str] | Literal[False] | None = None
 
+    # spec.implementation: the implementation serving every gateway class not mapped above.
+    implementation: ImplementationRef | None = None
+    # versions given in the object form of spec.implementations, keyed by gateway class
+    implementation_versions: tuple[tuple[str, str], ...] = ()
+
     def implementation_for(self, class_name: str) -> str | None:
-        return dict(self.implementations).get(class_name)
+        ref = self.implementation_ref(class_name)
+        return ref.name if ref else None
+
+    def implementation_ref(self, class_name: str) -> ImplementationRef | None:
+        """Which implementation (and version, when known) serves a gateway class here."""
+        mapped = dict(self.implementations).get(class_name)
+        if mapped is not None:
+            version = dict(self.implementation_versions).get(class_name)
+            if version is None and self.implementation and self.implementation.name == mapped:
+                version = self.implementation.version
+            return ImplementationRef(mapped, version, self.origin.location)
+        return self.implementation
 
 
 @dataclass(frozen=True, slots=True)

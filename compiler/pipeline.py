@@ -261,12 +261,15 @@ def render_cluster(cluster: ClusterModel, materials: Materials, store: SchemaSto
         configmaps = {(r.identity[1], r.identity[2]): r.obj["data"]["ca.crt"].encode("ascii")
                       for r in objects if r.identity[0] == "ConfigMap"}
         gateways = {r.identity[1:]: r for r in objects if r.identity[0] == "Gateway"}
+        sets = {r.identity[1:]: r.obj for r in objects if r.identity[0] == "ListenerSet"}
         for gw in cluster.gateways:
             bootstrap = render_envoy(gw, target.name, ca_pems, target.envoy)
             files[f"{target.output_dir}/{envoy_file(gw)}"] = to_yaml(bootstrap)
             generators.append(_envoy_configmap(gw))
+            attached = [sets[(ls.namespace, ls.name)] for ls in gw.listener_sets
+                        if (ls.namespace, ls.name) in sets]
             problems += _consistency(gateways[(gw.namespace, gw.name)], bootstrap,
-                                     configmaps, ca_files(gw, ca_pems, target.envoy))
+                                     configmaps, ca_files(gw, ca_pems, target.envoy), attached)
         if generators:
             kustomization["configMapGenerator"] = generators
     files[f"{target.output_dir}/kustomization.yaml"] = to_yaml(kustomization)
@@ -292,12 +295,14 @@ def _external_secrets(cluster: ClusterModel, source: VaultSourceConfig,
 
 def _consistency(gateway: Rendered, bootstrap: dict[str, Any],
                  configmaps: dict[tuple[str, str], bytes],
-                 files: dict[str, bytes]) -> list[Diagnostic]:
+                 files: dict[str, bytes],
+                 listener_sets: Sequence[dict[str, Any]] = ()) -> list[Diagnostic]:
     """Self-check: the emitted Gateway and Envoy config must enforce the same validation."""
     return [error("InternalInconsistency", f"mtlsc bug: Gateway and Envoy config of "
                   f"{gateway.identity[1]}/{gateway.identity[2]} disagree: {problem}",
                   gateway.locate(()), "please report this with the intent file")
-            for problem in differences(gateway.obj, bootstrap, configmaps, files)]
+            for problem in differences(gateway.obj, bootstrap, configmaps, files,
+                                       listener_sets)]
 
 
 def _envoy_configmap(gw: Gateway) -> dict[str, Any]:

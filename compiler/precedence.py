@@ -30,10 +30,7 @@ from .model import (
     Validation,
     ValidationSource,
 )
-
-# What an implementation does with a perPort entry that has no `validation` (see docs).
-DISABLES_VALIDATION = frozenset({"agentgateway", "envoy-gateway", "istio"})
-FALLS_BACK_TO_DEFAULT = frozenset({"nginx-gateway-fabric"})
+from .profiles import load_profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +56,14 @@ def _restrictions(node: Node | None) -> ClientRestrictions:
     if node is None:
         return ClientRestrictions()
     sans = node.get("subjectAltNames")
+    elsewhere = node.scalar("enforcedElsewhere")
     return ClientRestrictions(
         san_dns=tuple(str(n.value) for n in (sans.seq("dns") if sans else [])),
         san_uri=tuple(str(n.value) for n in (sans.seq("uri") if sans else [])),
         certificate_hashes=tuple(
             str(n.value).replace(":", "").lower() for n in node.seq("certificateHashes")),
+        enforced_elsewhere=str(elsewhere) if elsewhere is not None else None,
+        origin=origin(node),
     )
 
 
@@ -147,7 +147,7 @@ def effective_ports(listeners: Sequence[Listener],
     https: dict[int, list[str]] = {}
     for listener in listeners:
         if listener.protocol is Protocol.HTTPS:
-            https.setdefault(listener.port, []).append(listener.name)
+            https.setdefault(listener.port, []).append(listener.key)
     per_port = {e.port: e for e in frontend.per_port} if frontend else {}
     out = []
     for port in sorted(https):
@@ -178,11 +178,11 @@ def check_frontend(frontend: FrontendTLS | None, ports: Sequence[PortValidation]
     out += _check_ca_limits(frontend, caps)
     out += _check_unused_per_port(frontend, listeners)
     out += _check_disabled(frontend, implementation, class_name)
-    out += _check_effective(ports, {lst.name: lst for lst in listeners})
+    out += _check_effective(ports, {lst.key: lst for lst in listeners})
     return out
 
 
-def _validations(frontend: FrontendTLS | None) -> list[tuple[str, Validation]]:
+def validations(frontend: FrontendTLS | None) -> list[tuple[str, Validation]]:
     if frontend is None:
         return []
     found = [("default", frontend.default)] if frontend.default else []
@@ -194,7 +194,7 @@ def _check_ca_limits(frontend: FrontendTLS | None, caps: Capabilities) -> list[D
     if caps.max_ca_refs is None:
         return []
     out = []
-    for label, validation in _validations(frontend):
+    for label, validation in validations(frontend):
         count = len(validation.ca_bundles)
         if count > caps.max_ca_refs and "caBundles" not in validation.inherited:
             out.append(error("TooManyCACertificateRefs", f"{label}: {count} CA bundles, but "
@@ -230,18 +230,28 @@ def _check_disabled(frontend: FrontendTLS | None, implementation: str | None,
 
 def _disabled_port(entry: PerPort, implementation: str | None, class_name: str) -> Diagnostic:
     where = entry.origin.location
-    if implementation in DISABLES_VALIDATION:
+    # What the implementation does with a perPort entry without `validation` comes from its
+    # profile (compiler/profiles); an unconfirmed fact counts as unknown.
+    profile = load_profile(implementation) if implementation else None
+    behaviour = profile.value("perPortWithoutValidation") if profile else None
+    if behaviour == "disables":
         return warning("PerPortWithoutValidation", f"perPort {entry.port} is emitted without "
                        f"validation: {implementation} then turns client validation off on "
                        "this port, but other implementations fall back to the default",
                        where, "keep this only if the gateway class stays on "
                        f"{implementation}")
-    if implementation in FALLS_BACK_TO_DEFAULT:
+    if behaviour == "falls-back-to-default":
         return error("PerPortWithoutValidation", f"perPort {entry.port} wants no client "
                      f"validation, but {implementation} applies the default validation to a "
                      "perPort entry without validation", where,
                      "move this listener to a Gateway without client validation, or remove "
                      "'disabled: true'")
+    if profile is not None:
+        return error("UnknownImplementation", f"perPort {entry.port} wants no client "
+                     f"validation, but what {implementation} does with a perPort entry without "
+                     "validation is not confirmed in its profile", where,
+                     "move this listener to a Gateway without client validation, or see "
+                     "docs/implementations.md")
     return error("UnknownImplementation", f"perPort {entry.port} wants no client validation, "
                  "but implementations disagree on what a perPort entry without validation "
                  f"means and gatewayClassName {class_name!r} is not mapped to a known one",

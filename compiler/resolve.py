@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .diagnostics import Diagnostic, error, warning
+from .enforcement import check_enforcement
 from .layering import Placement
+from .listener_sets import check_listener_sets
 from .located import Node
-from .model import Backend, Gateway, Listener, Protocol, Route
+from .model import Backend, Gateway, Listener, ListenerSet, Protocol, Route
 from .precedence import (
     Capabilities,
     cert_ref,
@@ -24,27 +27,56 @@ def resolve(placement: Placement, caps: Capabilities) -> tuple[Gateway, list[Dia
     class_name = str(spec.scalar("gatewayClassName"))
     implementation = placement.target.implementation_for(class_name)
     listeners, problems = _listeners(spec.seq("listeners"), intent.namespace)
+    sets, tenant, found = _listener_sets(spec.seq("listenerSets"))
+    problems += found
+    problems += _listener_conflicts([*listeners, *tenant])
     cv_node = spec.get("clientValidation")
     frontend, found = frontend_tls(cv_node, intent.namespace)
     problems += found
-    ports = effective_ports(listeners, frontend)
+    ports = effective_ports([*listeners, *tenant], frontend)
+    allowed = spec.scalar("allowedListeners")
+    allowed_node = spec.get("allowedListeners")
+    impl_ref = placement.target.implementation_ref(class_name)
+    problems += check_listener_sets(sets, tenant, ports, allowed, intent.namespace, impl_ref,
+                                    placement.target.name)
     if not found:  # a broken clientValidation would only cause follow-on warnings
-        problems += check_frontend(frontend, ports, listeners, caps, implementation,
+        problems += check_frontend(frontend, ports, [*listeners, *tenant], caps, implementation,
                                    class_name, cv_node)
-    routes, found = _routes(spec.seq("routes"), listeners, intent.namespace)
+        problems += check_enforcement(frontend, impl_ref, placement.target.name)
+    routes, found = _routes(spec.seq("routes"), listeners, intent.namespace, sets, tenant)
     problems += found
     gateway = Gateway(
         name=intent.name,
         namespace=intent.namespace,
         class_name=class_name,
         implementation=implementation,
-        listeners=tuple(sorted(listeners, key=lambda lst: (lst.port, lst.name))),
+        listeners=tuple(sorted([*listeners, *tenant],
+                               key=lambda lst: (lst.port, lst.listener_set or "", lst.name))),
         frontend=frontend,
         ports=ports,
         routes=tuple(sorted(routes, key=lambda r: (r.namespace, r.name))),
         origin=origin(intent.root),
+        listener_sets=tuple(sorted(sets, key=lambda ls: (ls.namespace, ls.name))),
+        allowed_listeners=str(allowed) if allowed is not None else None,
+        allowed_listeners_origin=origin(allowed_node) if allowed_node is not None else None,
     )
     return gateway, problems
+
+
+def _listener_sets(nodes: Sequence[Node]) -> tuple[list[ListenerSet], list[Listener],
+                                                   list[Diagnostic]]:
+    """Tenant ListenerSets and their listeners (certificates in the set's namespace)."""
+    sets, listeners, problems = [], [], []
+    for node in nodes:
+        name, namespace = str(node.scalar("name")), str(node.scalar("namespace"))
+        sets.append(ListenerSet(name, namespace,
+                                str(node.scalar("requireClientValidation", "AllowValidOnly")),
+                                origin(node)))
+        for item in node.seq("listeners"):
+            lst, found = _listener(item, namespace)
+            problems += found
+            listeners.append(replace(lst, listener_set=name))
+    return sets, listeners, problems
 
 
 def _listener(node: Node, namespace: str) -> tuple[Listener, list[Diagnostic]]:
@@ -84,7 +116,6 @@ def _listeners(nodes: Sequence[Node], namespace: str) -> tuple[list[Listener], l
         listener, found = _listener(node, namespace)
         problems += found
         listeners.append(listener)
-    problems += _listener_conflicts(listeners)
     return listeners, problems
 
 
@@ -114,13 +145,27 @@ def _kind(listener: Listener) -> str:
     return "http" if listener.protocol is Protocol.HTTP else "tls"
 
 
-def _routes(nodes: Sequence[Node], listeners: Sequence[Listener],
-            gw_namespace: str) -> tuple[list[Route], list[Diagnostic]]:
+def _routes(nodes: Sequence[Node], listeners: Sequence[Listener], gw_namespace: str,
+            sets: Sequence[ListenerSet],
+            tenant: Sequence[Listener]) -> tuple[list[Route], list[Diagnostic]]:
     by_name = {lst.name: lst for lst in listeners}
+    set_ns = {ls.name: ls.namespace for ls in sets}
     routes: list[Route] = []
     problems: list[Diagnostic] = []
     for node in nodes:
-        route, found = _route(node, by_name, gw_namespace)
+        set_name = node.scalar("listenerSet")
+        if set_name is not None and set_name not in set_ns:
+            problems.append(error("UnknownListenerSet", f"route {node.scalar('name')!r} "
+                                  f"attaches to unknown ListenerSet {set_name!r}",
+                                  node.find(("listenerSet",)).loc,
+                                  "known: " + (", ".join(sorted(set_ns)) or "none")))
+            continue
+        if set_name is None:
+            route, found = _route(node, by_name, gw_namespace)
+        else:  # attached to a tenant ListenerSet: its listeners, its namespace
+            members = {lst.name: lst for lst in tenant if lst.listener_set == set_name}
+            route, found = _route(node, members, set_ns[set_name])
+            route = replace(route, listener_set=str(set_name)) if route else None
         problems += found
         if route is not None:
             routes.append(route)

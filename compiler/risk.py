@@ -154,14 +154,14 @@ def _server_notes(cluster: str, key: str, old: Gateway | None, new: Gateway, old
         if lst.certificate is None or base is None:
             continue
         before = next((x.certificate for x in (old.listeners if old else ())
-                       if x.name == lst.name and x.certificate), None)
+                       if x.key == lst.key and x.certificate), None)
         if before is None:
             continue
         was = _certs(_chain(base, old_src, before.name))
         now = _certs(_chain(head, new_src, lst.certificate.name))
         if was and now and was[0].fingerprint != now[0].fingerprint:
             notes.append(Note(Severity.INFO, cluster, key, "ServerCertificateRotated",
-                              f"listener {lst.name}: server certificate {was[0]} → {now[0]}"))
+                              f"listener {lst.key}: server certificate {was[0]} → {now[0]}"))
     return notes
 
 

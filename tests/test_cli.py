@@ -521,7 +521,9 @@ def test_explain_shows_values_with_their_origin(example: Path) -> None:
     assert "layers (least to most specific): base\n" in out
     assert ("  clientValidation.perPort[port=8444].mode = 'AllowInsecureFallback'    "
             f"# {MTLS_INTENT}:29:13 [base]\n") in out
-    assert ("  port 8443 [https-8443]: AllowValidOnly, CA agentgateway-system/ca-cert "
+    # The tenant ListenerSet's listener shares port 8443 and its validation.
+    assert ("  port 8443 [https-8443, tenant-api.api]: AllowValidOnly, CA "
+            "agentgateway-system/ca-cert "
             f"<- default\n      mode from {MTLS_INTENT}:25:13 [base]\n") in out
     assert ("  port 8444 [https-8444]: AllowInsecureFallback, CA agentgateway-system/ca-cert "
             f"<- perPort\n      mode from {MTLS_INTENT}:29:13 [base]\n") in out

@@ -81,7 +81,8 @@ def test_diff_against_head_reports_exact_files_and_notes(repo: Path) -> None:
     ]
     codes = sorted((n["code"], n["gateway"], n["port"]) for n in doc["notes"]
                    if n["cluster"] == "demo")
-    assert codes == [
+    assert codes == [  # mtls: its two listeners and the tenant ListenerSet's one
+        ("ServerCertificateRotated", "agentgateway-system/mtls", None),
         ("ServerCertificateRotated", "agentgateway-system/mtls", None),
         ("ServerCertificateRotated", "agentgateway-system/mtls", None),
         ("ServerCertificateRotated", "agentgateway-system/mtls-default", None),
@@ -213,3 +214,18 @@ def _target() -> object:
     here = Location("t.yaml", 1, 1)
     return Target("c1", None, "v1.5.1", "standard", "out/c1", (), "s", timedelta(days=30),
                   Origin(here, "base"), here, here)
+
+
+def test_posture_section_says_which_ports_got_weaker(repo: Path) -> None:
+    text = run(repo, "--base", "HEAD~1", "--format", "text").stdout
+    assert "posture demo agentgateway-system/mtls port 8443: weaker: mode AllowValidOnly → " \
+        "AllowInsecureFallback" in text
+    data = json.loads(run(repo, "--base", "HEAD~1", "--format", "json").stdout)
+    assert {(c["gateway"], c["port"], c["direction"]) for c in data["posture"]} == {
+        ("agentgateway-system/mtls", 8443, "weaker"),
+        ("agentgateway-system/mtls-default", 8443, "weaker"),
+        ("agentgateway-system/mtls-default", 8444, "weaker")}
+    # Against HEAD only the working tree's extra CA differs: trust widened, mode unchanged.
+    head = json.loads(run(repo, "--base", "HEAD", "--format", "json").stdout)["posture"]
+    assert {(c["port"], c["direction"]) for c in head} == {(8443, "weaker"), (8444, "weaker")}
+    assert all(c["what"].startswith("trusts ") for c in head)

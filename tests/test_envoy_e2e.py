@@ -6,7 +6,9 @@ counts "no HTTP response" as rejected, whatever the error.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -255,3 +257,101 @@ def test_client_cannot_forge_the_verified_header(tmp_path: Path, pki: Path) -> N
         forged = probe(ports[8443], sni="example.com", ca_file=pki / CA_CERT,
                        extra_headers={HEADER: "true"})
     assert forged.accepted and verified(forged) == "false"
+
+
+
+def _s_client(port: int, pki: Path, who: Client, tls: str, session: Path,
+              resume: bool) -> tuple[bool, str]:
+    """One request through `openssl s_client` saving (or offering) the TLS session; returns
+    (the session was resumed, the whole output)."""
+    assert who.cert is not None and who.key is not None
+    request = b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+    command = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", f"-{tls}",
+               "-servername", "example.com", "-CAfile", str(pki / CA_CERT),
+               "-cert", str(who.cert), "-key", str(who.key), "-ign_eof"]
+    command += ["-sess_in", str(session)] if resume else ["-sess_out", str(session)]
+    done = subprocess.run(command, input=request, capture_output=True, timeout=20,
+                          check=False)
+    output = done.stdout.decode("latin-1")
+    return "\nReused, " in output, output
+
+
+def _header_in(output: str) -> str | None:
+    """The verified header as the echo backend saw it, from a raw HTTP response."""
+    _, _, body = output.partition("\r\n\r\n")
+    start = body.find("{")
+    try:
+        seen, _ = json.JSONDecoder().raw_decode(body[start:]) if start >= 0 else ({}, 0)
+    except ValueError:
+        return None
+    value = {k.lower(): v for k, v in seen.get("headers", {}).items()}.get(HEADER)
+    return str(value) if value is not None else None
+
+
+@pytest.mark.parametrize("tls", ["tls1_2", "tls1_3"])
+@pytest.mark.parametrize("mode", ["AllowValidOnly", "AllowInsecureFallback"])
+def test_reused_session_keeps_the_verified_header(tmp_path: Path, pki: Path, mode: str,
+                                                 tls: str) -> None:
+    """Envoy reports a resumed session as not validated; the config turns resumption off
+    on validated ports, so the second connection is a full handshake and stays verified."""
+    intent = gateway_intent(https("a", 8443), f"    default: {{mode: {mode}, caBundles: [ca-a]}}")
+    session = tmp_path / "session.pem"
+    valid = client(pki, "ca-a-client")
+    with gateway(tmp_path, pki, intent) as ports:
+        first_resumed, first = _s_client(ports[8443], pki, valid, tls, session, resume=False)
+        # Whatever session the first handshake left (an id, a ticket or nothing) is offered.
+        second_resumed, second = _s_client(ports[8443], pki, valid, tls, session,
+                                           resume=session.exists())
+    assert not first_resumed and _header_in(first) == "true", first
+    assert not second_resumed, second
+    assert _header_in(second) == "true", second
+
+
+def test_session_resumption_still_works_on_a_port_without_validation(tmp_path: Path,
+                                                                     pki: Path) -> None:
+    """The control for the test above: the same client does resume where nothing is
+    validated, so 'not resumed' there is the config's doing, not the harness's."""
+    intent = gateway_intent(https("a", 8443), "").replace("  clientValidation:\n\n", "")
+    session = tmp_path / "session.pem"
+    with gateway(tmp_path, pki, intent) as ports:
+        _s_client(ports[8443], pki, client(pki, "ca-a-client"), "tls1_3", session,
+                  resume=False)
+        resumed, output = _s_client(ports[8443], pki, client(pki, "ca-a-client"), "tls1_3",
+                                    session, resume=True)
+    assert resumed, output
+    assert _header_in(output) == "false", output
+
+
+def test_listener_set_listener_inherits_the_gateways_validation_for_its_port(
+        tmp_path: Path, pki: Path) -> None:
+    """A tenant ListenerSet listener on the gateway's validated port refuses clients without
+    a certificate; on the fallback port it lets them in (and the compile warns)."""
+    intent = gateway_intent(https("www", 8443, "www.example.com"), """\
+    default: {mode: AllowValidOnly, caBundles: [ca-a]}
+    perPort:
+    - {port: 9443, mode: AllowInsecureFallback}""").replace(
+        "  routes:\n", """  allowedListeners: All
+  listenerSets:
+  - name: tenant
+    namespace: tenant
+    requireClientValidation: AllowInsecureFallback
+    listeners:
+    - {name: api, port: 8443, protocol: HTTPS, hostname: a.example.com, certificate: srv}
+    - {name: open, port: 9443, protocol: HTTPS, hostname: b.example.com, certificate: srv}
+  routes:
+  - name: tenant-echo
+    listenerSet: tenant
+    listeners: [api]
+    backends: [{service: echo, port: 8080}]
+""")
+    with gateway(tmp_path, pki, intent) as ports:
+        refused = get(ports, 8443, pki, client(pki, None), sni="a.example.com")
+        admitted = get(ports, 8443, pki, client(pki, "ca-a-client"), sni="a.example.com")
+        untrusted = get(ports, 8443, pki, client(pki, "unrelated-client"), sni="a.example.com")
+        fallback = get(ports, 9443, pki, client(pki, None), sni="b.example.com")
+    assert not refused.accepted and not untrusted.accepted
+    # The tenant's own route (parentRef: the ListenerSet) serves it, verified.
+    assert admitted.accepted and admitted.status == 200 and verified(admitted) == "true"
+    # No route attaches to the tenant's 9443 listener: the handshake passes, the request is
+    # answered 421.
+    assert fallback.accepted and fallback.status == 421

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("build", "check"),
     "validate": ("build", "validate"),
     "explain": ("build", "explain"),
+    "posture": ("posture", "posture"),
     "diff": ("diff", "diff"),
     "lock": ("lock", "lock"),
     "schemas": ("schemas", "schemas"),

@@ -14,6 +14,7 @@ from ..diff import DiffReport, as_json, as_markdown, as_text, file_changes
 from ..k8s.validate import SchemaStore
 from ..lock import LOCK_FILE, LockError, parse_lock
 from ..pipeline import Options, Result, compile_policies, schema_roots
+from ..posture import compare, compute_posture
 from ..risk import Severity, Side, security_notes, worst
 from ..secrets.factory import source_factory
 from .common import Context, emit, run_compile
@@ -56,6 +57,9 @@ def build_report(ctx: Context, base_ref: str, head: Result, *, show_ca_bodies: b
     report.notes = security_notes(base_side, Side(head.model, head.materials), now=now,
                                   window=_window(head))
     report.diagnostics = head.diagnostics
+    before = compute_posture(base.model.clusters, base.materials) \
+        if base.ok and base.model else ()
+    report.posture = list(compare(before, compute_posture(head.model.clusters, head.materials)))
     return report
 
 

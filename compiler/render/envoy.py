@@ -9,7 +9,9 @@ The mapping of GEP-91 onto Envoy (docs/envoy.md), checked against Envoy 1.40:
 - every filter chain of a port carries the identical validation context: connections are
   reused across hostnames of one port (GEP-3567);
 - the backend learns whether the certificate was validated from a request header that Envoy
-  always overwrites (route match on tls_context.validated), never from XFCC alone.
+  always overwrites (route match on tls_context.validated), never from XFCC alone;
+- ports with client validation turn off TLS session resumption (tickets and the session
+  cache): Envoy reports a resumed session as not validated, which would flip that header.
 Private keys are referenced as files, never inlined.
 """
 
@@ -93,6 +95,11 @@ def _tls_socket(listener: Listener, port: PortValidation, ca_pems: Mapping[str, 
     validation = port.validation
     if validation is not None:
         common["validation_context"] = validation_context(validation, ca_pems, settings)
+        # Envoy reports a resumed session as not validated (tls_context.validated is false),
+        # so a client verified on its first handshake would lose the verified header on the
+        # next connection. Every connection to a validated port does a full handshake.
+        context["disable_stateless_session_resumption"] = True
+        context["disable_stateful_session_resumption"] = True
     context["require_client_certificate"] = bool(
         validation is not None and validation.mode is Mode.ALLOW_VALID_ONLY)
     return {"name": "envoy.transport_sockets.tls",
@@ -124,6 +131,9 @@ def _domains(route: Route, listener: Listener) -> list[str]:
 def _routes_for(listener: Listener, routes: Sequence[Route]) -> dict[str, list[Route]]:
     by_domain: dict[str, list[Route]] = {}
     for route in routes:
+        # A route attaches to the Gateway's listeners or to one ListenerSet's (its parentRef).
+        if route.listener_set != listener.listener_set:
+            continue
         if route.listeners and listener.name not in route.listeners:
             continue
         for domain in _domains(route, listener):
@@ -183,7 +193,7 @@ def _route_config(listeners: Sequence[Listener], routes: Sequence[Route],
         hosts.append({"name": "misdirected", "domains": ["*"],
                       "routes": [{"match": {"prefix": "/"},
                                   "direct_response": {"status": 421}}]})
-    return {"name": listeners[0].name, "virtual_hosts": hosts}
+    return {"name": listeners[0].key, "virtual_hosts": hosts}
 
 
 def _hcm(listeners: Sequence[Listener], routes: Sequence[Route],
@@ -191,7 +201,7 @@ def _hcm(listeners: Sequence[Listener], routes: Sequence[Route],
     listener = listeners[0]
     config: dict[str, Any] = {
         "@type": HCM,
-        "stat_prefix": listener.name,
+        "stat_prefix": listener.key,
         "strip_any_host_port": True,
         "route_config": _route_config(listeners, routes, settings),
         "http_filters": [{"name": "envoy.filters.http.router",
@@ -209,7 +219,7 @@ def _hcm(listeners: Sequence[Listener], routes: Sequence[Route],
 def _filter_chain(listeners: Sequence[Listener], port: PortValidation | None, gw: Gateway,
                   ca_pems: Mapping[str, bytes], settings: EnvoySettings) -> dict[str, Any]:
     listener = listeners[0]
-    chain: dict[str, Any] = {"name": listener.name}
+    chain: dict[str, Any] = {"name": listener.key}
     if listener.protocol is Protocol.HTTPS and listener.hostname:
         chain["filter_chain_match"] = {"server_names": [listener.hostname]}
     if listener.protocol is Protocol.HTTPS:
@@ -239,7 +249,7 @@ def _listeners(gw: Gateway, ca_pems: Mapping[str, bytes],
             by_port.setdefault(lst.port, []).append(lst)
     out = []
     for port_number, members in sorted(by_port.items()):
-        members.sort(key=lambda lst: (lst.hostname is None, lst.hostname or "", lst.name))
+        members.sort(key=lambda lst: (lst.hostname is None, lst.hostname or "", lst.key))
         listener: dict[str, Any] = {
             "name": f"port-{port_number}",
             "address": _socket(settings.listen_address, port_number),

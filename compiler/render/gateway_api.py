@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..diagnostics import Location
-from ..model import CertRef, Gateway, Listener, PerPort, Protocol, Route, Validation
+from ..enforcement import restriction_options
+from ..model import (
+    CertRef,
+    Gateway,
+    Listener,
+    ListenerSet,
+    PerPort,
+    Protocol,
+    Route,
+    Validation,
+)
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mtlsc"}
@@ -107,17 +117,53 @@ def _per_port(entry: PerPort, ns: str, r: Rendered, path: ObjPath) -> dict[str, 
     return {"port": entry.port, "tls": tls}
 
 
+def _listeners(listeners: tuple[Listener, ...], gw: Gateway, ns: str, r: Rendered,
+               base: ObjPath) -> list[dict[str, Any]]:
+    """Listeners of a Gateway or a ListenerSet; a port's restrictions go to every HTTPS
+    listener on it as the implementation's own tls.options keys (kgateway)."""
+    ports = {p.port: p.validation for p in gw.ports}
+    out = []
+    for i, lst in enumerate(listeners):
+        rendered = _listener(lst, ns)
+        r.sources[(*base, i)] = lst.origin.location
+        validation = ports.get(lst.port) if lst.protocol is Protocol.HTTPS else None
+        options = restriction_options(validation, gw.implementation)
+        if options and validation is not None:
+            rendered["tls"]["options"] = options
+            if validation.restrictions.origin is not None:
+                r.sources[(*base, i, "tls", "options")] = validation.restrictions.origin.location
+        out.append(rendered)
+    return out
+
+
 def render_gateway(gw: Gateway) -> Rendered:
     r = Rendered({})
     r.sources[()] = gw.origin.location
     spec: dict[str, Any] = {"gatewayClassName": gw.class_name,
-                            "listeners": [_listener(lst, gw.namespace) for lst in gw.listeners]}
-    for i, lst in enumerate(gw.listeners):
-        r.sources[("spec", "listeners", i)] = lst.origin.location
+                            "listeners": _listeners(gw.own_listeners, gw, gw.namespace, r,
+                                                    ("spec", "listeners"))}
+    if gw.allowed_listeners is not None:
+        spec["allowedListeners"] = {"namespaces": {"from": gw.allowed_listeners}}
+        if gw.allowed_listeners_origin is not None:
+            r.sources[("spec", "allowedListeners")] = gw.allowed_listeners_origin.location
     if gw.frontend is not None:
         spec["tls"] = {"frontend": _frontend(gw, r)}
     r.obj.update({"apiVersion": f"{GATEWAY_GROUP}/v1", "kind": "Gateway",
                   "metadata": _meta(gw.name, gw.namespace), "spec": spec})
+    return r
+
+
+def render_listener_set(gw: Gateway, ls: ListenerSet) -> Rendered:
+    """A tenant ListenerSet: its listeners, attached to the gateway (which gives them its
+    spec.tls.frontend by port)."""
+    r = Rendered({})
+    r.sources[()] = ls.origin.location
+    spec = {"parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gw.name,
+                          "namespace": gw.namespace},
+            "listeners": _listeners(gw.set_listeners(ls.name), gw, ls.namespace, r,
+                                    ("spec", "listeners"))}
+    r.obj.update({"apiVersion": f"{GATEWAY_GROUP}/v1", "kind": "ListenerSet",
+                  "metadata": _meta(ls.name, ls.namespace), "spec": spec})
     return r
 
 
@@ -126,6 +172,10 @@ def render_route(route: Route, gw: Gateway) -> Rendered:
     r.sources[()] = route.origin.location
     parent: dict[str, Any] = {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gw.name,
                               "namespace": gw.namespace}
+    if route.listener_set is not None:
+        ls = next(s for s in gw.listener_sets if s.name == route.listener_set)
+        parent = {"group": GATEWAY_GROUP, "kind": "ListenerSet", "name": ls.name,
+                  "namespace": ls.namespace}
     parents = [{**parent, "sectionName": s} for s in route.listeners] or [parent]
     backends = []
     for i, b in enumerate(route.backends):
@@ -157,9 +207,12 @@ def render_ca_configmap(ref: CertRef, pem: bytes) -> Rendered:
 def _grants(gw: Gateway) -> dict[tuple[str, str, str], list[tuple[str, str, CertRef | None]]]:
     """(target ns, from kind, from ns) → [(to kind, to name)] for every cross-namespace ref."""
     wanted: dict[tuple[str, str, str], list[tuple[str, str, CertRef | None]]] = {}
+    set_ns = {ls.name: ls.namespace for ls in gw.listener_sets}
     for lst in gw.listeners:
-        if lst.certificate and lst.certificate.namespace != gw.namespace:
-            key = (lst.certificate.namespace, "Gateway", gw.namespace)
+        kind, from_ns = ("ListenerSet", set_ns[lst.listener_set]) if lst.listener_set else \
+            ("Gateway", gw.namespace)
+        if lst.certificate and lst.certificate.namespace != from_ns:
+            key = (lst.certificate.namespace, kind, from_ns)
             wanted.setdefault(key, []).append(("Secret", lst.certificate.name, lst.certificate))
     for ref in gw.ca_refs():
         if ref.namespace != gw.namespace:
@@ -194,6 +247,7 @@ def render_gateway_objects(gw: Gateway, ca_pems: Mapping[str, bytes]) -> list[Re
         pem = ca_pems.get(ref.name)
         if pem is not None:
             out.append(render_ca_configmap(ref, pem))
+    out += [render_listener_set(gw, ls) for ls in gw.listener_sets]
     out += [render_route(route, gw) for route in gw.routes]
     out += render_reference_grants(gw)
     return out
