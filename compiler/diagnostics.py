@@ -21,13 +21,17 @@ class ExitCode(enum.IntEnum):
     """Documented process exit codes (docs/cli.md)."""
 
     OK = 0
-    INVALID = 1  # invalid input, policy violation or drift
+    INVALID = 1  # invalid input or policy violation
     USAGE = 2  # wrong command-line usage
     SOURCE = 3  # a certificate source or the filesystem failed
-    INTERNAL = 4  # a bug in mtlsc: an unexpected exception (cli/guard.py)
+    DRIFT = 4  # `check`: valid input, but the committed overlays differ from the compile
+    INTERNAL = 70  # a bug in mtlsc: an unexpected exception (cli/guard.py); EX_SOFTWARE
 
 
-@dataclass(frozen=True, slots=True)
+DRIFT_CODE = "Drift"
+
+
+@dataclass(frozen=True, slots=True, order=True)
 class Location:
     """A place in a source file; line and column are 1-based."""
 
@@ -39,6 +43,17 @@ class Location:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Related:
+    """Another place that explains a diagnostic, e.g. the override that caused it."""
+
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     code: str
@@ -48,13 +63,27 @@ class Diagnostic:
     hint: str | None = None
     # Failures of the outside world (certificate source, filesystem) exit 3, not 1.
     source_failure: bool = False
+    # The clusters whose compile found this (sorted); empty when it holds for every cluster.
+    clusters: tuple[str, ...] = ()
+    related: tuple[Related, ...] = ()
 
     @property
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
+    @property
+    def cluster(self) -> str | None:
+        """The cluster(s) this diagnostic is about, for reporters: `prod-eu, prod-us`."""
+        return ", ".join(self.clusters) or None
+
     def at(self, location: Location | None) -> Diagnostic:
         return replace(self, location=location)
+
+    def in_clusters(self, *names: str) -> Diagnostic:
+        return replace(self, clusters=tuple(sorted({*self.clusters, *names})))
+
+    def with_related(self, *found: Related) -> Diagnostic:
+        return replace(self, related=tuple(sorted({*self.related, *found})))
 
     def sort_key(self) -> tuple[str, int, int, str, str]:
         loc = self.location
@@ -94,9 +123,23 @@ def exit_code(diagnostics: Iterable[Diagnostic]) -> ExitCode:
         return ExitCode.OK
     if any(d.source_failure for d in errors):
         return ExitCode.SOURCE
+    if all(d.code == DRIFT_CODE for d in errors):
+        return ExitCode.DRIFT  # only drift: tell it apart from invalid input
     return ExitCode.INVALID
 
 
+def for_cluster(diagnostics: Iterable[Diagnostic], name: str) -> list[Diagnostic]:
+    """Tag every diagnostic of one cluster's compile with the cluster's name."""
+    return [d.in_clusters(name) for d in diagnostics]
+
+
 def sorted_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
-    unique = {(d.sort_key(), d.severity, d.hint): d for d in diagnostics}
+    """Sorted, one per problem: the same finding in several clusters becomes one diagnostic
+    naming them all (and every related location any of them had)."""
+    unique: dict[tuple[tuple[str, int, int, str, str], Severity, str | None], Diagnostic] = {}
+    for d in diagnostics:
+        key = (d.sort_key(), d.severity, d.hint)
+        first = unique.setdefault(key, d)
+        if first is not d:
+            unique[key] = first.in_clusters(*d.clusters).with_related(*d.related)
     return [unique[k] for k in sorted(unique, key=lambda k: (k[0], k[1].value, k[2] or ""))]

@@ -25,8 +25,9 @@ from .diagnostics import Diagnostic
 from .model import Gateway, Model
 from .posture import Change
 from .render.envoy import envoy_file
-from .report import as_dict
+from .report import as_dict, escape_data, escape_property, github
 from .risk import Note, Severity
+from .rotation import AnchorChange
 
 GITHUB_COMMENT_LIMIT = 65_536
 MARKER = "<!-- mtlsc-diff -->"
@@ -60,6 +61,9 @@ class FileChange:
                 "gateways": list(self.gateways), "diff": self.diff}
 
 
+OFFLINE_CODES = ("NotCheckedOffline", "OfflineChecks")  # compiler/secrets/offline.py
+
+
 @dataclass(slots=True)
 class DiffReport:
     base_ref: str
@@ -69,6 +73,17 @@ class DiffReport:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     base_failed: bool = False
     posture: list[Change] = field(default_factory=list)  # per port: weaker / stronger
+    anchors: list[AnchorChange] = field(default_factory=list)  # trust anchors added/removed
+
+    def clusters(self) -> list[str]:
+        """The clusters whose overlays change (files outside them, like mtlsc.lock, are no
+        cluster)."""
+        return sorted({c.cluster for c in self.changes if c.cluster is not None})
+
+    @property
+    def unchecked(self) -> list[str]:
+        """What an offline run (`--offline`) could not check without Vault."""
+        return [d.message for d in self.diagnostics if d.code in OFFLINE_CODES]
 
     def gateway_table(self) -> list[tuple[str, str, str, int]]:
         """(cluster, gateway, change, files) for every gateway a change touches."""
@@ -154,10 +169,14 @@ def as_text(report: DiffReport) -> str:
     lines = [f"mtlsc diff against {report.base_ref} ({report.base_commit[:12]})"]
     if report.base_failed:
         lines.append("note: the base does not compile; every file counts as added")
+    lines += [f"not checked offline: {message}" for message in report.unchecked]
     for note in report.notes:
         lines.append(f"[{note.severity.label}] {note.cluster} {note.gateway}: {note.message}")
     for c in report.posture:
         lines.append(f"posture {c.cluster} {c.gateway} port {c.port}: {c.direction}: {c.what}")
+    for change in report.anchors:
+        lines.append(f"trust anchor {change.change}: {change.anchor.describe()} at "
+                     f"{change.where()}")
     if not report.changes:
         lines.append("no change to the compiled overlays")
     text = "\n".join(lines) + "\n"
@@ -174,8 +193,25 @@ def as_json(report: DiffReport) -> str:
            "files": [c.as_dict() for c in report.changes],
            "notes": [n.as_dict() for n in report.notes],
            "posture": [asdict(c) for c in report.posture],
+           "trustAnchors": [a.as_dict() for a in report.anchors],
            "diagnostics": [as_dict(d) for d in report.diagnostics]}
     return json.dumps(doc, indent=2, sort_keys=True)
+
+
+_ANNOTATION = {Severity.HIGH: "error", Severity.MEDIUM: "warning", Severity.LOW: "notice",
+               Severity.INFO: "notice"}
+
+
+def as_github(report: DiffReport) -> str:
+    """GitHub workflow commands: one annotation per security note, then the diagnostics."""
+    lines = []
+    for note in report.notes:
+        title = f"mtlsc diff: {note.code}"
+        message = f"{note.cluster} {note.gateway}: {note.message}"
+        lines.append(f"::{_ANNOTATION[note.severity]} title={escape_property(title)}::"
+                     f"{escape_data(message)}")
+    annotations = github(report.diagnostics)
+    return "\n".join([*lines, *([annotations] if annotations else [])]) + "\n"
 
 
 def _cell(value: object) -> str:
@@ -198,8 +234,10 @@ def _render(report: DiffReport, shown: int, notes_shown: int) -> str:
     counts = {s.label: sum(1 for n in report.notes if n.severity is s)
               for s in sorted(Severity, reverse=True)}
     return template.render(report=report, marker=MARKER, counts=counts,
-                           clusters=sorted({c.cluster or "-" for c in report.changes}),
+                           clusters=report.clusters(),
+                           other_files=[c.path for c in report.changes if c.cluster is None],
                            notes=report.notes[:notes_shown],
+                           anchors=report.anchors,
                            hidden_notes=len(report.notes) - notes_shown,
                            gateways=report.gateway_table(),
                            shown=report.changes[:shown],

@@ -214,6 +214,7 @@ def validate_compiled(model: Model, materials: Materials, envoy: str) -> list[Di
     with private_tempdir() as tmp:
         configs: dict[str, Path] = {}
         owners: dict[str, Gateway] = {}
+        clusters: dict[str, set[str]] = {}  # config → the clusters that ship it
         for cluster in model.clusters:
             settings = cluster.target.envoy
             if not settings.enabled:
@@ -224,6 +225,7 @@ def validate_compiled(model: Model, materials: Materials, envoy: str) -> list[Di
             for gw in cluster.gateways:
                 bootstrap = render_envoy(gw, cluster.target.name, ca_pems, settings)
                 key = to_yaml(bootstrap).decode()
+                clusters.setdefault(key, set()).add(cluster.target.name)
                 if key in configs:
                     continue  # each distinct config once
                 local = localize(bootstrap, settings, Localize(str(certs)))
@@ -234,7 +236,8 @@ def validate_compiled(model: Model, materials: Materials, envoy: str) -> list[Di
             gw = owners[key]
             out.append(error("EnvoyConfigRejected", f"envoy rejects the config of gateway "
                              f"{gw.key}: {output[-1500:]}", gw.origin.location,
-                             "report this as an mtlsc bug with the intent that produced it"))
+                             "report this as an mtlsc bug with the intent that produced it"
+                             ).in_clusters(*clusters[key]))
     return out
 
 

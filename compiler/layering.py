@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .diagnostics import Diagnostic, error, warning
+from .diagnostics import Diagnostic, Related, error, warning
 from .intent_schema import dotted
 from .load import IntentDoc, OverrideDoc, Policies
 from .located import Node
@@ -174,6 +174,35 @@ def place(intent: IntentDoc, target: Target,
     return Placement(intent, target, spec, tuple(layers)), problems
 
 
+def caused_by_overrides(problems: Sequence[Diagnostic], placement: Placement,
+                        overrides: Sequence[OverrideDoc],
+                        check: Callable[[Placement], list[Diagnostic]]) -> list[Diagnostic]:
+    """Name the overrides (and the intent) behind the problems only the layered spec has.
+
+    `check` finds the problems of a placement; it is run once more on the base intent alone,
+    and every problem the base does not have gets the applied overrides' locations, and the
+    intent's, as related locations: the error may sit in the intent but be caused by an
+    override, or sit in the override file and concern the intent.
+    """
+    base = Placement(placement.intent, placement.target, placement.intent.root.find(("spec",)),
+                     ("base",))
+    seen = {(d.code, d.location, d.message) for d in check(base)}
+    chosen, _ = overrides_for(placement.intent, placement.target, overrides)
+    related = [Related(doc.root.find(("spec", "cluster" if doc.cluster else "environment")
+                                     ).loc, f"applied override {doc.name!r} "
+                       f"({_layer_name(doc).split(' (')[0]})") for doc in chosen]
+    related.append(Related(placement.intent.root.find(("metadata", "name")).loc,
+                           f"GatewayIntent {placement.intent.key}"))
+    out = []
+    for d in problems:
+        if (d.code, d.location, d.message) in seen:
+            out.append(d)
+            continue
+        here = d.location.file if d.location else None
+        out.append(d.with_related(*(r for r in related if r.location.file != here)))
+    return out
+
+
 def targets_of(intent: IntentDoc, targets: Sequence[Target]) -> list[Target]:
     wanted = {name for name, _ in intent.clusters}
     envs = {env for env, _ in intent.environments}
@@ -198,8 +227,11 @@ def check_references(policies: Policies) -> list[Diagnostic]:
             if env not in envs:
                 out.append(warning("UnusedEnvironment", f"no ClusterTarget has environment "
                                    f"{env!r}", node.loc, "check the spelling"))
+    intents = {i.key: i for i in policies.intents}
     for doc in policies.overrides:
         out += _check_override(doc, names, envs, gateways)
+        if doc.gateway_key in intents and (doc.cluster in names or doc.environment in envs):
+            out += _override_applies(doc, intents[doc.gateway_key], policies.targets)
     return out
 
 
@@ -213,10 +245,32 @@ def _check_override(doc: OverrideDoc, names: set[str], envs: set[str],
     if doc.cluster and doc.cluster not in names:
         out.append(_unknown("cluster", doc.cluster, spec.find(("cluster",)), names))
     if doc.environment and doc.environment not in envs:
-        out.append(warning("UnusedOverride", f"no ClusterTarget has environment "
-                           f"{doc.environment!r}; override {doc.name!r} applies nowhere",
-                           spec.find(("environment",)).loc, "check the spelling"))
+        close = difflib.get_close_matches(doc.environment, sorted(envs), n=1)
+        out.append(error("UnusedOverride", f"no ClusterTarget has environment "
+                         f"{doc.environment!r}; override {doc.name!r} applies nowhere",
+                         spec.find(("environment",)).loc,
+                         f"did you mean {close[0]!r}?" if close else "known environments: "
+                         + (", ".join(sorted(envs)) or "(none)")))
     return out
+
+
+def _override_applies(doc: OverrideDoc, intent: IntentDoc,
+                      targets: Sequence[Target]) -> list[Diagnostic]:
+    """An override for a cluster or environment the gateway is not compiled for changes
+    nothing: a silently dropped (security) change, so an error."""
+    compiled = targets_of(intent, targets)
+    if any(t.name == doc.cluster or (doc.environment and t.environment == doc.environment)
+           for t in compiled):
+        return []
+    field = "cluster" if doc.cluster else "environment"
+    value = doc.cluster or doc.environment
+    spec = doc.root.find(("spec",))
+    where = ", ".join(t.name for t in compiled) or "no cluster"
+    return [error("UnusedOverride", f"override {doc.name!r} is for {field} {value!r}, but "
+                  f"{intent.key} is not compiled for it (it is compiled for {where}); the "
+                  "override applies nowhere", spec.find((field,)).loc,
+                  f"add {value!r} to the intent's clusters/environments, or fix the override's "
+                  f"{field}")]
 
 
 def _unknown(what: str, name: str, node: Node, known: set[str]) -> Diagnostic:

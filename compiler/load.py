@@ -133,6 +133,7 @@ def _target(name: str, root: Node, spec: Node) -> Target:
     checks = spec.get("certificateChecks")
     days = checks.scalar("expiryWarningDays", DEFAULT_EXPIRY_WARNING_DAYS) if checks else \
         DEFAULT_EXPIRY_WARNING_DAYS
+    overlap = checks.scalar("rotationOverlapDays") if checks else None
     return Target(
         name=name,
         environment=spec.scalar("environment"),
@@ -149,6 +150,8 @@ def _target(name: str, root: Node, spec: Node) -> Target:
         api_location=api.loc,
         envoy=_envoy_settings(spec.get("envoy")),
         external_secrets=_external_secrets(spec.get("externalSecrets")),
+        namespaces=tuple(sorted(str(n.value) for n in spec.seq("namespaces"))),
+        rotation_overlap=timedelta(days=int(overlap)) if overlap is not None else None,
     )
 
 

@@ -229,6 +229,8 @@ class Target:
     # None: follow the certificate source; False: no ExternalSecrets; a tuple: (store name,
     # store kind, refresh interval) overriding the source's.
     external_secrets: tuple[str, str, str] | Literal[False] | None = None
+    namespaces: tuple[str, ...] = ()  # spec.namespaces: known besides the ones intents use
+    rotation_overlap: timedelta | None = None  # certificateChecks.rotationOverlapDays
 
     # spec.implementation: the implementation serving every gateway class not mapped above.
     implementation: ImplementationRef | None = None

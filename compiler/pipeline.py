@@ -7,6 +7,7 @@ schemas, and returns the complete overlay file map plus diagnostics. It writes n
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,16 +16,24 @@ from typing import Any
 
 from .confine import Boundaries, check_output_paths, check_policies
 from .consistency import differences
-from .diagnostics import Diagnostic, error, escalate, has_errors, sorted_diagnostics
+from .diagnostics import (
+    Diagnostic,
+    error,
+    escalate,
+    for_cluster,
+    has_errors,
+    sorted_diagnostics,
+)
 from .emit import to_yaml
 from .fetch import Materials, fetch, verify
 from .k8s.validate import SchemaStore, shipped_schema_root, validate_object
-from .layering import Placement, check_references, place, targets_of
+from .layering import Placement, caused_by_overrides, check_references, place, targets_of
 from .load import Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
 from .precedence import Capabilities
 from .progress import Progress, Silent
+from .refcheck import check_references_offline
 from .render.envoy import ca_files, envoy_file, render_envoy
 from .render.external_secrets import render_external_secret
 from .render.gateway_api import Rendered, render_gateway_objects
@@ -83,6 +92,14 @@ def capabilities(store: SchemaStore, target: Target) -> Capabilities | None:
     return Capabilities(frontend_tls=True, max_ca_refs=refs.get("maxItems"))
 
 
+def reference_grant_version(store: SchemaStore, target: Target) -> str:
+    """v1 where the cluster's Gateway API serves ReferenceGrant v1 (v1.5 and later), else
+    v1beta1."""
+    served = store.get(target.gateway_api_version, target.channel,
+                       "gateway.networking.k8s.io/v1", "ReferenceGrant")
+    return "v1" if served is not None else "v1beta1"
+
+
 def _selected_targets(policies: Policies, options: Options) -> list[Target]:
     chosen = sorted(policies.targets, key=lambda t: t.name)
     if options.clusters:
@@ -103,21 +120,27 @@ def _check_targets(targets: Sequence[Target], policies: Policies,
     caps: dict[str, Capabilities] = {}
     out: list[Diagnostic] = []
     for target in targets:
+        found_here: list[Diagnostic] = []
         if target.certificate_source not in sources:
-            out.append(error("UnknownCertificateSource", f"ClusterTarget {target.name!r} uses "
-                             f"unknown CertificateSource {target.certificate_source!r}",
-                             target.source_location, "known: " + (", ".join(sorted(sources))
-                                                                 or "(none)")))
+            found_here.append(error(
+                "UnknownCertificateSource", f"ClusterTarget {target.name!r} uses "
+                f"unknown CertificateSource {target.certificate_source!r}",
+                target.source_location, "known: " + (", ".join(sorted(sources)) or "(none)")))
         found = capabilities(store, target)
         if found is None:
-            out.append(error("UnsupportedGatewayAPIVersion", f"no Gateway API schema for "
-                             f"{target.gateway_api_version}/{target.channel}",
-                             target.api_location, "use one of: " + ", ".join(
-                                 f"{v}/{c}" for v, c in store.available()) +
-                             "; or add it with `mtlsc schemas import <CRD files>`"))
+            found_here.append(error(
+                "UnsupportedGatewayAPIVersion", f"no Gateway API schema for "
+                f"{target.gateway_api_version}/{target.channel}", target.api_location,
+                "use one of: " + ", ".join(f"{v}/{c}" for v, c in store.available()) +
+                "; or add it with `mtlsc schemas import <CRD files>`"))
         else:
             caps[target.name] = found
+        out += for_cluster(found_here, target.name)
     return caps, out
+
+
+def _resolve_problems(placement: Placement, caps: Capabilities) -> list[Diagnostic]:
+    return resolve(placement, caps)[1]
 
 
 def _resolve_all(policies: Policies, targets: Sequence[Target],
@@ -125,14 +148,17 @@ def _resolve_all(policies: Policies, targets: Sequence[Target],
     clusters: list[ClusterModel] = []
     for target in targets:
         gateways: list[Gateway] = []
+        check = functools.partial(_resolve_problems, caps=caps[target.name])
         for intent in sorted(policies.intents, key=lambda i: i.key):
             if target not in targets_of(intent, targets):
                 continue
             placement, problems = place(intent, target, policies.overrides)
-            result.diagnostics += problems
+            gateway, found = resolve(placement, caps[target.name])
+            problems += found
+            if len(placement.layers) > 1 and problems:
+                problems = caused_by_overrides(problems, placement, policies.overrides, check)
+            result.diagnostics += for_cluster(problems, target.name)
             result.placements.append(placement)
-            gateway, problems = resolve(placement, caps[target.name])
-            result.diagnostics += problems
             gateways.append(gateway)
         clusters.append(ClusterModel(target, tuple(gateways)))
     return clusters
@@ -159,6 +185,7 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     if not result.ok:
         return _finish(result, options)
     clusters = _resolve_all(policies, targets, caps, result)
+    result.diagnostics += check_references_offline(clusters, policies.sources)
     result.model = Model(tuple(clusters))
     result.output_dirs = tuple(sorted({t.output_dir for t in targets}))
     result.all_clusters = not options.clusters
@@ -183,7 +210,7 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
                                          source=configs.get(cluster.target.certificate_source),
                                          pins=result.pins, progress=options.progress)
         result.files.update(files)
-        result.diagnostics += problems
+        result.diagnostics += for_cluster(problems, cluster.target.name)
     options.progress.end()
     if open_source is None:
         result.files = {}
@@ -243,8 +270,9 @@ def render_cluster(cluster: ClusterModel, materials: Materials, store: SchemaSto
     target = cluster.target
     ca_pems = materials.ca_pems_for(target.certificate_source)
     rendered: list[Rendered] = []
+    grants = reference_grant_version(store, target)
     for gw in cluster.gateways:
-        rendered += render_gateway_objects(gw, ca_pems)
+        rendered += render_gateway_objects(gw, ca_pems, grants)
         if progress is not None:
             progress.step(f"{target.name} {gw.key}")
     if envoy and isinstance(source, VaultSourceConfig):

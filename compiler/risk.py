@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .anchors import Anchor, bundle_anchors
 from .fetch import Materials
 from .model import Gateway, Mode, Model, PortValidation, Validation
-from .verify import fingerprint_sha256, parse_pem_certificates
+from .verify import days_left
 
 
 class Severity(enum.IntEnum):
@@ -51,24 +52,11 @@ class Side:
     materials: Materials
 
 
-@dataclass(frozen=True, slots=True)
-class CertInfo:
-    fingerprint: str
-    not_after: datetime
-
-    def __str__(self) -> str:
-        return f"{self.fingerprint[:16]}… (notAfter {self.not_after:%Y-%m-%d})"
+_certs = bundle_anchors
 
 
-def _certs(pem: bytes | None) -> list[CertInfo]:
-    if pem is None:
-        return []
-    certs, _ = parse_pem_certificates(pem)
-    return [CertInfo(fingerprint_sha256(c), c.not_valid_after_utc) for c in certs]
-
-
-def _anchors(v: Validation | None, source: str, materials: Materials) -> dict[str, CertInfo]:
-    found: dict[str, CertInfo] = {}
+def _anchors(v: Validation | None, source: str, materials: Materials) -> dict[str, Anchor]:
+    found: dict[str, Anchor] = {}
     for ref in v.ca_bundles if v else ():
         for info in _certs(materials.ca_bundles.get((source, ref.name))):
             found[info.fingerprint] = info
@@ -83,8 +71,8 @@ def _gateways(side: Side | None) -> dict[tuple[str, str], tuple[Gateway, str]]:
 
 
 def _port_notes(cluster: str, gw: str, port: int, old: PortValidation | None,
-                new: PortValidation, old_anchors: Mapping[str, CertInfo],
-                new_anchors: Mapping[str, CertInfo]) -> list[Note]:
+                new: PortValidation, old_anchors: Mapping[str, Anchor],
+                new_anchors: Mapping[str, Anchor]) -> list[Note]:
     def note(severity: Severity, code: str, message: str) -> Note:
         return Note(severity, cluster, gw, code, f"port {port}: {message}", port)
 
@@ -119,15 +107,15 @@ def _port_notes(cluster: str, gw: str, port: int, old: PortValidation | None,
 NoteMaker = Callable[[Severity, str, str], Note]
 
 
-def _anchor_notes(note: NoteMaker, old: Mapping[str, CertInfo],
-                  new: Mapping[str, CertInfo]) -> list[Note]:
+def _anchor_notes(note: NoteMaker, old: Mapping[str, Anchor],
+                  new: Mapping[str, Anchor]) -> list[Note]:
     out: list[Note] = []
     for fp in sorted(set(new) - set(old)):
         out.append(note(Severity.HIGH, "TrustAnchorAdded",
-                        f"CA certificate added to the trust anchors: {new[fp]}"))
+                        f"CA certificate added to the trust anchors: {new[fp].describe()}"))
     for fp in sorted(set(old) - set(new)):
         out.append(note(Severity.LOW, "TrustAnchorRemoved",
-                        f"CA certificate removed from the trust anchors: {old[fp]}"))
+                        f"CA certificate removed from the trust anchors: {old[fp].describe()}"))
     return out
 
 
@@ -161,7 +149,8 @@ def _server_notes(cluster: str, key: str, old: Gateway | None, new: Gateway, old
         now = _certs(_chain(head, new_src, lst.certificate.name))
         if was and now and was[0].fingerprint != now[0].fingerprint:
             notes.append(Note(Severity.INFO, cluster, key, "ServerCertificateRotated",
-                              f"listener {lst.key}: server certificate {was[0]} → {now[0]}"))
+                              f"listener {lst.key}: server certificate {was[0].describe()} → "
+                              f"{now[0].describe()}"))
     return notes
 
 
@@ -170,10 +159,13 @@ def _chain(side: Side, source: str, name: str) -> bytes | None:
     return cert.chain_pem if cert else None
 
 
-def _expiry_notes(head: Side, now: datetime, window: timedelta) -> list[Note]:
+def _expiry_notes(head: Side, now: datetime, window: timedelta | None) -> list[Note]:
+    """Certificates expiring within `window`, or else within each cluster's own
+    certificateChecks.expiryWarningDays, with the days left."""
     notes: list[Note] = []
     for cluster in head.model.clusters:
         src = cluster.target.certificate_source
+        limit = window if window is not None else cluster.target.expiry_warning
         for gw in cluster.gateways:
             seen: set[str] = set()
             pems = [(f"CA bundle {r.name}", head.materials.ca_bundles.get((src, r.name)))
@@ -183,16 +175,18 @@ def _expiry_notes(head: Side, now: datetime, window: timedelta) -> list[Note]:
                      for lst in gw.listeners if lst.certificate]
             for label, pem in pems:
                 for info in _certs(pem)[:None if label.startswith("CA") else 1]:
-                    if info.not_after - now < window and label + info.fingerprint not in seen:
+                    if info.not_after - now < limit and label + info.fingerprint not in seen:
                         seen.add(label + info.fingerprint)
                         notes.append(Note(Severity.MEDIUM, cluster.target.name, gw.key,
                                           "CertificateExpiringSoon",
-                                          f"{label} expires soon: {info}"))
+                                          f"{label} expires in "
+                                          f"{days_left(info.not_after, now)} day(s): "
+                                          f"{info.describe()}"))
     return notes
 
 
 def security_notes(base: Side | None, head: Side, *, now: datetime,
-                   window: timedelta = timedelta(days=30)) -> list[Note]:
+                   window: timedelta | None = None) -> list[Note]:
     """Notes for going from `base` to `head`, most severe first."""
     old, new = _gateways(base), _gateways(head)
     notes: list[Note] = []
@@ -204,6 +198,11 @@ def security_notes(base: Side | None, head: Side, *, now: datetime,
             notes.append(Note(Severity.INFO, cluster, gw_key, "GatewayAdded", "gateway added"))
         notes += _gateway_notes(cluster, gw_key, before, gw, src, base, head)
     notes += _expiry_notes(head, now, window)
+    return ordered(notes)
+
+
+def ordered(notes: Iterable[Note]) -> list[Note]:
+    """Distinct notes, most severe first, then by cluster, gateway, port, code, message."""
     return sorted(set(notes), key=lambda n: (-n.severity, n.cluster, n.gateway, n.port or 0,
                                              n.code, n.message))
 

@@ -79,8 +79,8 @@ RULES: dict[str, tuple[Severity, str, str]] = {
         "Use namespace/name of an existing GatewayIntent."),
     "UnusedEnvironment": (_W, "An intent lists an environment no ClusterTarget has",
         "Fix the spelling or add the ClusterTarget."),
-    "UnusedOverride": (_W, "An override's environment is used by no ClusterTarget",
-        "Fix the spelling or delete the override."),
+    "UnusedOverride": (_E, "An override applies to no cluster the gateway is compiled for",
+        "Fix the environment/cluster spelling, add it to the intent, or delete the override."),
     "UnknownCertificateSource": (_E, "A ClusterTarget names no CertificateSource",
         "Fix the name or add the CertificateSource."),
     "UnsupportedGatewayAPIVersion": (_E, "No schemas for the cluster's Gateway API version",
@@ -158,6 +158,8 @@ RULES: dict[str, tuple[Severity, str, str]] = {
     # Certificate sources and certificates
     "UnknownCertificateRef": (_E, "The certificate source has no entry for a logical name",
         "Add the name under spec.local.certificates or caBundles of the source."),
+    "UnknownNamespace": (_W, "A CA bundle lives in a namespace the cluster does not know",
+        "Fix the namespace, or list it in the ClusterTarget's spec.namespaces."),
     "CertificateFileMissing": (_E, "A certificate file the source maps is missing",
         "Create the file or fix the path."),
     "SourceUnavailable": (_E, "A certificate file cannot be read",
@@ -184,7 +186,7 @@ RULES: dict[str, tuple[Severity, str, str]] = {
     "VaultUnavailable": (_E, "Vault could not be reached or kept failing",
         "Check reachability and seal state; raise deadlineSeconds."),
     "VaultPermissionDenied": (_E, "Vault denied a read",
-        "Grant the policy read on the path (and metadata/ for KV v2)."),
+        "Add the policy line the hint shows (the capability on the path named)."),
     "VaultSecretNotFound": (_E, "No secret or PKI issuer at the Vault path",
         "Fix the mount, path or issuer."),
     "VaultVersionDeleted": (_E, "The locked KV v2 version is deleted",
@@ -211,6 +213,15 @@ RULES: dict[str, tuple[Severity, str, str]] = {
         "Check the path; a PEM bundle is a few kilobytes."),
     "InvalidLockfile": (_E, "mtlsc.lock does not parse",
         "Restore mtlsc.lock from Git, or delete it and run `mtlsc lock update`."),
+    # Offline (--offline)
+    "NeedsVault": (_E, "A Vault reference is not pinned in mtlsc.lock (offline run)",
+        "Run `mtlsc lock update` with Vault access and commit mtlsc.lock."),
+    "OfflineLockMismatch": (_E, "No committed CA ConfigMap holds what mtlsc.lock pins",
+        "Compile with Vault access; commit overlays and mtlsc.lock together."),
+    "NotCheckedOffline": (_W, "A server certificate could not be checked without Vault",
+        "Run `mtlsc check` with Vault access for the key, hostname and chain checks."),
+    "OfflineChecks": (_W, "What an offline run took from mtlsc.lock without asking Vault",
+        "Run `mtlsc check` with Vault access for these checks."),
     # Rendered objects
     "CELRuleViolation": (_E, "An emitted object breaks a CEL validation rule of its CRD",
         "Fix the intent line shown."),
@@ -292,7 +303,19 @@ def _rule(code: str, seen: Severity) -> dict[str, Any]:
 
 
 def _message(d: Diagnostic) -> dict[str, str]:
-    return {"text": d.message + (f"\nhint: {d.hint}" if d.hint else "")}
+    lines = [d.message]
+    if d.clusters:
+        lines.append(f"cluster{'s' * (len(d.clusters) > 1)}: {d.cluster}")
+    lines += [f"related: {r}" for r in d.related]
+    if d.hint:
+        lines.append(f"hint: {d.hint}")
+    return {"text": "\n".join(lines)}
+
+
+def _physical(where: Location) -> dict[str, Any]:
+    region = {"startLine": max(1, where.line), "startColumn": max(1, where.col)}
+    return {"physicalLocation": {"artifactLocation": _artifact_location(where.file),
+                                 "region": region}}
 
 
 def _artifact_location(file: str) -> dict[str, str]:
@@ -304,11 +327,16 @@ def _artifact_location(file: str) -> dict[str, str]:
 
 
 def _result(d: Diagnostic, where: Location, rule_index: int) -> dict[str, Any]:
-    region = {"startLine": max(1, where.line), "startColumn": max(1, where.col)}
-    return {"ruleId": d.code, "ruleIndex": rule_index, "level": d.severity.value,
-            "message": _message(d),
-            "locations": [{"physicalLocation": {
-                "artifactLocation": _artifact_location(where.file), "region": region}}]}
+    result: dict[str, Any] = {"ruleId": d.code, "ruleIndex": rule_index,
+                              "level": d.severity.value, "message": _message(d),
+                              "locations": [_physical(where)]}
+    if d.related:
+        result["relatedLocations"] = [{"id": n, **_physical(r.location),
+                                       "message": {"text": r.message}}
+                                      for n, r in enumerate(d.related)]
+    if d.clusters:
+        result["properties"] = {"clusters": list(d.clusters)}
+    return result
 
 
 def _invocation(diagnostics: Sequence[Diagnostic], index: dict[str, int]) -> dict[str, Any]:

@@ -105,6 +105,11 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def days_left(not_after: datetime, now: datetime) -> int:
+    """Whole days until `not_after` (0 on the last day)."""
+    return max(0, (not_after - _aware(now)).days)
+
+
 def _label(cert: x509.Certificate, what: str) -> str:
     return f"{what} '{cert.subject.rfc4514_string()}'"
 
@@ -124,7 +129,9 @@ def _validity_problems(
                             "check the issuer's clock or wait until the certificate is valid")]
     if not_after - now <= warn_within:
         return [CertProblem("CertificateExpiringSoon",
-                            f"{label} expires at {_iso(not_after)}", renew, Severity.WARNING)]
+                            f"{label} expires at {_iso(not_after)} "
+                            f"({days_left(not_after, now)} day(s) left)", renew,
+                            Severity.WARNING)]
     return []
 
 

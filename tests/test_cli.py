@@ -201,8 +201,15 @@ def test_json_format_is_one_document_on_stdout(example: Path) -> None:
         "file": MTLS_INTENT, "line": 29, "column": 13,
         "code": "InsecureFrontendValidationMode", "severity": "warning",
         "message": first["message"], "hint": "use AllowValidOnly outside testing",
+        "cluster": "demo", "clusters": ["demo"], "related": [],
     }
     assert "port 8444" in first["message"]
+    staging = report["diagnostics"][1]
+    assert (staging["file"], staging["cluster"]) == ("policies/overrides/payments-staging.yaml",
+                                                     "staging")
+    # The override's warning names the intent it applies to.
+    assert staging["related"] == [{"file": "policies/gateways/payments.yaml", "line": 7,
+                                   "column": 9, "message": "GatewayIntent payments-gw/payments"}]
     assert report["files"] == sorted(f"overlays/{rel}"
                                      for rel in snapshot(example / "overlays"))
     assert DEMO_GATEWAY in report["files"]
@@ -250,11 +257,13 @@ def test_github_format_warnings_and_location_free_errors(example: Path) -> None:
     assert warnings.stdout.splitlines() == [
         f"::warning file={MTLS_INTENT},line=29,col=13,title=InsecureFrontendValidationMode::"
         "port 8444 uses AllowInsecureFallback: clients without a valid certificate are accepted "
-        "and authorization is left to the backend%0Ahint: use AllowValidOnly outside testing",
+        "and authorization is left to the backend%0Acluster: demo"
+        "%0Ahint: use AllowValidOnly outside testing",
         "::warning file=policies/overrides/payments-staging.yaml,line=16,col=15,"
         "title=InsecureFrontendValidationMode::port 443 uses AllowInsecureFallback: clients "
         "without a valid certificate are accepted and authorization is left to the backend"
-        "%0Ahint: use AllowValidOnly outside testing",
+        "%0Acluster: staging%0Arelated: policies/gateways/payments.yaml:7:9: GatewayIntent "
+        "payments-gw/payments%0Ahint: use AllowValidOnly outside testing",
     ]
     assert unknown.exit_code == 1
     assert unknown.stdout.splitlines() == [
@@ -289,7 +298,7 @@ def test_check_reports_an_edited_intent_as_drift(compiled: Path) -> None:
 
     result = run("check", "--root", compiled)
 
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output
     assert f"--- a/{DEMO_GATEWAY}\n+++ b/{DEMO_GATEWAY}\n@@ " in result.stdout
     removed = [line for line in result.stdout.splitlines() if line.startswith("-")]
     assert any("AllowInsecureFallback" in line for line in removed), result.stdout
@@ -306,7 +315,7 @@ def test_check_reports_the_output_of_a_deleted_intent_as_stale(compiled: Path) -
 
     result = run("check", "--root", compiled)
 
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output
     assert f"--- a/{DEMO_DEFAULT_GATEWAY}\n+++ /dev/null\n" in result.stdout
     assert "-- agentgateway-system/gateway-mtls-default.yaml" in result.stdout  # kustomization
     created, changed, deleted = assert_drift_matches_diff(result)
@@ -320,7 +329,7 @@ def test_check_without_overlays_reports_every_file_missing(example: Path,
                                                           compiled_template: Path) -> None:
     result = run("check", "--root", example)
 
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output
     assert f"--- /dev/null\n+++ b/{DEMO_GATEWAY}\n" in result.stdout
     created, _, _ = assert_drift_matches_diff(result)
     assert sorted(created) == sorted(f"overlays/{rel}"
@@ -333,7 +342,7 @@ def test_check_json_with_drift_is_still_one_json_document(compiled: Path) -> Non
 
     result = run("check", "--root", compiled, "--format", "json")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     codes = [d["code"] for d in json.loads(result.stdout)["diagnostics"]]
     assert "Drift" in codes
 
@@ -344,7 +353,7 @@ def test_check_survives_a_corrupted_generated_file(compiled: Path) -> None:
 
     result = run("check", "--root", compiled)
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     assert "kustomization.yaml" in result.output
 
 
@@ -753,3 +762,17 @@ def test_check_json_carries_the_diff_inside_the_document(compiled: Path) -> None
     edit(compiled / MTLS_INTENT, "mode: AllowInsecureFallback", "mode: AllowValidOnly")
     document = json.loads(run("check", "--root", compiled, "--format", "json").stdout)
     assert "+            mode: AllowValidOnly" in document["diff"]
+
+
+def test_check_tells_drift_from_invalid_input(compiled: Path) -> None:
+    """Exit 4: the intents are fine but overlays/ is stale; exit 1: the intents are wrong
+    (whatever the overlays); 0: both fine. Documented in docs/cli.md."""
+    assert run("check", "--root", compiled).exit_code == 0
+    intent = compiled / MTLS_INTENT
+    intent.write_text(intent.read_text().replace("mode: AllowInsecureFallback",
+                                                 "mode: AllowValidOnly", 1))
+    assert run("check", "--root", compiled).exit_code == 4
+    intent.write_text(intent.read_text().replace("mode: AllowValidOnly", "mode: Nope", 1))
+    invalid = run("check", "--root", compiled)
+    assert invalid.exit_code == 1, invalid.output
+    assert "Drift" not in invalid.output

@@ -1,7 +1,7 @@
 """No traceback without --debug: the CLI's guard (compiler/cli/guard.py).
 
 An internal error is simulated by making a library function raise: the guard must turn it into
-one InternalError diagnostic in every output format, exit 4, and show the traceback only with
+one InternalError diagnostic in every output format, exit 70, and show the traceback only with
 `--debug`. Ctrl-C exits 130; a closed output pipe ends quietly with 141.
 """
 
@@ -31,7 +31,7 @@ def test_unexpected_exception_is_one_internal_error(fmt: str, example: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli_common, "validate_only", _raise(KeyError("surprise")))
     result = CliRunner().invoke(main, ["validate", "--root", str(example), "--format", fmt])
-    assert result.exit_code == ExitCode.INTERNAL == 4
+    assert result.exit_code == ExitCode.INTERNAL == 70
     assert "Traceback" not in result.output
     assert result.output.count("InternalError") >= 1
     if fmt == "json":
@@ -70,6 +70,6 @@ def test_the_installed_entry_point_has_the_guard(example: Path) -> None:
               "main(['validate', '--root', sys.argv[1]])\n")
     done = subprocess.run([sys.executable, "-c", script, str(example)], capture_output=True,
                           text=True, timeout=120, check=False)
-    assert done.returncode == 4
+    assert done.returncode == 70
     assert "Traceback" not in done.stderr
     assert "error[InternalError]: internal error: RuntimeError: boom" in done.stderr

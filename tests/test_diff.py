@@ -96,7 +96,8 @@ def test_diff_against_head_reports_exact_files_and_notes(repo: Path) -> None:
     elsewhere = [n for n in doc["notes"] if n["cluster"] != "demo"]
     assert len(elsewhere) == 9
     assert {n["code"] for n in elsewhere} == {"ServerCertificateRotated"}
-    assert all("→" in n["message"] and "notAfter" in n["message"] for n in elsewhere)
+    assert all("→" in n["message"] and "sha256 " in n["message"] and "valid " in n["message"]
+               for n in elsewhere)
 
 
 def test_diff_against_the_first_commit_also_sees_the_fallback(repo: Path) -> None:
@@ -229,3 +230,42 @@ def test_posture_section_says_which_ports_got_weaker(repo: Path) -> None:
     head = json.loads(run(repo, "--base", "HEAD", "--format", "json").stdout)["posture"]
     assert {(c["port"], c["direction"]) for c in head} == {(8443, "weaker"), (8444, "weaker")}
     assert all(c["what"].startswith("trusts ") for c in head)
+
+
+def test_cluster_count_leaves_the_lockfile_out() -> None:
+    """A Vault rotation changes three clusters' overlays and mtlsc.lock: three clusters."""
+    changes = [FileChange(f"overlays/{c}/ns/configmap-ca.yaml", "modified", c, ("ns/gw",),
+                          "--- a\n+++ b\n") for c in ("prod-eu", "prod-us", "staging")]
+    changes.append(FileChange("mtlsc.lock", "modified", None, (), "--- a\n+++ b\n"))
+    report = DiffReport("origin/main", "0" * 40, changes)
+    assert report.clusters() == ["prod-eu", "prod-us", "staging"]
+    assert "**4 file(s) changed** in 3 cluster(s) and `mtlsc.lock`." in as_markdown(report)
+
+
+def test_exit_code_follows_flux_diff(repo: Path) -> None:
+    """--exit-code: 0 no change, 1 changes, > 1 errors (invalid input 2, bad ref 2)."""
+    assert run(repo, "--base", "HEAD", "--exit-code").exit_code == 1  # the working tree edits
+    assert run(repo, "--base", "HEAD").exit_code == 0  # without the flag: a report, exit 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "take the edits")
+    unchanged = run(repo, "--base", "HEAD", "--exit-code")
+    assert unchanged.exit_code == 0, unchanged.output
+    assert run(repo, "--base", "no-such-ref", "--exit-code").exit_code == 2
+    edit(repo / MTLS, "mode: AllowInsecureFallback", "mode: Nope")
+    invalid = run(repo, "--base", "HEAD", "--exit-code")
+    assert invalid.exit_code == 2, invalid.output
+    assert "error[SchemaViolation]" in invalid.output
+    assert run(repo, "--base", "HEAD").exit_code == 1  # invalid input without the flag
+
+
+def test_github_format_annotates_each_note(repo: Path) -> None:
+    result = run(repo, "--base", "HEAD~1", "--format", "github")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines and all(line.startswith(("::error ", "::warning ", "::notice "))
+                         for line in lines)
+    assert ("::error title=mtlsc diff%3A InsecureFallbackEnabled::demo agentgateway-system/mtls: "
+            "port 8443: AllowValidOnly → AllowInsecureFallback") in result.stdout
+    assert sum(line.startswith("::notice title=mtlsc diff%3A ServerCertificateRotated")
+               for line in lines) == 14  # 13 listeners + the tenant ListenerSet listener
+    assert "BEGIN CERTIFICATE" not in result.stdout and "+++ b/" not in result.stdout

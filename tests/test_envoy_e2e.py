@@ -68,6 +68,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                           client=True, not_before=VALID_FROM,
                                           not_after=not_after)
             _write_pair(directory, f"{ca_name}-{client}", cert, key)
+    # A rotation bundle: the old CA (A) and the new one (B) trusted together.
+    (directory / "ca-ab.pem").write_bytes((directory / "ca-a.pem").read_bytes() +
+                                          (directory / "ca-b.pem").read_bytes())
     return directory
 
 
@@ -92,6 +95,7 @@ spec:
     caBundles:
       ca-a: {file: ca-a.pem}
       ca-b: {file: ca-b.pem}
+      ca-ab: {file: ca-ab.pem}
 ---
 apiVersion: mtlsc.dev/v1alpha1
 kind: ClusterTarget
@@ -355,3 +359,23 @@ def test_listener_set_listener_inherits_the_gateways_validation_for_its_port(
     # No route attaches to the tenant's 9443 listener: the handshake passes, the request is
     # answered 421.
     assert fallback.accepted and fallback.status == 421
+
+
+def test_a_rotation_bundle_trusts_the_old_and_the_new_ca(tmp_path: Path, pki: Path) -> None:
+    """One CA bundle holding two CA certificates (old + new, as during a CA rotation): the
+    ConfigMap and the Envoy config carry both, and Envoy accepts clients of either."""
+    intent = gateway_intent(https("a", 8443), "    default: {caBundles: [ca-ab]}")
+    root = tmp_path / "repo"
+    (root / "policies").mkdir(parents=True)
+    (root / "policies" / "source.yaml").write_text(SOURCE)
+    (root / "policies" / "intent.yaml").write_text(intent)
+    shutil.copytree(pki, root / "pki")
+    files = compile_root(root).files
+    configmap = files["overlays/local/ns/configmap-ca-ab.yaml"].decode()
+    envoy = files["overlays/local/envoy/ns/gw.yaml"].decode()
+    for text in (configmap, envoy):
+        assert text.count("BEGIN CERTIFICATE") == 2
+    with gateway(tmp_path / "run", pki, intent) as ports:
+        assert get(ports, 8443, pki, client(pki, "ca-a-client")).accepted
+        assert get(ports, 8443, pki, client(pki, "ca-b-client")).accepted
+        assert not get(ports, 8443, pki, client(pki, "unrelated-client")).accepted

@@ -1,10 +1,10 @@
-"""The Vault scenarios against a real Vault (dev mode) when VAULT_ADDR and VAULT_TOKEN (a root
-token) are set — the GitHub workflow starts one as a service container. Everything is created
-through the API under unique names and removed afterwards. Skipped, not failed, otherwise."""
+"""A whole-repository round trip against the session's real server (OpenBao started by the
+fixture, or the Vault at VAULT_ADDR/VAULT_TOKEN, e.g. HashiCorp Vault in the GitHub workflow),
+talking to it directly (no proxy). Everything is created through the API under unique names and
+removed afterwards."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,15 +17,14 @@ from ruamel.yaml import YAML
 
 from compiler.cli import main
 from compiler.pki import generate_dev_pki
+from tests.vault.fixtures import World
 
-ADDR, ROOT_TOKEN = os.environ.get("VAULT_ADDR"), os.environ.get("VAULT_TOKEN")
-pytestmark = [pytest.mark.real_vault,
-              pytest.mark.skipif(not (ADDR and ROOT_TOKEN),
-                                 reason="VAULT_ADDR and VAULT_TOKEN not set")]
+pytestmark = pytest.mark.real_vault
 
 
 @dataclass(frozen=True)
 class Setup:
+    world: World
     client: hvac.Client
     kv2: str
     kv1: str
@@ -36,11 +35,12 @@ class Setup:
 
 
 @pytest.fixture
-def real_vault() -> Iterator[Setup]:
+def real_vault(openbao: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     suffix = uuid.uuid4().hex[:8]
-    client = hvac.Client(url=ADDR, token=ROOT_TOKEN)
-    names = Setup(client, f"mtlsc-kv2-{suffix}", f"mtlsc-kv1-{suffix}", f"mtlsc-pki-{suffix}",
-                  f"mtlsc-approle-{suffix}", f"mtlsc-read-{suffix}",
+    client = hvac.Client(url=openbao.url, token=openbao.token, verify=openbao.ca_file or True)
+    names = Setup(openbao, client, f"mtlsc-kv2-{suffix}", f"mtlsc-kv1-{suffix}",
+                  f"mtlsc-pki-{suffix}", f"mtlsc-approle-{suffix}", f"mtlsc-read-{suffix}",
                   {k: v.decode() for k, v in generate_dev_pki().items()})
     client.sys.enable_secrets_engine("kv", path=names.kv2, options={"version": "2"})
     client.sys.enable_secrets_engine("kv", path=names.kv1, options={"version": "1"})
@@ -51,6 +51,7 @@ path "{names.kv2}/data/*" {{ capabilities = ["read"] }}
 path "{names.kv2}/metadata/*" {{ capabilities = ["read"] }}
 path "{names.kv1}/*" {{ capabilities = ["read"] }}
 path "{names.pki}/issuer/*" {{ capabilities = ["read"] }}
+path "{names.pki}/config/issuers" {{ capabilities = ["read"] }}
 """)
     try:
         yield names
@@ -115,16 +116,18 @@ spec:
     return root
 
 
-def _run(root: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+def _run(s: Setup, root: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     command = args[0].split()
+    base = {"VAULT_ADDR": s.world.url, "VAULT_CACERT": s.world.ca_file or "",
+            "VAULT_NAMESPACE": ""}
     return CliRunner().invoke(main, [*command, "--root", str(root), *args[1:]],
-                              env={"VAULT_ADDR": ADDR or "", **(env or {})})
+                              env={**base, **(env or {})})
 
 
 def test_compile_lock_rotate_with_token(tmp_path: Path, real_vault: Setup) -> None:
     issuer = _seed(real_vault)
     root = _repo(tmp_path, real_vault, "{method: token}")
-    result = _run(root, "compile", env={"VAULT_TOKEN": ROOT_TOKEN or ""})
+    result = _run(real_vault, root, "compile", env={"VAULT_TOKEN": real_vault.world.token})
     assert result.exit_code == 0, result.output
     lock = YAML(typ="safe").load((root / "mtlsc.lock").read_text())["sources"]["vault"]
     assert lock["certificates"]["https-cert"]["version"] == 1
@@ -132,9 +135,10 @@ def test_compile_lock_rotate_with_token(tmp_path: Path, real_vault: Setup) -> No
     real_vault.client.secrets.kv.v2.create_or_update_secret(
         "gw/ca", {"ca.crt": real_vault.pems["ca-cert.pem"] + real_vault.pems["ca-cert.pem"]},
         mount_point=real_vault.kv2)
-    assert _run(root, "check", env={"VAULT_TOKEN": ROOT_TOKEN or ""}).exit_code == 0
-    updated = _run(root, "lock update", "--ref", "ca-cert",
-                   env={"VAULT_TOKEN": ROOT_TOKEN or ""})
+    token = {"VAULT_TOKEN": real_vault.world.token}
+    assert _run(real_vault, root, "check", env=token).exit_code == 0
+    updated = _run(real_vault, root, "lock update", "--ref", "ca-cert",
+                   env={"VAULT_TOKEN": real_vault.world.token})
     assert updated.exit_code == 0, updated.output
     lock = YAML(typ="safe").load((root / "mtlsc.lock").read_text())["sources"]["vault"]
     assert lock["caBundles"]["ca-cert"]["version"] == 2
@@ -154,10 +158,10 @@ def test_approle_login_and_a_deleted_version(tmp_path: Path, real_vault: Setup) 
     auth = f"{{method: approle, mount: {real_vault.approle}, roleId: {role_id}}}"
     root = _repo(tmp_path, real_vault, auth)
     env = {"VAULT_SECRET_ID": secret_id, "VAULT_TOKEN": ""}
-    result = _run(root, "compile", env=env)
+    result = _run(real_vault, root, "compile", env=env)
     assert result.exit_code == 0, result.output
     assert secret_id not in result.output
     client.secrets.kv.v2.delete_secret_versions("gw/ca", versions=[1],
                                                 mount_point=real_vault.kv2)
-    failed = _run(root, "check", env=env)
+    failed = _run(real_vault, root, "check", env=env)
     assert failed.exit_code == 3 and "VaultVersionDeleted" in failed.output

@@ -349,12 +349,13 @@ def test_check_sarif_with_drift_is_exactly_one_document(compiled: Path) -> None:
 
     result = run("check", "--root", compiled, "--format", "sarif")
 
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output
     log, end = json.JSONDecoder().raw_decode(result.stdout)
     assert result.stdout[end:] == "\n"  # nothing but the document, not the diff
     assert "+++ b/" not in result.stdout
     notes = log["runs"][0]["invocations"][0]["toolExecutionNotifications"]
     assert [n["associatedRule"]["id"] for n in notes] == ["Drift"]
+    assert log["runs"][0]["invocations"][0]["exitCode"] == 4  # drift, not invalid input
     assert "error[Drift]: overlays are out of date" in result.stderr
 
 

@@ -16,6 +16,7 @@ from .common import (
     emit,
     interrupted,
     make_context,
+    offline_option,
     plan_write,
     print_diff,
     run_compile,
@@ -39,11 +40,13 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
 
 @click.command()
 @common_options
+@offline_option
 def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
-          fmt: str, quiet: bool) -> None:
-    """Compile in memory and compare with the committed overlays (exit 1 on drift)."""
+          fmt: str, quiet: bool, offline: bool) -> None:
+    """Compile in memory and compare with the committed overlays (exit 4 on drift, 1 on
+    invalid input)."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
-    result = run_compile(ctx)
+    result = run_compile(ctx, vault_offline=offline)
     plan = plan_write(ctx, result) if result.ok else None
     stopped = interrupted(ctx, result)
     if stopped is not None:

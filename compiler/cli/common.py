@@ -1,7 +1,8 @@
 """What every `mtlsc` command shares: options, compiling from disk, printing, writing.
 
-Exit codes (docs/cli.md): 0 ok, 1 invalid input / policy violation / drift, 2 usage error,
-3 a certificate source or the filesystem failed, 4 an internal error (a bug; see `guard`).
+Exit codes (docs/cli.md): 0 ok, 1 invalid input / policy violation, 2 usage error,
+3 a certificate source or the filesystem failed, 4 drift (`check`), 70 an internal error (a bug;
+see `guard`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ import click
 
 from .. import journal, progress, report, write
 from ..confine import Boundaries
-from ..diagnostics import Diagnostic, ExitCode, Location, error, warning
+from ..diagnostics import (
+    Diagnostic,
+    ExitCode,
+    Location,
+    error,
+    escalate,
+    sorted_diagnostics,
+    warning,
+)
 from ..k8s.validate import SchemaStore
 from ..load import read_policy_files
 from ..lock import LOCK_FILE, LockError, LockKey, Pin, parse_lock
 from ..pipeline import Options, Result, compile_policies, schema_roots, validate_only
 from ..secrets.factory import source_factory
+from ..secrets.offline import committed_ca_bundles, offline_summary
 from .guard import remember_format
 
 
@@ -73,9 +83,12 @@ def read_lock(ctx: Context) -> tuple[dict[LockKey, Pin], list[Diagnostic]]:
 
 
 def run_compile(ctx: Context, *, offline: bool = False,
-                unpin: tuple[str, ...] | None = None, writes: bool = False) -> Result:
-    """Compile the repository. A command that `writes` first cleans up whatever an interrupted
-    write left (docs/output.md#crash-safety)."""
+                unpin: tuple[str, ...] | None = None, vault_offline: bool = False,
+                writes: bool = False) -> Result:
+    """Compile the repository. `offline`: validate only, no certificate source. `vault_offline`:
+    Vault sources served from mtlsc.lock and the committed overlays (`--offline`). A command
+    that `writes` first cleans up whatever an interrupted write left
+    (docs/output.md#crash-safety)."""
     if writes:
         problem = recover(ctx)
         if problem is not None:
@@ -99,9 +112,27 @@ def run_compile(ctx: Context, *, offline: bool = False,
     lock, problems = read_lock(ctx)
     if problems:
         return Result(diagnostics=problems)
-    return compile_policies(texts, source_factory(ctx.root, lock, unpin,
-                                                  read_outside=ctx.read_outside),
-                            store, options, lock)
+    cas = committed_ca_bundles(ctx.root / ctx.overlays) if vault_offline else None
+    result = compile_policies(texts, source_factory(ctx.root, lock, unpin, offline=cas,
+                                                 read_outside=ctx.read_outside),
+                              store, options, lock)
+    return with_offline_summary(result, ctx.strict) if vault_offline else result
+
+
+def with_offline_summary(result: Result, strict: bool) -> Result:
+    """Add what an offline run took on trust from the lock (one warning per Vault source)."""
+    summary = offline_summary(result.pins, {source for source, _, _ in result.pins})
+    result.diagnostics = sorted_diagnostics([*result.diagnostics, *escalate(summary, strict)])
+    if not result.ok:
+        result.files = {}
+    return result
+
+
+def offline_option(func: click.decorators.FC) -> click.decorators.FC:
+    return click.option("--offline", is_flag=True, envvar="MTLSC_OFFLINE",
+                        help="Do not contact Vault: use mtlsc.lock and the committed overlays "
+                        "(CA bodies verified against the lock) and report what could not be "
+                        "checked. Also MTLSC_OFFLINE=true.")(func)
 
 
 def common_options(func: click.decorators.FC) -> click.decorators.FC:

@@ -2,9 +2,9 @@
 
 Every command runs inside `guarded`: an exception nobody expected becomes one `InternalError`
 diagnostic, in the output format the command was asked for, with a bug-report hint, and exit code
-4 (`ExitCode.INTERNAL`). Ctrl-C exits 130 with one line; a closed output pipe (`mtlsc check |
-head`) ends quietly with exit 141, like a tool killed by SIGPIPE. Kept free of heavy imports: it
-runs for every command, `--version` included.
+70 (`ExitCode.INTERNAL`, sysexits' EX_SOFTWARE). Ctrl-C exits 130 with one line; a closed output
+pipe (`mtlsc check | head`) ends quietly with exit 141, like a tool killed by SIGPIPE. Kept free
+of heavy imports: it runs for every command, `--version` included.
 """
 
 from __future__ import annotations

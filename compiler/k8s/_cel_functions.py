@@ -23,7 +23,7 @@ from compiler.k8s._cel_runtime import (
     type_name,
 )
 from compiler.k8s._cel_syntax import INT64_MIN, CELError, UInt
-from compiler.k8s._re2 import RE2Error, re2_search
+from compiler.k8s.regex import RE2Error, re2_search
 
 Impl = Callable[..., Any]
 

@@ -1,7 +1,7 @@
 """jsonschema configured to judge values the way the API server's OpenAPI validator does.
 
 Two deliberate deviations from a stock Draft 2020-12 validator:
-- `pattern` uses RE2 semantics (Go's regexp), see `compiler.k8s._re2`;
+- `pattern` uses RE2 (the google-re2 engine, as Go's regexp), see `compiler.k8s.regex`;
 - `format` is checked only for formats Kubernetes enforces, with Kubernetes' leniency
   (e.g. IPv4 octets with leading zeros); `int32`, `int64` and unknown formats pass.
 Errors are translated into `SchemaError`s with kubectl-like messages and precise paths.
@@ -24,8 +24,8 @@ from jsonschema import (  # type: ignore[import-untyped, unused-ignore]
 )
 from jsonschema.exceptions import best_match  # type: ignore[import-untyped, unused-ignore]
 
-from compiler.k8s._re2 import RE2Error, re2_search
 from compiler.k8s._schema_error import SCHEMA_VIOLATION, Path, SchemaError, format_path, show
+from compiler.k8s.regex import RE2Error, re2_search
 
 # Failures the API server treats as "blocking": when any occurs it does not evaluate the
 # CEL rules, since they would run on a value of the wrong shape.

@@ -226,13 +226,15 @@ def _grants(gw: Gateway) -> dict[tuple[str, str, str], list[tuple[str, str, Cert
     return wanted
 
 
-def render_reference_grants(gw: Gateway) -> list[Rendered]:
+def render_reference_grants(gw: Gateway, version: str = "v1beta1") -> list[Rendered]:
+    """`version` is the newest ReferenceGrant version the cluster's Gateway API serves
+    (v1 from Gateway API v1.5, v1beta1 before)."""
     out = []
     for (target_ns, kind, from_ns), targets in sorted(_grants(gw).items()):
         to = [{"group": "", "kind": k, "name": n} for k, n in sorted({(k, n) for k, n, _ in
                                                                        targets})]
         group = GATEWAY_GROUP
-        obj = {"apiVersion": f"{GATEWAY_GROUP}/v1beta1", "kind": "ReferenceGrant",
+        obj = {"apiVersion": f"{GATEWAY_GROUP}/{version}", "kind": "ReferenceGrant",
                "metadata": _meta(f"mtlsc-{kind.lower()}-{from_ns}", target_ns),
                "spec": {"from": [{"group": group, "kind": kind, "namespace": from_ns}],
                         "to": to}}
@@ -240,7 +242,8 @@ def render_reference_grants(gw: Gateway) -> list[Rendered]:
     return out
 
 
-def render_gateway_objects(gw: Gateway, ca_pems: Mapping[str, bytes]) -> list[Rendered]:
+def render_gateway_objects(gw: Gateway, ca_pems: Mapping[str, bytes],
+                           grant_version: str = "v1beta1") -> list[Rendered]:
     """Everything one gateway needs: Gateway, CA ConfigMaps, HTTPRoutes, ReferenceGrants."""
     out = [render_gateway(gw)]
     for ref in gw.ca_refs():
@@ -249,5 +252,5 @@ def render_gateway_objects(gw: Gateway, ca_pems: Mapping[str, bytes]) -> list[Re
             out.append(render_ca_configmap(ref, pem))
     out += [render_listener_set(gw, ls) for ls in gw.listener_sets]
     out += [render_route(route, gw) for route in gw.routes]
-    out += render_reference_grants(gw)
+    out += render_reference_grants(gw, grant_version)
     return out

@@ -45,14 +45,17 @@ class ServerCertificate:
 
 class SourceError(Exception):
     """A certificate could not be read. `source_failure` separates broken sources (exit 3)
-    from configuration mistakes such as an unmapped name (exit 1)."""
+    from configuration mistakes such as an unmapped name (exit 1); `warning` marks a read that
+    was deliberately not done (offline mode), reported as a warning."""
 
-    def __init__(self, code: str, message: str, hint: str, *, source_failure: bool = True):
+    def __init__(self, code: str, message: str, hint: str, *, source_failure: bool = True,
+                 warning: bool = False):
         super().__init__(message)
         self.code = code
         self.message = message
         self.hint = hint
         self.source_failure = source_failure
+        self.warning = warning
 
 
 class CertificateSource(Protocol):

@@ -9,23 +9,28 @@ from ..load import LocalSourceConfig, SourceConfig
 from ..lock import LockKey, Pin
 from . import CertificateSource
 from .local import LocalSource
+from .offline import OfflineVaultSource
 
 
 def source_factory(root: Path, lock: Mapping[LockKey, Pin] | None = None,
                    unpin: Collection[str] | None = None,
                    env: Mapping[str, str] | None = None,
+                   *, offline: Mapping[str, list[bytes]] | None = None,
                    read_outside: Sequence[Path] = (),
                    ) -> Callable[[SourceConfig], CertificateSource]:
     """A factory for the pipeline. `unpin` names logical refs whose lock pins are ignored
-    (`mtlsc lock update --ref`); an empty collection means every ref. Local sources may read
-    below `read_outside` directories too (--allow-read-outside)."""
+    (`mtlsc lock update --ref`); an empty collection means every ref. With `offline` (the
+    committed CA ConfigMaps' bodies by name) Vault sources are served from Git alone. Local
+    sources may read below `read_outside` directories too (--allow-read-outside)."""
     def open_source(config: SourceConfig) -> CertificateSource:
         if isinstance(config, LocalSourceConfig):
             return LocalSource(config, root, read_outside)
-        from .vault import VaultSource  # hvac is only imported when Vault is used
-
         pins = {(kind, name): pin for (source, kind, name), pin in (lock or {}).items()
                 if source == config.name and not _unpinned(name, unpin)}
+        if offline is not None:
+            return OfflineVaultSource(config, pins, offline)
+        from .vault import VaultSource  # hvac is only imported when Vault is used
+
         return VaultSource(config, root, pins, env=env)
     return open_source
 

@@ -1,59 +1,41 @@
-"""HashiCorp Vault as a certificate source (hvac): KV v2, KV v1 and PKI issuers.
+"""HashiCorp Vault (or OpenBao) as a certificate source (hvac): KV v2, KV v1 and PKI issuers.
 
-- One authenticated hvac client per run (token, AppRole, Kubernetes or JWT/OIDC login), TLS
-  verified by default (custom CA via caCert / VAULT_CACERT), VAULT_ADDR, VAULT_NAMESPACE and
-  VAULT_TOKEN honoured.
+Kind to real servers, one session per run:
+- One login per run (token, AppRole, Kubernetes or JWT/OIDC). A refused login is final for the
+  run: it is never retried, so mtlsc cannot trip a server's lockout of the role.
+- One deadline for the whole run (`deadlineSeconds`), shared by every read: transient failures
+  (connection errors, timeouts, 429, 500, 502, 503, malformed answers) are retried with
+  exponential backoff and jitter until it passes, then every outstanding read fails with the same
+  error (one root cause, one diagnostic). Permanent answers (403, 404, 400, TLS) fail at once.
 - Every distinct secret is read once per run, whatever number of references it has.
-- Transient failures (connection errors, 429, 500, 502, 503, malformed responses) are retried
-  with exponential backoff and jitter within a deadline; permanent ones (403, 404, 400, TLS)
-  fail at once. Messages never contain a token or a secret value.
-- Reads honour the lockfile's pins (KV v2 version, PKI issuer id) and report what they resolved.
+- TLS verified by default (custom CA via caCert / VAULT_CACERT); VAULT_ADDR, VAULT_NAMESPACE and
+  VAULT_TOKEN honoured. Messages are one line and never contain a token or a secret value.
+- Reads honour the lockfile's pins (KV v2 version, PKI issuer id) and report what they resolved;
+  PKI certificates are read at `issuer/<id>`, never through `default`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import hvac  # type: ignore[import-untyped, unused-ignore]
-import requests
-from hvac import exceptions as hvac_errors  # type: ignore[import-untyped, unused-ignore]
-from requests.adapters import HTTPAdapter
-
 from ..lock import Pin
 from ..verify import fingerprint_sha256, parse_pem_certificates
 from . import SecretBytes, ServerCertificate, SourceError
 from .vault_auth import login
+from .vault_client import gone, json_answer, new_client, read_kv2
 from .vault_config import VaultRef, VaultSourceConfig
+from .vault_errors import TRANSIENT, Access, final_error, login_error, reason
 
 T = TypeVar("T")
-
-
-class MalformedAnswer(Exception):
-    """Vault answered 200 with a body that is not the JSON document it should be."""
-
-
-TRANSIENT: tuple[type[BaseException], ...] = (
-    hvac_errors.RateLimitExceeded, hvac_errors.InternalServerError, hvac_errors.BadGateway,
-    hvac_errors.VaultDown, requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError, json.JSONDecodeError, MalformedAnswer,
-)
-PERMANENT: dict[type[BaseException], tuple[str, str]] = {
-    hvac_errors.Forbidden: ("VaultPermissionDenied", "grant the mtlsc policy read access to "
-                            "this path (docs/vault.md)"),
-    hvac_errors.Unauthorized: ("VaultAuthFailed", "check the token or login credentials"),
-    hvac_errors.InvalidPath: ("VaultSecretNotFound", "check the mount and path in the "
-                              "CertificateSource"),
-    hvac_errors.InvalidRequest: ("VaultInvalidRequest", "check the mount type and path"),
-    hvac_errors.UnsupportedOperation: ("VaultInvalidRequest", "check the mount type and path"),
-}
 PinKey = tuple[str, str]  # (kind, logical name); kind is "caBundles" or "certificates"
+ISSUER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class VaultSource:
@@ -69,6 +51,8 @@ class VaultSource:
         self._sleep = sleep
         self._client_lock = threading.Lock()
         self._client: Any = None
+        self._failed: SourceError | None = None  # final for the run once set
+        self._deadline: float | None = None
         self._cache: dict[tuple[object, ...], Any] = {}
         self._cache_locks: dict[tuple[object, ...], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -134,52 +118,40 @@ class VaultSource:
 
     # --- reads -----------------------------------------------------------------------------
 
+    def _access(self, capability: str, path: str) -> Access:
+        return Access(capability, path, self._namespace())
+
     def _kv(self, where: VaultRef, pin: Pin | None) -> tuple[Mapping[str, Any], int | None]:
         if where.engine == "kv1":
             response = self._once(("kv1", where.mount, where.path), lambda c: c.secrets.kv.v1.
-                                  read_secret(path=where.path, mount_point=where.mount), where)
-            return response["data"], None
+                                  read_secret(path=where.path, mount_point=where.mount),
+                                  where.describe(), self._access("read",
+                                                                 f"{where.mount}/{where.path}"))
+            data = response.get("data")
+            if not isinstance(data, dict):
+                raise SourceError("VaultInvalidResponse", f"{where.describe()}: Vault's answer "
+                                  "is not a KV secret", "is the mount a KV version 1 engine?")
+            return data, None
         version = where.version or (pin.version if pin else None)
+        what = f"{where.describe()}{f' version {version}' if version else ''}"
         response = self._once(("kv2", where.mount, where.path, version),
-                              lambda c: self._read_kv2(c, where, version), where)
-        data = response["data"]
-        return data["data"] or {}, int(data["metadata"]["version"])
-
-    def _read_kv2(self, client: Any, where: VaultRef, version: int | None) -> Any:
-        try:
-            return client.secrets.kv.v2.read_secret_version(
-                path=where.path, version=version, mount_point=where.mount,
-                raise_on_deleted_version=True)
-        except hvac_errors.InvalidPath:
-            raise self._deleted_or_missing(client, where, version) from None
-
-    def _deleted_or_missing(self, client: Any, where: VaultRef,
-                            version: int | None) -> SourceError:
-        try:
-            meta = client.secrets.kv.v2.read_secret_metadata(path=where.path,
-                                                             mount_point=where.mount)
-            versions = meta["data"]["versions"]
-            key = str(version or meta["data"]["current_version"])
-        except (hvac_errors.VaultError, KeyError, TypeError, ValueError,
-                requests.exceptions.RequestException):
-            versions, key = {}, ""
-        state = versions.get(key)
-        if state and state.get("destroyed"):
-            return SourceError("VaultVersionDestroyed", f"version {key} of {where.describe()} "
-                               "is destroyed", "pin a live version (`mtlsc lock update`) or "
-                               "write the secret again")
-        if state and state.get("deletion_time"):
-            return SourceError("VaultVersionDeleted", f"version {key} of {where.describe()} "
-                               "is deleted", "undelete it in Vault or move the lock forward "
-                               "with `mtlsc lock update`")
-        return SourceError("VaultSecretNotFound", f"{where.describe()}"
-                           f"{f' version {version}' if version else ''} not found",
-                           "check the mount and path in the CertificateSource")
+                              lambda c: read_kv2(c, where, version), what,
+                              self._access("read", f"{where.mount}/data/{where.path}"))
+        data = response.get("data") or {}
+        meta = data.get("metadata") or {}
+        if data.get("data") is None and meta:  # a deleted or destroyed version: its metadata
+            raise gone(where, meta, version)
+        if not isinstance(data.get("data"), dict) or not isinstance(meta.get("version"), int):
+            raise SourceError("VaultInvalidResponse", f"{what}: Vault's answer is not a KV v2 "
+                              "secret", "is the mount a KV version 2 engine?")
+        return data["data"], int(meta["version"])
 
     def _pki(self, where: VaultRef, pin: Pin | None) -> tuple[bytes, str]:
-        issuer = pin.issuer_id if pin and pin.issuer_id else where.path
+        issuer = pin.issuer_id if pin and pin.issuer_id else self._issuer_id(where)
         response = self._once(("pki", where.mount, issuer),
-                              lambda c: c.read(f"{where.mount}/issuer/{issuer}"), where)
+                              lambda c: c.read(f"{where.mount}/issuer/{issuer}"),
+                              f"pki {where.mount}/issuer/{issuer}",
+                              self._access("read", f"{where.mount}/issuer/{issuer}"))
         data = (response or {}).get("data") or {}
         if "issuer_id" not in data or "certificate" not in data:
             raise SourceError("VaultInvalidResponse", f"{where.describe()}: no issuer "
@@ -189,112 +161,143 @@ class VaultSource:
         pem = "".join(p.strip() + "\n" for p in parts).encode("utf-8")
         return pem, str(data["issuer_id"])
 
+    def _issuer_id(self, where: VaultRef) -> str:
+        """The id behind an issuer reference: `default` through config/issuers, a name through
+        the issuer list; an id as it is."""
+        if ISSUER_ID.match(where.path):
+            return where.path
+        if where.path == "default":
+            config = self._once(("pki-default", where.mount),
+                                lambda c: c.read(f"{where.mount}/config/issuers"),
+                                f"pki {where.mount}/config/issuers",
+                                self._access("read", f"{where.mount}/config/issuers"))
+            found = ((config or {}).get("data") or {}).get("default") or ""
+        else:
+            listed = self._once(("pki-list", where.mount),
+                                lambda c: c.list(f"{where.mount}/issuers") or {"data": {}},
+                                f"pki {where.mount}/issuers",
+                                self._access("list", f"{where.mount}/issuers"))
+            info = ((listed or {}).get("data") or {}).get("key_info") or {}
+            found = next((i for i, v in sorted(info.items())
+                          if (v or {}).get("issuer_name") == where.path), "")
+        if not found:
+            raise SourceError("VaultSecretNotFound", f"{where.describe()}: no such PKI issuer",
+                              "check the issuer id or name (or use 'default')")
+        return str(found)
+
     @staticmethod
     def _field(data: Mapping[str, Any], field: str, where: VaultRef, ref: str) -> str:
         value = data.get(field)
         if not isinstance(value, str) or not value.strip():
+            names = ", ".join(sorted(str(k) for k in data)) or "none"
             raise SourceError("VaultFieldMissing", f"{ref!r}: {where.describe()} has no field "
-                              f"{field!r}", "set field/certField/keyField in the "
-                              "CertificateSource to the secret's key names",
+                              f"{field!r} (its fields: {names})", "set field/certField/keyField"
+                              " in the CertificateSource to one of the secret's field names",
                               source_failure=False)
         return value
 
-    def _once(self, key: tuple[object, ...], read: Callable[[Any], T], where: VaultRef) -> T:
+    def _once(self, key: tuple[object, ...], read: Callable[[Any], Any], what: str,
+              access: Access) -> Any:
         """Read each distinct secret once per run, even when asked concurrently."""
         with self._guard:
             lock = self._cache_locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._cache:
-                self._cache[key] = self._retrying(lambda: _json(read(self.client())), where)
-            value: T = self._cache[key]
-            return value
+                try:
+                    self._cache[key] = self._retrying(lambda: json_answer(read(self.client())),
+                                                      what, access)
+                except SourceError as exc:  # a failed read is not tried again this run
+                    self._cache[key] = exc
+            found = self._cache[key]
+            if isinstance(found, SourceError):
+                raise found
+            return found
 
-    def _retrying(self, call: Callable[[], T], where: VaultRef) -> T:
-        deadline = time.monotonic() + self._config.deadline_seconds
+    def _retrying(self, call: Callable[[], T], what: str, access: Access) -> T:
         attempt = 0
         while True:
+            self._raise_if_failed()
             try:
                 return call()
-            except requests.exceptions.SSLError as exc:
-                raise _tls_error(exc) from None
-            except hvac_errors.InternalServerError as exc:
-                if _unknown_issuer(exc):  # Vault says so with a 500: retrying cannot help
-                    raise SourceError("VaultSecretNotFound", f"{where.describe()}: no such "
-                                      "PKI issuer", "check the issuer id or name (or use "
-                                      "'default')") from None
-                attempt = self._backoff(attempt, deadline, exc, where)
-            except tuple(PERMANENT) as exc:
-                code, hint = next(v for k, v in PERMANENT.items() if isinstance(exc, k))
-                raise SourceError(code, f"Vault refused {where.describe()}: "
-                                  f"{_reason(exc)}", hint) from None
-            except TRANSIENT as exc:
-                attempt = self._backoff(attempt, deadline, exc, where)
+            except SourceError:
+                raise
+            except Exception as exc:
+                final = final_error(exc, what, access)
+                if final is not None:
+                    raise final from None
+                if not isinstance(exc, TRANSIENT):
+                    raise
+                attempt = self._backoff(attempt, exc)
 
-    def _backoff(self, attempt: int, deadline: float, exc: BaseException,
-                 where: VaultRef) -> int:
-        """Sleep before the next try (exponential, with jitter), or give up at the deadline."""
+    def _raise_if_failed(self) -> None:
+        if self._failed is not None:
+            raise self._failed
+
+    def _run_deadline(self) -> float:
+        with self._guard:
+            if self._deadline is None:
+                self._deadline = time.monotonic() + self._config.deadline_seconds
+            return self._deadline
+
+    def _backoff(self, attempt: int, exc: BaseException) -> int:
+        """Sleep before the next try (exponential, with jitter), or give up for the whole run
+        when the run's deadline would pass."""
         attempt += 1
         delay = min(0.1 * 2 ** attempt, 5.0) * random.uniform(0.5, 1.0)
-        if time.monotonic() + delay > deadline:
-            raise SourceError("VaultUnavailable", f"{where.describe()}: Vault kept failing for "
-                              f"{self._config.deadline_seconds:g}s ({_reason(exc)})",
-                              "check that Vault is reachable and unsealed; raise "
-                              "deadlineSeconds for slow links") from None
+        if time.monotonic() + delay > self._run_deadline():
+            with self._guard:
+                if self._failed is None:
+                    self._failed = SourceError(
+                        "VaultUnavailable", f"Vault at {self._address()} kept failing for "
+                        f"{self._config.deadline_seconds:g}s, the run's deadline "
+                        f"({reason(exc)})", "check that Vault is reachable and unsealed; raise "
+                        "deadlineSeconds for slow links")
+            raise self._failed
         self._sleep(delay)
         return attempt
 
-    # --- the client ------------------------------------------------------------------------
+    # --- the client: one login per run -------------------------------------------------------
 
     def client(self) -> Any:
         with self._client_lock:
+            self._raise_if_failed()
             if self._client is None:
-                self._client = self._retrying(self._connect, VaultRef("auth", "", ""))
+                self._client = self._login()
             return self._client
 
+    def _login(self) -> Any:
+        attempt = 0
+        while True:
+            client = self._connect()
+            try:
+                login(client, self._config.auth, self._root, self._env)
+                return client
+            except SourceError as exc:
+                self._failed = exc
+                raise
+            except Exception as exc:
+                client.adapter.close()
+                final = login_error(exc, self._config.auth.method)
+                if final is not None:
+                    self._failed = final  # a refused login is final: no retry, no lockout
+                    raise final from None
+                if not isinstance(exc, TRANSIENT):
+                    raise
+                attempt = self._backoff(attempt, exc)
+
+    def _address(self) -> str:
+        return (self._config.address or self._env.get("VAULT_ADDR") or "").rstrip("/")
+
+    def _namespace(self) -> str | None:
+        return self._config.namespace or self._env.get("VAULT_NAMESPACE") or None
+
     def _connect(self) -> Any:
-        address = self._config.address or self._env.get("VAULT_ADDR")
+        address = self._address()
         if not address:
-            raise SourceError("VaultNotConfigured", f"no Vault address for source {self.name!r}",
-                              "set spec.vault.address or VAULT_ADDR", source_failure=False)
+            self._failed = SourceError("VaultNotConfigured", f"no Vault address for source "
+                                       f"{self.name!r}", "set spec.vault.address or VAULT_ADDR",
+                                       source_failure=False)
+            raise self._failed
         ca = self._config.ca_cert or self._env.get("VAULT_CACERT")
-        verify: bool | str = str(self._root / ca) if ca else True
-        namespace = self._config.namespace or self._env.get("VAULT_NAMESPACE") or None
-        session = requests.Session()
-        session.verify = verify  # hvac takes verification from a given session, not verify=
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(self.concurrency, 1))
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        client = hvac.Client(url=address, verify=verify, namespace=namespace, timeout=15,
-                             session=session)
-        try:
-            login(client, self._config.auth, self._root, self._env)
-        except (hvac_errors.InvalidRequest, hvac_errors.Forbidden,
-                hvac_errors.Unauthorized) as exc:
-            raise SourceError("VaultAuthFailed", f"Vault login ({self._config.auth.method}) "
-                              f"failed: {_reason(exc)}", "check the role and credentials "
-                              "(docs/vault.md#authentication)") from None
-        return client
-
-
-def _unknown_issuer(exc: BaseException) -> bool:
-    return any("unable to find PKI issuer" in str(e) for e in getattr(exc, "errors", None) or [])
-
-
-def _json(answer: T) -> T:
-    # hvac hands back the raw Response when a 200 body does not parse as JSON.
-    if not isinstance(answer, dict):
-        raise MalformedAnswer("Vault's answer was not a JSON document")
-    return answer
-
-
-def _reason(exc: BaseException) -> str:
-    """The error's own words, without URLs' query strings or anything token-like."""
-    errors = getattr(exc, "errors", None)
-    text = "; ".join(str(e) for e in errors) if errors else type(exc).__name__
-    return text[:300]
-
-
-def _tls_error(exc: requests.exceptions.SSLError) -> SourceError:
-    return SourceError("VaultTLSError", "TLS verification of the Vault server failed "
-                       f"({type(exc).__name__})", "set spec.vault.caCert or VAULT_CACERT to "
-                       "the CA that signed Vault's certificate; verification is never skipped")
+        return new_client(address, str(self._root / ca) if ca else True, self._namespace(),
+                          self.concurrency, self._config.deadline_seconds)

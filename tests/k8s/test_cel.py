@@ -213,12 +213,17 @@ def test_functions(src: str, expected: Any) -> None:
     ("a.b", "^\\Qa.b\\E$", True), ("axb", "^\\Qa.b\\E$", False),
     ("ab\n", "b\\z", False), ("ab", "b\\z", True), ("a\nb", "(?m)^b$", True),
     ("ab", "(?<first>a)b", True), ("a b", "a\\sb", True), ("a&b", "^[&a-b]+$", True),
+    # RE2-only syntax a translation onto Python's `re` got wrong or refused:
+    ("ABC", "^(?i)abc$", True), ("xABC", "^x(?i)abc$", True), ("Xabc", "^x(?i)abc$", False),
+    ("é", "^\\pL$", True), ("1", "^\\pL$", False), ("٣", "^\\d$", False),
+    ("ab", "^\\p{Latin}+$", True), ("a\nb", "(?s)a.b", True), ("a\nb", "a.b", False),
 ])
 def test_matches_uses_re2_semantics(text: str, pattern: str, expected: bool) -> None:
     assert ev("self[0].matches(self[1])", [text, pattern]) is expected
 
 
-@pytest.mark.parametrize("pattern", ["(?=a)", "(?!a)", "(?<=a)b", "\\pL", "[[:nope:]]", "(a"])
+@pytest.mark.parametrize("pattern", ["(?=a)", "(?!a)", "(?<=a)b", "(a)\\1", "\\p{Nope}",
+                                     "[[:nope:]]", "(a"])
 def test_patterns_re2_would_reject_are_errors(pattern: str) -> None:
     fails("'a'.matches(self)", pattern)
 

@@ -405,3 +405,25 @@ def test_first_root_wins(tmp_path: Path) -> None:
 def test_shipped_schema_root_finds_the_checkout() -> None:
     root = shipped_schema_root()
     assert root is not None and (root / "gateway-api").is_dir()
+
+
+@pytest.mark.parametrize(("pattern", "value", "ok"), [
+    ("^(?i)abc$", "ABC", True),  # a flag group after `^`: valid RE2, refused by a translation
+    ("^(?i)abc$", "abd", False),
+    ("^\\pL+$", "héllo", True),
+    ("^\\pL+$", "h3llo", False),
+    ("^[[:upper:]]\\z", "A", True),
+    ("^a$", "a\n", False),  # RE2's `$` is the end of the text
+])
+def test_schema_patterns_run_on_re2(pattern: str, value: str, ok: bool) -> None:
+    found = KubeSchema({"type": "object", "properties": {"v": {"type": "string",
+                                                               "pattern": pattern}}})
+    errors = validate_object(found, {"v": value})
+    assert (errors == []) is ok, errors
+
+
+def test_invalid_schema_pattern_is_an_error_not_a_crash() -> None:
+    found = KubeSchema({"type": "object", "properties": {"v": {"type": "string",
+                                                               "pattern": "(?=a)"}}})
+    (problem,) = validate_object(found, {"v": "a"})
+    assert problem.path == ("v",)
