@@ -136,7 +136,15 @@ def check_policies(documents: Iterable[Node], bounds: Boundaries) -> list[Diagno
                              f"{normal_form(p.value) or '(a subdirectory)'!r}"))
     out += _overlaps(clean, normal_form(bounds.policies))
     if bounds.root is not None:
-        out += [d for p in clean if (d := _on_disk(p, bounds)) is not None]
+        refused: set[str] = set()  # directories already reported: not each file in them again
+        for p in clean:
+            if p.base in refused:
+                continue
+            refusal = _on_disk(p, bounds)
+            if refusal is not None:
+                out.append(refusal)
+                if not p.output and not p.base:
+                    refused.add(normal_form(p.value))
     return out
 
 
