@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .confine import Boundaries, check_output_paths, check_policies
 from .consistency import differences
 from .diagnostics import (
     Diagnostic,
@@ -60,6 +61,8 @@ class Options:
     now: datetime | None = None
     clusters: tuple[str, ...] = ()  # restrict to these clusters (all when empty)
     progress: Progress = field(default_factory=Silent, compare=False)
+    # Where the repository is: paths in policy files must stay inside it (confine.py).
+    boundaries: Boundaries = field(default_factory=Boundaries)
 
 
 @dataclass(slots=True)
@@ -184,6 +187,10 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     if not result.ok:
         return _finish(result, options)
     result.diagnostics += check_references(policies)
+    # Errors here stop the run before any certificate source opens a path (createDevPki
+    # writes): sources are opened only when everything before fetching is ok.
+    result.diagnostics += check_policies((d.root for d in policies.documents),
+                                         options.boundaries)
     targets = _selected_targets(policies, options)
     result.diagnostics += _unknown_selected(policies, options)
     caps, problems = _check_targets(targets, policies, store)
@@ -227,6 +234,10 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
         result.files = {}
     elif result.pins or lock:
         result.files[LOCK_FILE] = render_lock(result.pins)
+    result.diagnostics += [error("UnsafeOutputPath", f"mtlsc bug: compiled file name {rel!r} "
+                                 "is not a plain path inside its output directory", None,
+                                 "please report this with the policy files")
+                           for rel in check_output_paths(result.files, result.output_dirs)]
     return _finish(result, options)
 
 

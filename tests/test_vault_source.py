@@ -67,7 +67,8 @@ spec:
 """)
     result = run(remote, vault, "compile")
     assert result.exit_code == 0, result.output
-    remote_files = {k: v for k, v in snapshot(remote).items() if k != "mtlsc.lock"}
+    remote_files = {k: v for k, v in snapshot(remote).items()
+                    if k != "mtlsc.lock" and not k.startswith(".mtlsc/")}  # local state
     local_files = {k: v for k, v in snapshot(local).items() if not k.startswith(".mtlsc/")}
     assert remote_files == local_files
     assert (remote / "mtlsc.lock").is_file()

@@ -15,6 +15,7 @@ from .common import (
     common_options,
     display,
     emit,
+    interrupted,
     make_context,
     offline_option,
     plan_write,
@@ -32,7 +33,7 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
             fmt: str, quiet: bool, show_diff: bool) -> None:
     """Compile policies/ into overlays/ (writes nothing if there is any error)."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
-    result = run_compile(ctx)
+    result = run_compile(ctx, writes=True)
     diff = write_result(ctx, result, show_diff=show_diff)
     emit(result.diagnostics, fmt, files=sorted(result.files),
           **({"diff": diff} if show_diff else {}))
@@ -49,6 +50,9 @@ def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], s
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = run_compile(ctx, vault_offline=offline)
     plan = plan_write(ctx, result) if result.ok else None
+    stopped = interrupted(ctx, result)
+    if stopped is not None:
+        result.diagnostics.append(stopped)
     diff = ""
     if plan is not None and plan.changed:
         diff = write.unified_diff(plan)
