@@ -34,12 +34,6 @@ from tests.vault.repo import (
 pytestmark = pytest.mark.real_vault
 
 
-@pytest.fixture
-def seeded(vault: Bao, pems: dict[str, str]) -> Bao:
-    seed(vault, pems)
-    return vault
-
-
 def test_example_compiles_byte_identical_from_vault_and_local(tmp_path: Path,
                                                               vault: Bao) -> None:
     local = tmp_path / "local"
