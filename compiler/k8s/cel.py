@@ -61,6 +61,19 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+def _run(fn: Fn, env: Env) -> Any:
+    """Evaluate a compiled expression; every failure, even a bug, is a CELError (a rule
+    failure), never a crash."""
+    try:
+        return fn(env)
+    except CELError:
+        raise
+    except (RecursionError, MemoryError) as exc:
+        raise CELError(f"evaluation aborted: {type(exc).__name__}") from None
+    except Exception as exc:
+        raise CELError(f"internal evaluation error: {exc!r}") from None
+
+
 @dataclass(frozen=True, eq=False)
 class Program:
     """A compiled rule; `evaluate` may be called any number of times, concurrently."""
@@ -73,14 +86,7 @@ class Program:
         env: Env = {"self": self_value}
         if self.uses_old_self:
             env["oldSelf"] = old_self
-        try:
-            return self._fn(env)
-        except CELError:
-            raise
-        except (RecursionError, MemoryError) as exc:
-            raise CELError(f"evaluation aborted: {type(exc).__name__}") from None
-        except Exception as exc:  # a bug here must still read as a rule failure, not a crash
-            raise CELError(f"internal evaluation error: {exc!r}") from None
+        return _run(self._fn, env)
 
 
 @lru_cache(maxsize=4096)
@@ -102,14 +108,7 @@ class Expression:
     _fn: Fn
 
     def evaluate(self, env: dict[str, Any]) -> Any:
-        try:
-            return self._fn(env)
-        except CELError:
-            raise
-        except (RecursionError, MemoryError) as exc:
-            raise CELError(f"evaluation aborted: {type(exc).__name__}") from None
-        except Exception as exc:  # a bug here must still read as a rule failure, not a crash
-            raise CELError(f"internal evaluation error: {exc!r}") from None
+        return _run(self._fn, env)
 
 
 @lru_cache(maxsize=1024)
