@@ -19,7 +19,7 @@ from .diagnostics import Diagnostic, error
 from .located import Node
 
 API_VERSION = "mtlsc.dev/v1alpha1"
-KINDS = ("GatewayIntent", "GatewayOverride", "ClusterTarget", "CertificateSource")
+KINDS = ("GatewayIntent", "GatewayOverride", "ClusterTarget", "CertificateSource", "Guardrail")
 
 
 @cache

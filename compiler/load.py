@@ -69,6 +69,7 @@ class Policies:
     targets: list[Target] = field(default_factory=list)
     sources: list[SourceConfig] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
+    guardrails: list[Node] = field(default_factory=list)  # Guardrail roots (compiler/guardrails)
 
 
 def load_texts(texts: Mapping[str, str | bytes]) -> tuple[Policies, list[Diagnostic]]:
@@ -121,6 +122,8 @@ def _classify(root: Node, policies: Policies) -> None:
         policies.targets.append(_target(name, root, spec))
     elif kind == "CertificateSource":
         policies.sources.append(_source(name, root, spec))
+    elif kind == "Guardrail":
+        policies.guardrails.append(root)
 
 
 def _target(name: str, root: Node, spec: Node) -> Target:
@@ -134,6 +137,7 @@ def _target(name: str, root: Node, spec: Node) -> Target:
     days = checks.scalar("expiryWarningDays", DEFAULT_EXPIRY_WARNING_DAYS) if checks else \
         DEFAULT_EXPIRY_WARNING_DAYS
     overlap = checks.scalar("rotationOverlapDays") if checks else None
+    labels = spec.get("labels")
     return Target(
         name=name,
         environment=spec.scalar("environment"),
@@ -152,6 +156,7 @@ def _target(name: str, root: Node, spec: Node) -> Target:
         external_secrets=_external_secrets(spec.get("externalSecrets")),
         namespaces=tuple(sorted(str(n.value) for n in spec.seq("namespaces"))),
         rotation_overlap=timedelta(days=int(overlap)) if overlap is not None else None,
+        labels=tuple(sorted((k, str(v.value)) for k, v in labels.items())) if labels else (),
     )
 
 
@@ -222,6 +227,8 @@ def _check_unique(policies: Policies) -> list[Diagnostic]:
     for kind, entries in groups:
         out += _duplicates(kind, entries)
     out += _duplicates("ClusterTarget", [(t.name, _node_at(t.origin)) for t in policies.targets])
+    out += _duplicates("Guardrail", [(str(g.find(("metadata", "name")).value), g)
+                                     for g in policies.guardrails])
     out += _duplicates("CertificateSource",
                        [(s.name, _node_at(s.origin)) for s in policies.sources])
     return out

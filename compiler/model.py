@@ -231,6 +231,7 @@ class Target:
     external_secrets: tuple[str, str, str] | Literal[False] | None = None
     namespaces: tuple[str, ...] = ()  # spec.namespaces: known besides the ones intents use
     rotation_overlap: timedelta | None = None  # certificateChecks.rotationOverlapDays
+    labels: tuple[tuple[str, str], ...] = ()  # spec.labels (guardrail selectors), sorted
 
     # spec.implementation: the implementation serving every gateway class not mapped above.
     implementation: ImplementationRef | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import EntryStore
+from .confine import Boundaries, check_output_paths, check_policies
 from .diagnostics import (
     Diagnostic,
     error,
@@ -26,11 +27,21 @@ from .diagnostics import (
 from .emit import to_yaml
 from .fanout import grant_finisher, iter_units
 from .fetch import Materials, fetch, verify
+from .guardrails import (
+    Rule,
+    Waiver,
+    build_views,
+    check_waivers,
+    enforce,
+    load_rules,
+    load_waivers,
+)
 from .k8s.validate import SchemaStore, shipped_schema_root
 from .layering import Placement, caused_by_overrides, check_references, place, targets_of
 from .load import OverrideDoc, Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
+from .posture import ClusterPosture, compute_posture
 from .precedence import Capabilities
 from .progress import Progress, Silent
 from .refcheck import check_references_offline
@@ -49,13 +60,16 @@ ClusterSink = Callable[[str, dict[str, bytes]], None]  # (outputDir, files by pa
 @dataclass(frozen=True, slots=True)
 class Options:
     strict: bool = False
-    now: datetime | None = None  # for certificate expiry checks; output never depends on it
+    # for certificate expiry checks and guardrail waivers; overlays never depend on it
+    now: datetime | None = None
     clusters: tuple[str, ...] = ()  # restrict to these clusters (all when empty)
     progress: Progress = field(default_factory=Silent, compare=False)
     cache: Path | None = None  # directory of the render cache (`.mtlsc/cache`); None: off
     cache_writes: bool = True  # False: only read the cache (`check` changes no file at all)
     jobs: int = 1  # worker processes for rendering; 1: all in this process
     parallel_min: int = 200  # fewer gateways to render than this stay in this process
+    # Where the repository is: paths in policy files must stay inside it (confine.py).
+    boundaries: Boundaries = field(default_factory=Boundaries)
 
 
 @dataclass(slots=True)
@@ -69,6 +83,8 @@ class Result:
     pins: dict[LockKey, Pin] = field(default_factory=dict)  # the lock after this compile
     output_dirs: tuple[str, ...] = ()  # of the compiled clusters
     all_clusters: bool = True  # False when --cluster restricted the run: prune nothing else
+    posture: tuple[ClusterPosture, ...] = ()  # the effective posture, computed once per run
+    waivers: list[Waiver] = field(default_factory=list)  # every intent's guardrail waivers
 
     @property
     def ok(self) -> bool:
@@ -191,12 +207,20 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     if not result.ok:
         return _finish(result, options)
     result.diagnostics += check_references(policies)
+    # Errors here stop the run before any certificate source opens a path (createDevPki
+    # writes): sources are opened only when everything before fetching is ok.
+    result.diagnostics += check_policies((d.root for d in policies.documents),
+                                         options.boundaries)
     targets = _selected_targets(policies, options)
     result.diagnostics += _unknown_selected(policies, options)
     caps, problems = _check_targets(targets, policies, store)
     result.diagnostics += problems
     if not result.ok:
         return _finish(result, options)
+    rules, problems = load_rules(policies)
+    result.waivers = load_waivers(policies)
+    now = options.now or datetime.now(UTC)
+    result.diagnostics += problems + check_waivers(result.waivers, rules, now.date())
     clusters = _resolve_all(policies, targets, caps, result)
     result.diagnostics += check_references_offline(clusters, policies.sources)
     result.model = Model(tuple(clusters))
@@ -212,9 +236,10 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
         result.materials = materials
         result.diagnostics += problems
         result.pins = _new_lock(lock or {}, sources, result.all_clusters)
-        result.diagnostics += verify(clusters, materials, options.now or datetime.now(UTC))
+        result.diagnostics += verify(clusters, materials, now)
         if not result.ok:
             return _finish(result, options)
+    _guardrails(result, clusters, rules, now, materials if open_source is not None else None)
     configs = {s.name: s for s in policies.sources}
     options.progress.begin(sum(len(c.gateways) for c in clusters))
     cache = EntryStore(options.cache, writable=options.cache_writes) if options.cache else None
@@ -223,6 +248,7 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
                                        for c in clusters],
                        cache=cache, jobs=options.jobs, parallel_min=options.parallel_min,
                        progress=options.progress)
+    streamed: list[str] = []  # unsafe names among files handed to the sink
     for cluster, cluster_units in zip(clusters, units, strict=True):
         finish = grant_finisher(cluster, materials, store, envoy=open_source is not None,
                                 cache=cache)
@@ -232,6 +258,7 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
                                          pins=result.pins, finish=finish)
         result.diagnostics += for_cluster(problems, cluster.target.name)
         if sink is not None and open_source is not None:
+            streamed += check_output_paths(files, result.output_dirs)
             sink(cluster.target.output_dir, files)
         else:
             result.files.update(files)
@@ -240,7 +267,27 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
         result.files = {}
     elif result.pins or lock:
         result.files[LOCK_FILE] = render_lock(result.pins)
+    result.diagnostics += [error("UnsafeOutputPath", f"mtlsc bug: compiled file name {rel!r} "
+                                 "is not a plain path inside its output directory", None,
+                                 "please report this with the policy files")
+                           for rel in [*streamed,
+                                       *check_output_paths(result.files, result.output_dirs)]]
     return _finish(result, options)
+
+
+def _guardrails(result: Result, clusters: Sequence[ClusterModel], rules: Sequence[Rule],
+                now: datetime, materials: Materials | None) -> None:
+    """Compute the posture once and enforce the guardrails on it, every run (never cached:
+    verdicts depend on rules, waivers and the clock). Without certificates (`validate`),
+    rules that read them are skipped."""
+    assert result.policies is not None
+    result.posture = compute_posture(clusters, materials)
+    if not rules:
+        return
+    views = build_views(result.posture, clusters, materials,
+                        {s.name: s for s in result.policies.sources}, now)
+    result.diagnostics += enforce(views, rules, result.waivers, result.policies, now.date(),
+                                  certificates=materials is not None)
 
 
 def validate_only(texts: Mapping[str, str | bytes], store: SchemaStore,

@@ -1,25 +1,70 @@
-"""The only stage that writes: put a complete overlay tree on disk, or nothing at all.
+"""The only stage that writes: each output directory on disk is entirely old or entirely new.
 
-The compiler owns exactly the files that start with its generated-code header. A write:
-- stages every new or changed file next to its destination first (same filesystem), so a failure
-  while staging leaves the tree untouched;
-- then moves staged files into place with os.replace (atomic per file) and removes owned files
-  that the compile no longer produces (a deleted intent deletes its output);
-- never rewrites an unchanged file and never touches a file without the header.
+The compiler owns exactly the files that start with its generated-code header. `plan` compares
+the compiled file map with the tree on disk (using the hash manifest to skip reading unchanged
+files) and is read-only; `apply` carries the plan out (see `stage.py` and docs/output.md):
+
+- every output directory is one unit: its complete new content is staged beside it — unchanged
+  and foreign files hard-linked from the current directory, new and changed files written —
+  and made durable, then swapped in with one atomic `renameat2(RENAME_EXCHANGE)`;
+- all staging happens before the first visible change, so a filesystem error leaves the tree
+  exactly as it was; a crash leaves each unit old or new, and the journal lets the next run
+  remove what the crash left beside them;
+- unchanged files are never rewritten and files without the header are never touched.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import os
-import tempfile
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import manifest
 from .emit import HEADER
+from .journal import OLD_PREFIX, STAGE_PREFIX
+from .manifest import Entry
 
 _HEADER = HEADER.encode("utf-8")
+
+
+class PartialWriteError(OSError):
+    """A swap failed and swapping back failed too: some output directories are new, the others
+    old (each one complete); the journal lets the next run clean up."""
+
+
+@dataclass(slots=True)
+class UnitPlan:
+    """One output directory: what its new content is made of (paths relative to `dir`)."""
+
+    dir: str
+    exists: bool
+    create: dict[str, bytes] = field(default_factory=dict)
+    update: dict[str, bytes] = field(default_factory=dict)
+    delete: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    carry: list[str] = field(default_factory=list)  # foreign entries kept as they are
+    dirs: dict[str, int] = field(default_factory=dict)  # directories of the new tree → mode
+    old_dirs: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    known: dict[str, Entry] = field(default_factory=dict)  # verified facts about live files
+    misses: int = 0  # files that had to be read (the manifest did not vouch for them)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.create or self.update or self.delete)
+
+    @property
+    def drop(self) -> bool:
+        """Nothing is left: the directory is removed as a whole."""
+        return self.exists and not (self.create or self.update or self.keep or self.dirs)
+
+    @property
+    def keep(self) -> list[str]:
+        return sorted([*self.unchanged, *self.carry])
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +74,10 @@ class WritePlan:
     update: dict[str, bytes] = field(default_factory=dict)
     delete: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
-    conflicts: tuple[str, ...] = ()  # files in the way that mtlsc did not generate
+    conflicts: tuple[str, ...] = ()  # paths in the way that mtlsc did not generate
+    units: tuple[UnitPlan, ...] = ()
+    loose: tuple[str, ...] = ()  # changed files outside every unit (mtlsc.lock)
+    loose_delete: tuple[str, ...] = ()  # stale generated files outside every unit
 
     @property
     def changed(self) -> bool:
@@ -44,74 +92,182 @@ def is_owned(path: Path) -> bool:
         return False
 
 
-def owned_files(root: Path, dirs: Iterable[str]) -> set[str]:
-    found: set[str] = set()
-    for rel in dirs:
-        base = root / rel
-        if not base.is_dir():
+def _read(path: Path, limit: int | None = None) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if limit is not None:
+            return os.read(fd, limit)
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def _inside(rel: str, directory: str) -> bool:
+    return not directory or rel == directory or rel.startswith(directory + "/")
+
+
+def _scan(base: Path, skip: Sequence[str] = ()) -> tuple[dict[str, os.stat_result],
+                                                          dict[str, os.stat_result]]:
+    """Files (any non-directory) and directories below `base`, by relative path."""
+    files: dict[str, os.stat_result] = {}
+    dirs: dict[str, os.stat_result] = {}
+    todo = [""]
+    while todo:
+        rel_dir = todo.pop()
+        with os.scandir(base / rel_dir if rel_dir else base) as it:
+            for entry in it:
+                if entry.name.startswith((STAGE_PREFIX, OLD_PREFIX)):
+                    continue  # an interrupted write's leftovers: the journal deals with them
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    if rel not in skip:
+                        dirs[rel] = st
+                        todo.append(rel)
+                else:
+                    files[rel] = st
+    return files, dirs
+
+
+def _facts(base: Path, rel: str, st: os.stat_result, wanted: bytes | None,
+           known: Mapping[str, Entry], unit: UnitPlan) -> tuple[bool, bool]:
+    """(owned, identical to `wanted`) for a regular file, via the manifest or by reading."""
+    key = manifest.stat_key(st)
+    entry = known.get(rel)
+    if entry is not None and entry.key == key:
+        unit.known[rel] = entry
+        return entry.owned, wanted is not None and manifest.digest(wanted) == entry.digest
+    if wanted is None:
+        data = _read(base / rel, len(_HEADER))
+        return data == _HEADER, False
+    unit.misses += 1
+    data = _read(base / rel)
+    owned = data.startswith(_HEADER)
+    unit.known[rel] = Entry(key, manifest.digest(data), owned)
+    return owned, data == wanted
+
+
+def plan_unit(root: Path, directory: str, wanted: Mapping[str, bytes],
+              skip: Sequence[str] = ()) -> UnitPlan:
+    """Compare one output directory with what it should hold (`wanted`, relative paths)."""
+    base = root / directory
+    exists = base.is_dir() and not base.is_symlink()
+    unit = UnitPlan(directory, exists)
+    if os.path.lexists(base) and not exists:
+        unit.conflicts = [""]
+        return unit
+    files, dirs = _scan(base, skip) if exists else ({}, {})
+    known = manifest.load(root, directory) if exists else {}
+    unit.old_dirs = sorted(dirs)
+    for rel, st in sorted(files.items()):
+        data = wanted.get(rel)
+        if not stat.S_ISREG(st.st_mode):
+            (unit.conflicts if data is not None else unit.carry).append(rel)
             continue
-        for path in base.rglob("*"):
-            if path.is_file() and not path.is_symlink() and is_owned(path):
-                found.add(path.relative_to(root).as_posix())
-    return found
+        owned, same = _facts(base, rel, st, data, known, unit)
+        if same:
+            unit.unchanged.append(rel)
+        elif data is not None and owned:
+            unit.update[rel] = data
+        elif data is not None:
+            unit.conflicts.append(rel)
+        elif owned:
+            unit.delete.append(rel)
+        else:
+            unit.carry.append(rel)
+    for rel in sorted(wanted):
+        if rel in files:
+            continue
+        blocked = rel in dirs or any(parent in files and parent not in unit.delete
+                                     for parent in _parents(rel))
+        if blocked:
+            unit.conflicts.append(rel)
+        else:
+            unit.create[rel] = wanted[rel]
+    kept = [*unit.keep, *unit.create, *unit.update]
+    needed = {p for rel in kept for p in _parents(rel)}
+    parents_of_entries = {p for rel in (*files, *dirs) for p in _parents(rel)}
+    was_empty = set(dirs) - parents_of_entries
+    unit.dirs = {d: stat.S_IMODE(dirs[d].st_mode) if d in dirs else -1
+                 for d in sorted(needed | was_empty)}
+    return unit
 
 
-def plan(root: Path, files: Mapping[str, bytes], owned_dirs: Iterable[str]) -> WritePlan:
+def _parents(rel: str) -> list[str]:
+    parts = rel.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def plan(root: Path, files: Mapping[str, bytes], units: Iterable[str],
+         prune: Iterable[str] = ()) -> WritePlan:
+    """What writing `files` would change. `units` are the output directories (each replaced
+    as a whole); below the `prune` directories, generated files in directories that are no
+    longer output directories are removed (with their directory when nothing else is left)."""
+    unit_dirs = sorted(set(units))
+    plans = [plan_unit(root, d, {rel[len(d) + 1:]: data for rel, data in files.items()
+                                 if _inside(rel, d) and rel != d}) for d in unit_dirs]
+    loose_delete: list[str] = []
+    for extra in _stale_units(root, unit_dirs, prune, loose_delete):
+        plans.append(extra)
+    loose = {rel: data for rel, data in files.items()
+             if not any(_inside(rel, d) for d in unit_dirs)}
     create: dict[str, bytes] = {}
     update: dict[str, bytes] = {}
     unchanged: list[str] = []
     conflicts: list[str] = []
-    for rel in sorted(files):
+    for rel, data in sorted(loose.items()):
         path = root / rel
-        current = path.read_bytes() if path.is_file() else None
-        if current is None and not path.exists():
-            create[rel] = files[rel]
-        elif current == files[rel]:
+        current = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+        if current is None and not os.path.lexists(path):
+            create[rel] = data
+        elif current == data:
             unchanged.append(rel)
-        elif current is not None and is_owned(path):
-            update[rel] = files[rel]
+        elif current is not None and current.startswith(_HEADER):
+            update[rel] = data
         else:
             conflicts.append(rel)
-    stale = sorted(owned_files(root, owned_dirs) - set(files))
-    return WritePlan(root, create, update, tuple(stale), tuple(unchanged), tuple(conflicts))
+    changed_loose = tuple(sorted({*create, *update}))
+
+    def full(u: UnitPlan, rel: str) -> str:
+        return f"{u.dir}/{rel}" if rel else u.dir
+
+    for u in plans:
+        create.update({full(u, r): d for r, d in u.create.items()})
+        update.update({full(u, r): d for r, d in u.update.items()})
+        unchanged += [full(u, r) for r in u.unchanged]
+        conflicts += [full(u, r) for r in u.conflicts]
+    return WritePlan(root, dict(sorted(create.items())), dict(sorted(update.items())),
+                     tuple(sorted([*(full(u, r) for u in plans for r in u.delete),
+                                   *loose_delete])),
+                     tuple(sorted(unchanged)), tuple(sorted(conflicts)), tuple(plans),
+                     changed_loose, tuple(sorted(loose_delete)))
 
 
-def apply(p: WritePlan) -> None:
-    if p.conflicts:
-        raise FileExistsError(f"not generated by mtlsc, refusing to overwrite: "
-                              f"{', '.join(p.conflicts)}")
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for rel, data in sorted({**p.create, **p.update}.items()):
-            staged.append((_stage(p.root / rel, data), p.root / rel))
-    except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        raise
-    for tmp, dest in staged:
-        os.replace(tmp, dest)
-    for rel in p.delete:
-        (p.root / rel).unlink(missing_ok=True)
-        _prune_empty_dirs((p.root / rel).parent, p.root)
-
-
-def _stage(dest: Path, data: bytes) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".mtlsc-", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(name, 0o644)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name)
-
-
-def _prune_empty_dirs(directory: Path, stop: Path) -> None:
-    while directory != stop and directory.is_dir() and not any(directory.iterdir()):
-        directory.rmdir()
-        directory = directory.parent
+def _stale_units(root: Path, unit_dirs: Sequence[str], prune: Iterable[str],
+                 loose_delete: list[str]) -> list[UnitPlan]:
+    """Units for directories below `prune` that hold generated files no unit produces."""
+    out: list[UnitPlan] = []
+    for top in sorted(set(prune)):
+        base = root / top
+        if any(_inside(top, d) for d in unit_dirs) or not base.is_dir() or base.is_symlink():
+            continue
+        with os.scandir(base) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            rel = f"{top}/{entry.name}" if top else entry.name
+            if entry.name.startswith((STAGE_PREFIX, OLD_PREFIX)) or rel in unit_dirs:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                nested = [d[len(rel) + 1:] for d in unit_dirs if _inside(d, rel)]
+                unit = plan_unit(root, rel, {}, skip=nested)
+                if nested:  # holds other output directories: remove files one by one
+                    loose_delete += [f"{rel}/{r}" for r in unit.delete]
+                elif unit.delete:
+                    out.append(unit)
+            elif entry.is_file(follow_symlinks=False) and is_owned(Path(entry.path)):
+                loose_delete.append(rel)
+    return out
 
 
 def _lines(text: str) -> list[str]:
@@ -136,3 +292,35 @@ def unified_diff(p: WritePlan) -> str:
                                        fromfile=f"a/{rel}" if rel not in p.create else "/dev/null",
                                        tofile=f"b/{rel}" if rel not in p.delete else "/dev/null")
     return "".join(chunks)
+
+
+def apply(p: WritePlan) -> list[str]:
+    """Carry out the plan (see `stage.commit`); returns leftovers it could not remove."""
+    from .stage import commit  # the writing half; `check` never imports it
+
+    if p.conflicts:
+        raise FileExistsError(f"not generated by mtlsc, refusing to overwrite: "
+                              f"{', '.join(p.conflicts)}")
+    return commit(p)
+
+
+_HINTS = {
+    errno.ENOSPC: "free space on the disk (or raise the quota), then run `mtlsc compile` again",
+    errno.EDQUOT: "free space within your quota, then run `mtlsc compile` again",
+    errno.EROFS: "the filesystem is mounted read-only; compile into a writable checkout",
+    errno.EACCES: "check the permissions of the overlay directories and their parents",
+    errno.EPERM: "check permissions and attributes (`lsattr`; `chattr -i` removes immutability)",
+    errno.EIO: "the disk reported an I/O error: check the device (dmesg) before retrying",
+    errno.EEXIST: "something is in the way of a path mtlsc writes: move it away",
+    errno.ENOTDIR: "a file sits where mtlsc needs a directory: move it away",
+    errno.EISDIR: "a directory sits where mtlsc writes a file: move it away",
+}
+
+
+def describe(exc: OSError) -> tuple[str, str]:
+    """A one-line message naming the path and cause of a filesystem error, and a hint."""
+    cause = exc.strerror or str(exc)
+    where = exc.filename
+    message = f"{where}: {cause}" if where else cause
+    return message, _HINTS.get(exc.errno or 0, "check the filesystem and run `mtlsc compile` "
+                               "again")

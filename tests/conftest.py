@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO, build_test_pki
-from tests.vault.fixtures import openbao, openbao_tls, pems, vault  # noqa: F401
+from tests.vault.fixtures import openbao, openbao_tls, pems, seeded, vault  # noqa: F401
 
 # Certificate checks in tests run at a fixed instant so results never depend on the clock.
 TEST_NOW = datetime(2027, 1, 1, tzinfo=UTC)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,7 +118,7 @@ def _revision(root: Path, bundle: str, server: str, when: datetime, message: str
 def rotation_repo(root: Path, pki: Path, new_ca_days_ago: int, overlap_days: int | None = None
                   ) -> Path:
     (root / "policies").mkdir(parents=True)
-    (root / "pki").symlink_to(pki)
+    shutil.copytree(pki, root / "pki")  # a link out of the repository would be refused
     (root / ".gitignore").write_text("pki\n")
     cluster = CLUSTER if overlap_days is None else CLUSTER + (
         f"  certificateChecks: {{rotationOverlapDays: {overlap_days}}}\n")

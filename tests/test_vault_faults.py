@@ -18,18 +18,11 @@ from tests.vault.repo import (
     assert_no_secrets,
     repo,
     run,
-    seed,
     snapshot,
     source_yaml,
 )
 
 pytestmark = pytest.mark.real_vault
-
-
-@pytest.fixture
-def seeded(vault: Bao, pems: dict[str, str]) -> Bao:
-    seed(vault, pems)
-    return vault
 
 
 @pytest.mark.parametrize("fault", ["503", "429", "500", "502", "sealed", "standby", "drop",

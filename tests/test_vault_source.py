@@ -34,12 +34,6 @@ from tests.vault.repo import (
 pytestmark = pytest.mark.real_vault
 
 
-@pytest.fixture
-def seeded(vault: Bao, pems: dict[str, str]) -> Bao:
-    seed(vault, pems)
-    return vault
-
-
 def test_example_compiles_byte_identical_from_vault_and_local(tmp_path: Path,
                                                               vault: Bao) -> None:
     local = tmp_path / "local"
@@ -68,7 +62,7 @@ spec:
     result = run(remote, vault, "compile")
     assert result.exit_code == 0, result.output
     remote_files = {k: v for k, v in snapshot(remote).items()
-                    if k != "mtlsc.lock" and not k.startswith(".mtlsc/")}  # the render cache
+                    if k != "mtlsc.lock" and not k.startswith(".mtlsc/")}  # local state
     local_files = {k: v for k, v in snapshot(local).items() if not k.startswith(".mtlsc/")}
     assert remote_files == local_files
     assert (remote / "mtlsc.lock").is_file()

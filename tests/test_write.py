@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from compiler import write
+from compiler import fsops, journal, write
 from compiler.emit import HEADER
 
 OLD = 1_000_000_000_000_000_000  # an mtime (ns) far in the past, to see whether a file was touched
@@ -27,12 +29,16 @@ def put(root: Path, rel: str, data: bytes) -> Path:
 
 
 def tree(root: Path) -> dict[str, bytes]:
+    """Every file below `root` except mtlsc's local state in .mtlsc/."""
     return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file()
+            and not p.relative_to(root).as_posix().startswith(".mtlsc/")}
 
 
 def temp_files(root: Path) -> list[Path]:
-    return sorted(root.rglob(".mtlsc-*.tmp"))
+    """Anything a write leaves beside the tree: staging, old copies, temporaries, a journal."""
+    return sorted([*root.rglob(".mtlsc-*"), *root.rglob("*.mtlsc-tmp"),
+                   *root.rglob("*.mtlsc-bak"), *root.glob(".mtlsc/write/journal.json")])
 
 
 @pytest.fixture
@@ -56,7 +62,7 @@ WANTED = {
 
 
 def test_plan_classifies_every_file(repo: Path) -> None:
-    p = write.plan(repo, WANTED, ["overlays"])
+    p = write.plan(repo, WANTED, ["overlays/c"], ["overlays"])
 
     assert p.create == {"overlays/c/new/created.yaml": generated("a: 3\n")}
     assert p.update == {"overlays/c/changed.yaml": generated("a: 2\n")}
@@ -69,7 +75,7 @@ def test_plan_classifies_every_file(repo: Path) -> None:
 def test_plan_without_changes(repo: Path) -> None:
     wanted = {rel: data for rel, data in tree(repo).items() if rel != "overlays/c/hand.yaml"}
 
-    p = write.plan(repo, wanted, ["overlays"])
+    p = write.plan(repo, wanted, ["overlays/c"], ["overlays"])
 
     assert not p.changed
     assert p.unchanged == tuple(sorted(wanted))
@@ -78,7 +84,7 @@ def test_plan_without_changes(repo: Path) -> None:
 def test_plan_is_read_only(repo: Path) -> None:
     before = tree(repo)
 
-    write.plan(repo, WANTED, ["overlays"])
+    write.plan(repo, WANTED, ["overlays/c"], ["overlays"])
 
     assert tree(repo) == before
 
@@ -89,14 +95,14 @@ def test_only_files_in_owned_dirs_can_be_stale(repo: Path) -> None:
     p = write.plan(repo, WANTED, ["overlays/c", "missing-dir"])
 
     assert p.delete == ("overlays/c/stale.yaml",)
-    assert write.plan(repo, WANTED, []).delete == ()
+    assert write.plan(repo, {}, ["missing-dir"]).delete == ()
 
 
 def test_unowned_files_and_symlinks_are_never_stale(repo: Path) -> None:
     (repo / "overlays/c/link.yaml").symlink_to(repo / "overlays/c/same.yaml")
     put(repo, "overlays/c/almost.yaml", HEADER[:-5].encode())  # truncated header
 
-    p = write.plan(repo, WANTED, ["overlays"])
+    p = write.plan(repo, WANTED, ["overlays/c"], ["overlays"])
 
     assert p.delete == ("overlays/c/stale.yaml",)
 
@@ -109,7 +115,7 @@ def test_plan_reports_unowned_paths_in_the_way(repo: Path, obstacle: str) -> Non
         (repo / rel).mkdir()
     wanted = {**WANTED, rel: generated("mine: now\n")}
 
-    p = write.plan(repo, wanted, ["overlays"])
+    p = write.plan(repo, wanted, ["overlays/c"], ["overlays"])
 
     assert p.conflicts == (rel,)
     assert rel not in p.create and rel not in p.update
@@ -117,7 +123,8 @@ def test_plan_reports_unowned_paths_in_the_way(repo: Path, obstacle: str) -> Non
 
 def test_apply_refuses_a_plan_with_conflicts(repo: Path) -> None:
     before = tree(repo)
-    p = write.plan(repo, {**WANTED, "overlays/c/hand.yaml": generated("x: 1\n")}, ["overlays"])
+    p = write.plan(repo, {**WANTED, "overlays/c/hand.yaml": generated("x: 1\n")},
+                   ["overlays/c"], ["overlays"])
 
     with pytest.raises(FileExistsError, match=r"overlays/c/hand\.yaml"):
         write.apply(p)
@@ -139,7 +146,7 @@ def test_is_owned_requires_the_header_at_the_start(tmp_path: Path) -> None:
 
 
 def test_apply_writes_the_planned_tree(repo: Path) -> None:
-    write.apply(write.plan(repo, WANTED, ["overlays"]))
+    write.apply(write.plan(repo, WANTED, ["overlays/c"], ["overlays"]))
 
     assert tree(repo) == {**WANTED, "overlays/c/hand.yaml": b"hand: written\n"}
     created = repo / "overlays/c/new/created.yaml"
@@ -148,7 +155,7 @@ def test_apply_writes_the_planned_tree(repo: Path) -> None:
 
 
 def test_apply_leaves_unchanged_and_unowned_files_alone(repo: Path) -> None:
-    write.apply(write.plan(repo, WANTED, ["overlays"]))
+    write.apply(write.plan(repo, WANTED, ["overlays/c"], ["overlays"]))
 
     assert (repo / "overlays/c/same.yaml").stat().st_mtime_ns == OLD
     assert (repo / "overlays/c/hand.yaml").stat().st_mtime_ns == OLD
@@ -162,7 +169,8 @@ def test_apply_removes_stale_files_and_prunes_empty_directories(tmp_path: Path) 
     put(tmp_path, "overlays/c/mixed/notes.md", b"mine\n")
     put(tmp_path, "overlays/d/old.yaml", generated("a: 1\n"))
 
-    p = write.plan(tmp_path, {"overlays/c/keep.yaml": generated("a: 1\n")}, ["overlays"])
+    p = write.plan(tmp_path, {"overlays/c/keep.yaml": generated("a: 1\n")}, ["overlays/c"],
+                   ["overlays"])
     write.apply(p)
 
     assert p.delete == ("overlays/c/gone/deep/old.yaml", "overlays/c/mixed/old.yaml",
@@ -178,7 +186,7 @@ def test_pruning_stops_at_the_root(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     put(root, "overlays/c/old.yaml", generated("a: 1\n"))
 
-    write.apply(write.plan(root, {}, ["overlays"]))
+    write.apply(write.plan(root, {}, [], ["overlays"]))
 
     assert root.is_dir()
     assert not (root / "overlays/c").exists()
@@ -186,17 +194,17 @@ def test_pruning_stops_at_the_root(tmp_path: Path) -> None:
 
 def test_a_staging_failure_changes_nothing(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = tree(repo)
-    real_stage = write._stage
+    real_write = fsops.write_file
     staged: list[Path] = []
 
-    def fail_on_second(dest: Path, data: bytes) -> Path:
+    def fail_on_second(path: Path, data: bytes, **kwargs: Any) -> os.stat_result:
         if staged:
             raise OSError(28, "No space left on device")
-        staged.append(real_stage(dest, data))
-        return staged[-1]
+        staged.append(path)
+        return real_write(path, data, **kwargs)
 
-    monkeypatch.setattr(write, "_stage", fail_on_second)
-    p = write.plan(repo, WANTED, ["overlays"])
+    monkeypatch.setattr(fsops, "write_file", fail_on_second)
+    p = write.plan(repo, WANTED, ["overlays/c"], ["overlays"])
     assert len(p.create) + len(p.update) == 2
 
     with pytest.raises(OSError, match="No space left"):
@@ -207,18 +215,12 @@ def test_a_staging_failure_changes_nothing(repo: Path, monkeypatch: pytest.Monke
     assert temp_files(repo) == []
 
 
-def test_a_destination_that_cannot_be_created_changes_nothing(repo: Path) -> None:
-    # The parent "directory" is a file: staging fails after changed.yaml was already staged.
+def test_a_file_where_a_directory_is_needed_is_in_the_way(repo: Path) -> None:
     wanted = {**WANTED, "overlays/c/hand.yaml/inside.yaml": generated("a: 4\n")}
-    p = write.plan(repo, wanted, ["overlays"])
-    assert "overlays/c/hand.yaml/inside.yaml" in p.create
-    before = tree(repo)
 
-    with pytest.raises(OSError):
-        write.apply(p)
+    p = write.plan(repo, wanted, ["overlays/c"], ["overlays"])
 
-    assert tree(repo) == before
-    assert temp_files(repo) == []
+    assert p.conflicts == ("overlays/c/hand.yaml/inside.yaml",)
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
@@ -227,7 +229,7 @@ def test_a_read_only_destination_changes_nothing(repo: Path) -> None:
     locked = repo / "overlays/c/new"
     locked.mkdir()
     p = write.plan(repo, {**WANTED, "overlays/c/a-first.yaml": generated("b: 1\n")},
-                   ["overlays"])
+                   ["overlays/c"], ["overlays"])
     before = tree(repo)
     locked.chmod(0o555)
     try:
@@ -244,7 +246,7 @@ def test_a_read_only_destination_changes_nothing(repo: Path) -> None:
 
 
 def test_unified_diff_of_create_update_and_delete(repo: Path) -> None:
-    diff = write.unified_diff(write.plan(repo, WANTED, ["overlays"]))
+    diff = write.unified_diff(write.plan(repo, WANTED, ["overlays/c"], ["overlays"]))
 
     assert diff == (
         "--- a/overlays/c/changed.yaml\n"
@@ -277,7 +279,7 @@ def test_unified_diff_is_empty_without_changes(repo: Path) -> None:
 def test_unified_diff_does_not_write(repo: Path) -> None:
     before = tree(repo)
 
-    write.unified_diff(write.plan(repo, WANTED, ["overlays"]))
+    write.unified_diff(write.plan(repo, WANTED, ["overlays/c"], ["overlays"]))
 
     assert tree(repo) == before
 
@@ -290,3 +292,102 @@ def test_unified_diff_of_a_file_without_final_newline(tmp_path: Path) -> None:
 
     assert "-a: 1" in diff.splitlines()
     assert "+a: 2" in diff.splitlines()
+
+
+# --- units, manifest, journal --------------------------------------------------------------------
+
+
+def test_a_unit_keeps_foreign_files_and_links_unchanged_ones(repo: Path) -> None:
+    (repo / "overlays/c/link.yaml").symlink_to("same.yaml")
+    same_inode = (repo / "overlays/c/same.yaml").stat().st_ino
+
+    write.apply(write.plan(repo, WANTED, ["overlays/c"], ["overlays"]))
+
+    assert (repo / "overlays/c/same.yaml").stat().st_ino == same_inode  # not rewritten
+    assert (repo / "overlays/c/hand.yaml").read_bytes() == b"hand: written\n"
+    assert os.readlink(repo / "overlays/c/link.yaml") == "same.yaml"
+    assert temp_files(repo) == []
+
+
+def test_a_removed_cluster_directory_goes_as_a_whole(tmp_path: Path) -> None:
+    put(tmp_path, "overlays/old/ns/a.yaml", generated("a: 1\n"))
+    put(tmp_path, "overlays/mixed/ns/a.yaml", generated("a: 1\n"))
+    put(tmp_path, "overlays/mixed/README.md", b"mine\n")
+
+    p = write.plan(tmp_path, {"overlays/c/k.yaml": generated("k: 1\n")}, ["overlays/c"],
+                   ["overlays"])
+    write.apply(p)
+
+    assert p.delete == ("overlays/mixed/ns/a.yaml", "overlays/old/ns/a.yaml")
+    assert not (tmp_path / "overlays/old").exists()
+    assert tree(tmp_path) == {"overlays/c/k.yaml": generated("k: 1\n"),
+                              "overlays/mixed/README.md": b"mine\n"}
+
+
+def test_the_manifest_spares_reading_unchanged_files(tmp_path: Path) -> None:
+    files = {f"overlays/c/f{i}.yaml": generated(f"i: {i}\n") for i in range(20)}
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))
+    time.sleep(0.05)  # let the filesystem clock pass the files' ctime ("racy" entries)
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))  # records what the first wrote
+
+    again = write.plan(tmp_path, files, ["overlays/c"])
+
+    assert not again.changed and again.units[0].misses == 0
+
+
+def test_the_manifest_is_not_trusted_after_an_edit(tmp_path: Path) -> None:
+    files = {"overlays/c/a.yaml": generated("a: 1\n")}
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))
+    path = tmp_path / "overlays/c/a.yaml"
+    st = path.stat()
+    with path.open("r+b") as fh:  # same size, same inode, mtime put back: only ctime moves
+        fh.seek(len(HEADER) + 3)
+        fh.write(b"2")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    p = write.plan(tmp_path, files, ["overlays/c"])
+
+    assert p.update == files and p.units[0].misses == 1
+
+
+def test_a_damaged_manifest_is_ignored(tmp_path: Path) -> None:
+    files = {"overlays/c/a.yaml": generated("a: 1\n")}
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))
+    for manifest_file in (tmp_path / ".mtlsc/write/manifests").iterdir():
+        manifest_file.write_text('{"version": 1, "dir": "overlays/c", "files": {"a.yaml": [1]}}')
+
+    assert not write.plan(tmp_path, files, ["overlays/c"]).changed
+
+
+def test_recovery_rolls_back_a_half_done_fallback_swap(tmp_path: Path) -> None:
+    put(tmp_path, "overlays/.mtlsc-old-c/a.yaml", generated("old\n"))
+    put(tmp_path, "overlays/.mtlsc-stage-c/a.yaml", generated("new\n"))
+    journal.begin(tmp_path, journal.Journal((journal.UnitPaths("overlays/c"),), ()))
+
+    removed = journal.recover(tmp_path)
+
+    assert tree(tmp_path) == {"overlays/c/a.yaml": generated("old\n")}
+    assert removed == ["overlays/.mtlsc-old-c", "overlays/.mtlsc-stage-c"]
+    assert temp_files(tmp_path) == []
+
+
+def test_recovery_sweeps_strays_without_a_journal(tmp_path: Path) -> None:
+    put(tmp_path, "overlays/.mtlsc-stage-c/a.yaml", generated("new\n"))
+    put(tmp_path, "overlays/c/a.yaml", generated("old\n"))
+
+    assert journal.recover(tmp_path, ["overlays"]) == ["overlays/.mtlsc-stage-c"]
+    assert tree(tmp_path) == {"overlays/c/a.yaml": generated("old\n")}
+
+
+def test_the_two_rename_fallback_gives_the_same_tree(repo: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def unsupported(a: Path, b: Path) -> None:
+        raise fsops.ExchangeUnsupported("test")
+
+    monkeypatch.setattr(fsops, "exchange", unsupported)
+    put(repo, "overlays/.mtlsc-old-c/x.yaml", b"a crash's leftover, its journal lost\n")
+    write.apply(write.plan(repo, WANTED, ["overlays/c"], ["overlays"]))
+
+    assert tree(repo) == {**WANTED, "overlays/c/hand.yaml": b"hand: written\n"}
+    assert temp_files(repo) == []

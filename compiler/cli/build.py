@@ -10,15 +10,18 @@ import click
 from .. import write
 from ..diagnostics import error, exit_code
 from ..explain import explain as explain_text
+from ..guardrails import waivers_of
 from .common import (
     common_options,
     display,
     emit,
+    interrupted,
     make_context,
     offline_option,
     plan_write,
     print_diff,
     run_compile,
+    today,
     write_result,
 )
 
@@ -30,7 +33,7 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
             fmt: str, quiet: bool, show_diff: bool) -> None:
     """Compile policies/ into overlays/ (writes nothing if there is any error)."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
-    result = run_compile(ctx, fill_cache=True)
+    result = run_compile(ctx, writes=True)
     diff = write_result(ctx, result, show_diff=show_diff)
     emit(result.diagnostics, fmt, files=sorted(result.files),
           **({"diff": diff} if show_diff else {}))
@@ -47,6 +50,9 @@ def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], s
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = run_compile(ctx, vault_offline=offline)
     plan = plan_write(ctx, result) if result.ok else None
+    stopped = interrupted(ctx, result)
+    if stopped is not None:
+        result.diagnostics.append(stopped)
     diff = ""
     if plan is not None and plan.changed:
         diff = write.unified_diff(plan)
@@ -92,7 +98,11 @@ def explain(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
             continue
         cluster = next(c for c in model.clusters if c.target.name == placement.target.name)
         gw = next(g for g in cluster.gateways if g.key == key)
-        click.echo(explain_text(placement, gw) + "\n")
+        click.echo(explain_text(placement, gw))
+        for w in waivers_of(key, result.waivers, today()):
+            click.echo(f"guardrail waiver: {w.rule} until {w.expires} (owner {w.owner}: "
+                       f"{w.reason})    # {w.location}")
+        click.echo()
         shown += 1
     if not shown:
         result.diagnostics.append(error("UnknownGateway", f"no gateway {gateway!r} is compiled "

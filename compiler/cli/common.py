@@ -11,12 +11,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
 
-from .. import progress, report, write
+from .. import journal, progress, report, write
 from ..cache import CACHE_DIR
+from ..confine import Boundaries
 from ..diagnostics import (
     Diagnostic,
     ExitCode,
@@ -24,6 +26,7 @@ from ..diagnostics import (
     error,
     escalate,
     sorted_diagnostics,
+    warning,
 )
 from ..k8s.validate import SchemaStore
 from ..load import read_policy_files
@@ -43,6 +46,7 @@ class Context:
     strict: bool
     clusters: tuple[str, ...]
     quiet: bool = False
+    read_outside: tuple[Path, ...] = ()  # --allow-read-outside
     cache: bool = True  # --no-cache / MTLSC_NO_CACHE turn the render cache off
     jobs: int = 1  # --jobs / MTLSC_JOBS; default: the CPUs this process may use
 
@@ -83,11 +87,17 @@ def read_lock(ctx: Context) -> tuple[dict[LockKey, Pin], list[Diagnostic]]:
                           "`mtlsc lock update`")]
 
 
-def run_compile(ctx: Context, *, offline: bool = False, fill_cache: bool = False,
-                unpin: tuple[str, ...] | None = None, vault_offline: bool = False) -> Result:
+def run_compile(ctx: Context, *, offline: bool = False,
+                unpin: tuple[str, ...] | None = None, vault_offline: bool = False,
+                writes: bool = False) -> Result:
     """Compile the repository. `offline`: validate only, no certificate source. `vault_offline`:
-    Vault sources served from mtlsc.lock and the committed overlays (`--offline`). `fill_cache`:
-    write new render-cache entries (compile, lock update); other commands only read them."""
+    Vault sources served from mtlsc.lock and the committed overlays (`--offline`). A command
+    that `writes` first cleans up whatever an interrupted write left
+    (docs/output.md#crash-safety) and fills the render cache; other commands only read it."""
+    if writes:
+        problem = recover(ctx)
+        if problem is not None:
+            return Result(diagnostics=[problem])
     try:
         texts = read_policy_files(ctx.policies, ctx.root)
     except (OSError, UnicodeDecodeError) as exc:
@@ -98,18 +108,21 @@ def run_compile(ctx: Context, *, offline: bool = False, fill_cache: bool = False
                                          None, "run from the repository root or pass "
                                          "--policies")])
     store = SchemaStore(schema_roots(ctx.root))
+    bounds = Boundaries(root=ctx.root, policies=display(ctx.policies, ctx.root),
+                        read_outside=ctx.read_outside)
     options = Options(strict=ctx.strict, clusters=ctx.clusters,
-                      progress=progress.for_terminal(ctx.quiet),
+                      progress=progress.for_terminal(ctx.quiet), boundaries=bounds,
                       cache=ctx.root / CACHE_DIR if ctx.cache else None,
-                      cache_writes=fill_cache, jobs=ctx.jobs)
+                      cache_writes=writes, jobs=ctx.jobs)
     if offline:
         return validate_only(texts, store, options)
     lock, problems = read_lock(ctx)
     if problems:
         return Result(diagnostics=problems)
     cas = committed_ca_bundles(ctx.root / ctx.overlays) if vault_offline else None
-    result = compile_policies(texts, source_factory(ctx.root, lock, unpin, offline=cas), store,
-                              options, lock)
+    result = compile_policies(texts, source_factory(ctx.root, lock, unpin, offline=cas,
+                                                 read_outside=ctx.read_outside),
+                              store, options, lock)
     return with_offline_summary(result, ctx.strict) if vault_offline else result
 
 
@@ -127,6 +140,11 @@ def offline_option(func: click.decorators.FC) -> click.decorators.FC:
                         help="Do not contact Vault: use mtlsc.lock and the committed overlays "
                         "(CA bodies verified against the lock) and report what could not be "
                         "checked. Also MTLSC_OFFLINE=true.")(func)
+
+
+def today() -> date:
+    """The day guardrail waivers are checked against (the pipeline's clock: UTC now)."""
+    return datetime.now(UTC).date()
 
 
 def common_options(func: click.decorators.FC) -> click.decorators.FC:
@@ -150,6 +168,10 @@ def common_options(func: click.decorators.FC) -> click.decorators.FC:
                      expose_value=False, callback=_remember,
                      help="Worker processes for large compiles [default: the CPUs available; "
                      "env: MTLSC_JOBS]."),
+        click.option("--allow-read-outside", "read_outside", multiple=True, expose_value=False,
+                     type=click.Path(file_okay=False, path_type=Path), callback=_remember,
+                     help="Let local certificate sources read files below this directory "
+                          "outside the repository (repeatable; never for writing)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -173,25 +195,57 @@ def make_context(root: Path, policies: str, overlays: str, clusters: tuple[str, 
              fmt: str, quiet: bool = False) -> Context:
     click_ctx = click.get_current_context(silent=True)
     meta = click_ctx.meta if click_ctx is not None else {}
+    allowed = meta.get("mtlsc.read_outside") or ()
     jobs = meta.get("mtlsc.jobs")
-    return Context(root, root / policies, overlays, fmt, strict, clusters, quiet,
+    return Context(root, root / policies, overlays, fmt, strict, clusters, quiet, tuple(allowed),
                    cache=not meta.get("mtlsc.no_cache", False),
                    jobs=jobs if isinstance(jobs, int) else _cpus())
+
+def _parents(dirs: Sequence[str]) -> list[str]:
+    return sorted({d.rpartition("/")[0] for d in dirs})
+
+
+def recover(ctx: Context) -> Diagnostic | None:
+    """Finish off an interrupted write before anything else; None when all is well."""
+    try:
+        if journal.pending(ctx.root) is None and not journal.leftovers(ctx.root,
+                                                                       [ctx.overlays]):
+            return None
+        with journal.exclusive(ctx.root):
+            removed = journal.recover(ctx.root, [ctx.overlays])
+    except OSError as exc:
+        message, hint = write.describe(exc)
+        return io_failure(f"cannot clean up after an interrupted write: {message}", hint)
+    if removed and ctx.fmt == "text":
+        click.echo(f"recovered from an interrupted write: removed {', '.join(removed)}",
+                   err=True)
+    return None
+
+
+def interrupted(ctx: Context, result: Result) -> Diagnostic | None:
+    """`check` never passes while an interrupted write's leftovers are on disk."""
+    found = journal.leftovers(ctx.root, [*_parents(result.output_dirs), ctx.overlays])
+    if journal.pending(ctx.root) is None and not found:
+        return None
+    return error("InterruptedWrite", "an interrupted `mtlsc compile` left "
+                 + (", ".join(found) or "its journal (.mtlsc/write/journal.json)"), None,
+                 "run `mtlsc compile`: it cleans up first, then writes the overlays")
 
 
 def plan_write(ctx: Context, result: Result) -> write.WritePlan | None:
     """What writing would change; None (with a diagnostic) when unowned files are in the way."""
-    prune = (*result.output_dirs, ctx.overlays) if result.all_clusters else result.output_dirs
+    prune = (ctx.overlays,) if result.all_clusters else ()
     try:
-        plan = write.plan(ctx.root, result.files, prune)
+        plan = write.plan(ctx.root, result.files, result.output_dirs, prune)
     except OSError as exc:
-        result.diagnostics.append(io_failure(f"cannot read overlays: {exc}",
-                                              "check permissions of the overlay files"))
+        message, hint = write.describe(exc)
+        result.diagnostics.append(io_failure(f"cannot read overlays: {message}", hint))
         return None
     for rel in plan.conflicts:
-        result.diagnostics.append(error("FileInTheWay", f"{rel} exists and was not generated "
-                                        "by mtlsc; nothing was written", None, "move the file "
-                                        "away or set the ClusterTarget's outputDir elsewhere"))
+        what = "is not a directory" if rel in result.output_dirs else "was not generated by mtlsc"
+        result.diagnostics.append(error("FileInTheWay", f"{rel} exists and {what}; nothing "
+                                        "was written", None, "move it away or set the "
+                                        "ClusterTarget's outputDir elsewhere"))
     return None if plan.conflicts else plan
 
 
@@ -214,11 +268,18 @@ def write_result(ctx: Context, result: Result, *, show_diff: bool = False) -> st
             if show_diff:
                 diff = write.unified_diff(plan)
                 print_diff(diff, ctx.fmt)
-            write.apply(plan)
+            leftovers = write.apply(plan)
             report_written(plan, ctx.fmt)
+            if leftovers:
+                result.diagnostics.append(warning(
+                    "IncompleteCleanup", "the overlays were written, but these old copies "
+                    "could not be removed: " + "; ".join(leftovers), None,
+                    "the next `mtlsc compile` removes them; fix the cause shown"))
     except OSError as exc:
-        result.diagnostics.append(io_failure(f"cannot write overlays: {exc}",
-                                              "check permissions and free space"))
+        message, hint = write.describe(exc)
+        outcome = "" if isinstance(exc, write.PartialWriteError) else "; nothing was changed"
+        result.diagnostics.append(io_failure(f"cannot write overlays: {message}{outcome}",
+                                             hint))
     return diff
 
 

@@ -16,7 +16,7 @@ from ..k8s.validate import SchemaStore
 from ..lock import LOCK_FILE, LockError, parse_lock
 from ..model import Model
 from ..pipeline import Options, Result, compile_policies, schema_roots
-from ..posture import compare, compute_posture
+from ..posture import compare
 from ..risk import Severity, Side, ordered, security_notes, worst
 from ..rotation import anchor_changes, parse_duration, rotation_notes
 from ..secrets.factory import source_factory
@@ -93,9 +93,8 @@ def build_report(ctx: Context, base_ref: str, head: Result, *, show_ca_bodies: b
     report.notes = ordered(notes)
     report.anchors = anchor_changes(base_side, head_side)
     report.diagnostics = head.diagnostics
-    before = compute_posture(base.model.clusters, base.materials) \
-        if base.ok and base.model else ()
-    report.posture = list(compare(before, compute_posture(head.model.clusters, head.materials)))
+    before = base.posture if base.ok else ()  # both computed once by the pipeline
+    report.posture = list(compare(before, head.posture))
     return report
 
 

@@ -95,7 +95,7 @@ def demo_cmd(root: Path, cluster: str, gateway: str) -> None:
     from .. import demo
 
     ctx = make_context(root, "policies", "overlays", (), False, "text")
-    result = run_compile(ctx)
+    result = run_compile(ctx, writes=True)
     write_result(ctx, result)
     model_cluster = _cluster(result, cluster)
     gw = next((g for g in model_cluster.gateways if g.key == gateway), None) \

@@ -24,7 +24,7 @@ def lock_update(root: Path, policies: str, overlays: str, clusters: tuple[str, .
                 strict: bool, fmt: str, quiet: bool, refs: tuple[str, ...]) -> None:
     """Resolve refs to Vault's latest versions, then write mtlsc.lock and the overlays."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
-    result = run_compile(ctx, unpin=refs, fill_cache=True)
+    result = run_compile(ctx, unpin=refs, writes=True)
     write_result(ctx, result)
     emit(result.diagnostics, fmt, files=sorted(result.files))
     sys.exit(exit_code(result.diagnostics))

@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from ..diagnostics import exit_code, has_errors
-from ..posture import compute_posture
 from ..posture_render import FORMATS, render
-from .common import emit, make_context, run_compile
+from .common import emit, make_context, run_compile, today
 
 
 @click.command()
@@ -33,5 +32,12 @@ def posture(root: Path, policies: str, clusters: tuple[str, ...], strict: bool, 
         sys.exit(exit_code(result.diagnostics))
     if result.diagnostics:
         emit(result.diagnostics, "text")  # warnings on stderr; stdout carries the posture
-    click.echo(render(compute_posture(result.model.clusters, result.materials), fmt))
+    click.echo(render(result.posture, fmt))  # computed once by the pipeline
+    waivers = [w for w in result.waivers if w.active(today())]
+    if waivers and fmt != "json":
+        markdown = fmt == "markdown"
+        click.echo("\n## Active guardrail waivers\n" if markdown else "\nactive guardrail waivers:")
+        for w in waivers:
+            line = f"{w.gateway}: {w.rule} until {w.expires} (owner {w.owner}: {w.reason})"
+            click.echo(f"- {line} ({w.location})" if markdown else f"  {line}  # {w.location}")
     sys.exit(exit_code(result.diagnostics))

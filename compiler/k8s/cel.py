@@ -36,7 +36,8 @@ from compiler.k8s._cel_syntax import (
     parse,
 )
 
-__all__ = ["CELError", "Duration", "Program", "UInt", "compile_rule"]
+__all__ = ["CELError", "Duration", "Expression", "Program", "UInt", "compile_expression",
+           "compile_rule", "names_used"]
 
 Env = dict[str, Any]
 Fn = Callable[[Env], Any]
@@ -60,6 +61,19 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+def _run(fn: Fn, env: Env) -> Any:
+    """Evaluate a compiled expression; every failure, even a bug, is a CELError (a rule
+    failure), never a crash."""
+    try:
+        return fn(env)
+    except CELError:
+        raise
+    except (RecursionError, MemoryError) as exc:
+        raise CELError(f"evaluation aborted: {type(exc).__name__}") from None
+    except Exception as exc:
+        raise CELError(f"internal evaluation error: {exc!r}") from None
+
+
 @dataclass(frozen=True, eq=False)
 class Program:
     """A compiled rule; `evaluate` may be called any number of times, concurrently."""
@@ -72,14 +86,7 @@ class Program:
         env: Env = {"self": self_value}
         if self.uses_old_self:
             env["oldSelf"] = old_self
-        try:
-            return self._fn(env)
-        except CELError:
-            raise
-        except (RecursionError, MemoryError) as exc:
-            raise CELError(f"evaluation aborted: {type(exc).__name__}") from None
-        except Exception as exc:  # a bug here must still read as a rule failure, not a crash
-            raise CELError(f"internal evaluation error: {exc!r}") from None
+        return _run(self._fn, env)
 
 
 @lru_cache(maxsize=4096)
@@ -90,6 +97,48 @@ def compile_rule(src: str) -> Program:
     except RecursionError:
         raise CELError("Syntax error: expression nested too deeply") from None
     return Program(src, _references(ast, "oldSelf"), _compile(ast, ROOT_VARIABLES))
+
+
+@dataclass(frozen=True, eq=False)
+class Expression:
+    """A compiled expression over named variables (not only `self`), e.g. a guardrail rule."""
+
+    source: str
+    variables: frozenset[str]
+    _fn: Fn
+
+    def evaluate(self, env: dict[str, Any]) -> Any:
+        return _run(self._fn, env)
+
+
+@lru_cache(maxsize=1024)
+def compile_expression(src: str, variables: frozenset[str]) -> Expression:
+    """Parse and check an expression that may reference exactly `variables`; raises CELError
+    for syntax errors and undeclared references."""
+    try:
+        ast = parse(src)
+    except RecursionError:
+        raise CELError("Syntax error: expression nested too deeply") from None
+    return Expression(src, variables, _compile(ast, variables))
+
+
+def names_used(src: str) -> frozenset[str]:
+    """Every identifier and selected field name in an expression (for static checks such as
+    "does this rule read certificate data?"); raises CELError for syntax errors."""
+    found: set[str] = set()
+
+    def walk(node: Node) -> None:
+        if isinstance(node, Ident):
+            found.add(node.name)
+        elif isinstance(node, Select | Has):
+            found.add(node.field)
+        for child in _children(node):
+            walk(child)
+    try:
+        walk(parse(src))
+    except RecursionError:
+        raise CELError("Syntax error: expression nested too deeply") from None
+    return frozenset(found)
 
 
 def _references(node: Node, name: str) -> bool:

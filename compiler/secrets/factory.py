@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from ..load import LocalSourceConfig, SourceConfig
@@ -16,13 +16,15 @@ def source_factory(root: Path, lock: Mapping[LockKey, Pin] | None = None,
                    unpin: Collection[str] | None = None,
                    env: Mapping[str, str] | None = None,
                    *, offline: Mapping[str, list[bytes]] | None = None,
+                   read_outside: Sequence[Path] = (),
                    ) -> Callable[[SourceConfig], CertificateSource]:
     """A factory for the pipeline. `unpin` names logical refs whose lock pins are ignored
     (`mtlsc lock update --ref`); an empty collection means every ref. With `offline` (the
-    committed CA ConfigMaps' bodies by name) Vault sources are served from Git alone."""
+    committed CA ConfigMaps' bodies by name) Vault sources are served from Git alone. Local
+    sources may read below `read_outside` directories too (--allow-read-outside)."""
     def open_source(config: SourceConfig) -> CertificateSource:
         if isinstance(config, LocalSourceConfig):
-            return LocalSource(config, root)
+            return LocalSource(config, root, read_outside)
         pins = {(kind, name): pin for (source, kind, name), pin in (lock or {}).items()
                 if source == config.name and not _unpinned(name, unpin)}
         if offline is not None:

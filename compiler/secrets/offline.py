@@ -108,12 +108,7 @@ class OfflineVaultSource:
         return dict(self.served)
 
     def _pin(self, kind: str, ref: str) -> Pin:
-        table = self._config.ca_bundles if kind == "caBundles" else self._config.certificates
-        where = table.get(ref)
-        if where is None:
-            raise SourceError("UnknownCertificateRef", f"certificate source {self.name!r} has "
-                              f"no {kind} entry {ref!r}", f"add '{ref}' under spec.vault.{kind}"
-                              f" of CertificateSource {self.name!r}", source_failure=False)
+        where = self._config.ref(kind, ref)
         pin = self._pins.get((kind, ref))
         if pin is None or (pin.engine, pin.mount, pin.path) != (where.engine, where.mount,
                                                                where.path):

@@ -85,13 +85,7 @@ class VaultSource:
     # --- configuration and pins ----------------------------------------------------------
 
     def _ref(self, kind: str, ref: str) -> VaultRef:
-        table = self._config.ca_bundles if kind == "caBundles" else self._config.certificates
-        where = table.get(ref)
-        if where is None:
-            raise SourceError("UnknownCertificateRef", f"certificate source {self.name!r} has "
-                              f"no {kind} entry {ref!r}", f"add '{ref}' under spec.vault.{kind}"
-                              f" of CertificateSource {self.name!r}", source_failure=False)
-        return where
+        return self._config.ref(kind, ref)
 
     def _pinned(self, kind: str, ref: str, where: VaultRef) -> Pin | None:
         pin = self._pins.get((kind, ref))

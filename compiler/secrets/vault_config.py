@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..diagnostics import Location
 from ..located import Node
 from ..model import Origin
+from . import SourceError
 
 KV_DEFAULT_FIELDS = {"ca": "ca.crt", "cert": "tls.crt", "key": "tls.key"}
 
@@ -70,6 +71,18 @@ class VaultSourceConfig:
     @property
     def origin(self) -> Origin:
         return Origin(self.location, "base")
+
+    def ref(self, kind: str, name: str) -> VaultRef:
+        """Where logical `name` of `kind` (caBundles or certificates) lives; SourceError
+        UnknownCertificateRef when this source does not define it."""
+        table = self.ca_bundles if kind == "caBundles" else self.certificates
+        where = table.get(name)
+        if where is None:
+            raise SourceError("UnknownCertificateRef", f"certificate source {self.name!r} has "
+                              f"no {kind} entry {name!r}", f"add '{name}' under spec.vault."
+                              f"{kind} of CertificateSource {self.name!r}",
+                              source_failure=False)
+        return where
 
 
 def _kv(engine: str, node: Node) -> VaultRef:

@@ -298,6 +298,15 @@ def vault(openbao: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bao]:
             bao.close()
 
 
+@pytest.fixture
+def seeded(vault: Bao, pems: dict[str, str]) -> Bao:
+    """The test server with the usual certificates and CA bundles written (tests.vault.repo)."""
+    from tests.vault.repo import seed
+
+    seed(vault, pems)
+    return vault
+
+
 def cleanup_namespaces(world: World) -> None:
     """Namespaces must be removed before their parent mounts; best effort."""
     answer: Any = world.client.adapter.list("/v1/sys/namespaces", raise_exception=False)

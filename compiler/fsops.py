@@ -1,0 +1,120 @@
+"""Low-level filesystem operations the writer needs and the standard library lacks.
+
+- `exchange(a, b)`: swap two directory entries atomically (Linux `renameat2(RENAME_EXCHANGE)`);
+- `undeletable(path)`: whether the immutable or append-only attribute (`chattr +i/+a`) stops
+  mtlsc from removing an entry, so the writer can refuse before it changes anything;
+- durable writes: `write_file` and `fsync_dir`, and `sync_filesystem` for large batches.
+
+Every function raises OSError; the writer turns it into a FilesystemError diagnostic.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import struct
+from pathlib import Path
+
+RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_FS_IOC_GETFLAGS = 0x80086601  # from linux/fs.h (a long-sized ioctl argument)
+_FS_IMMUTABLE_FL = 0x10
+_FS_APPEND_FL = 0x20
+# renameat2 answers these when the kernel or the filesystem cannot exchange: use two renames.
+_NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+class ExchangeUnsupported(Exception):
+    """The platform or filesystem cannot swap two entries atomically."""
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Atomically swap the entries at `a` and `b` (both must exist)."""
+    func = getattr(_LIBC, "renameat2", None) if _LIBC is not None else None
+    if func is None:
+        raise ExchangeUnsupported("renameat2 is not available")
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                     ctypes.c_uint]
+    func.restype = ctypes.c_int
+    if func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return
+    code = ctypes.get_errno()
+    if code in _NO_EXCHANGE:
+        raise ExchangeUnsupported(os.strerror(code))
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def inode_flags(path: Path) -> int:
+    """The inode attribute flags of `path` (0 where the filesystem has none)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EACCES):
+            return 0  # a symlink, socket or unreadable entry: its flags cannot be read
+        raise
+    try:
+        out = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, struct.pack("l", 0))
+    except OSError:
+        return 0  # ENOTTY/EINVAL: the filesystem has no such flags
+    finally:
+        os.close(fd)
+    value: int = struct.unpack("l", out)[0]
+    return value
+
+
+def undeletable(path: Path) -> bool:
+    """True when `chattr +i` or `+a` forbids unlinking `path` or (for a directory) its entries."""
+    return bool(inode_flags(path) & (_FS_IMMUTABLE_FL | _FS_APPEND_FL))
+
+
+def write_file(path: Path, data: bytes, *, durable: bool, mode: int = 0o644) -> os.stat_result:
+    """Create `path` (which must not exist) with `data`; fsync it when `durable`."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if os.fstat(fd).st_mode & 0o777 != mode:
+            os.fchmod(fd, mode)  # the umask may have removed bits
+        if durable:
+            os.fsync(fd)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush the whole filesystem holding `path` (one call instead of thousands of fsyncs)."""
+    func = getattr(_LIBC, "syncfs", None) if _LIBC is not None else None
+    if func is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if func(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), str(path))
+    finally:
+        os.close(fd)

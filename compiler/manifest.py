@@ -1,0 +1,85 @@
+"""A hash manifest per output directory, so that an unchanged file is recognised without reading it.
+
+Kept in `.mtlsc/write/manifests/` (git-ignored, local to this checkout): for each file the writer
+put into an output directory, its SHA-256, whether mtlsc owns it, and the file's identity as
+`lstat` reports it (device, inode, size, mtime and ctime in nanoseconds).
+
+The manifest is a hint, never trusted blindly: an entry is used only while every one of those
+five values still matches the file on disk. Any change to a file — an edit in place, a
+replacement, a `touch`, even `chmod` — changes its ctime, which no user can set back, so the
+file is read again. An entry whose ctime is not strictly older than the moment the manifest was
+written is dropped when saving (the "racy" case: an edit within the same clock tick would not
+show). A missing, corrupt or foreign manifest is simply ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .fsops import write_file
+from .journal import STATE_DIR, TEMP_SUFFIX, state_dir
+
+StatKey = tuple[int, int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: StatKey
+    digest: str  # hex SHA-256 of the content
+    owned: bool
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _path(root: Path, unit: str) -> Path:
+    name = hashlib.sha256(unit.encode("utf-8")).hexdigest()[:24]
+    return root / STATE_DIR / "manifests" / f"{name}.json"
+
+
+def load(root: Path, unit: str) -> dict[str, Entry]:
+    """The entries recorded for the output directory `unit` (root-relative)."""
+    try:
+        doc: Any = json.loads(_path(root, unit).read_bytes())
+        if doc.get("version") != 1 or doc.get("dir") != unit:
+            return {}
+        return {str(rel): Entry((int(e[0]), int(e[1]), int(e[2]), int(e[3]), int(e[4])),
+                                str(e[5]), bool(e[6]))
+                for rel, e in doc["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return {}
+
+
+def save(root: Path, unit: str, entries: Mapping[str, Entry]) -> None:
+    """Record `entries` (relative to `unit`); racy entries are left out."""
+    path = _path(root, unit)
+    state_dir(root)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(path.name + TEMP_SUFFIX)
+    tmp.unlink(missing_ok=True)
+    try:
+        # The temporary file's own timestamps tell the filesystem clock "now".
+        now = write_file(tmp, b"", durable=False).st_mtime_ns
+        files = {rel: [*e.key, e.digest, e.owned] for rel, e in sorted(entries.items())
+                 if e.key[4] < now}
+        doc = {"version": 1, "dir": unit, "files": files}
+        tmp.write_bytes(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def forget(root: Path, unit: str) -> None:
+    _path(root, unit).unlink(missing_ok=True)
