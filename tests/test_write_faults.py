@@ -24,9 +24,11 @@ INTENTS = 6
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Everything in the repository except mtlsc's local state (.mtlsc/write)."""
+    """Everything in the repository except mtlsc's local state (.mtlsc/write, and the render
+    cache, which a compile fills before it writes)."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.relative_to(root).as_posix().startswith(".mtlsc/write")}
+            if p.is_file() and not p.relative_to(root).as_posix().startswith(
+                (".mtlsc/write", ".mtlsc/cache"))}
 
 
 def mtlsc(root: Path, *args: str, faults: list[dict[str, object]] | None = None,
