@@ -9,14 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .diagnostics import Diagnostic, error
 from .intent_schema import check_document
 from .located import Document, Node, parse_documents
 from .model import EnvoySettings, ImplementationRef, Origin, Target
 from .policy_files import PolicyFiles, read_policy_files
+from .schema_memo import file_digest
 from .secrets.vault_config import VaultSourceConfig, vault_config
+
+if TYPE_CHECKING:
+    from .schema_memo import CleanFiles
 
 DEFAULT_EXPIRY_WARNING_DAYS = 30
 __all__ = ["Policies", "PolicyFiles", "load_texts", "read_policy_files"]
@@ -72,22 +76,32 @@ class Policies:
     guardrails: list[Node] = field(default_factory=list)  # Guardrail roots (compiler/guardrails)
 
 
-def load_texts(texts: Mapping[str, str | bytes]) -> tuple[Policies, list[Diagnostic]]:
+def load_texts(texts: Mapping[str, str | bytes],
+               clean: CleanFiles | None = None) -> tuple[Policies, list[Diagnostic]]:
     """Parse and check policy files (text or bytes by display path).
 
     Given the result of `read_policy_files`, the files it could not read are reported too.
+    With `clean` (`schema_memo`), files known to pass the intent schema check skip it, and
+    files found clean are added.
     """
     policies = Policies()
     diagnostics: list[Diagnostic] = list(texts.problems) if isinstance(texts, PolicyFiles) else []
     for file in sorted(texts):
-        docs, problems = parse_documents(texts[file], file)
+        text = texts[file]
+        docs, problems = parse_documents(text, file)
         diagnostics += problems
+        digest = file_digest(file, text) if clean is not None else None
+        known = digest is not None and clean is not None and digest in clean
+        file_clean = True
         for doc in docs:
-            problems = check_document(doc.root)
+            problems = [] if known else check_document(doc.root)
             diagnostics += problems
             if not problems:
                 policies.documents.append(doc)
                 _classify(doc.root, policies)
+            file_clean = file_clean and not problems
+        if clean is not None and digest is not None and file_clean:
+            clean.add(digest)
     diagnostics += _check_unique(policies)
     return policies, diagnostics
 

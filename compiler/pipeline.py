@@ -50,6 +50,7 @@ from .render.external_secrets import render_external_secret
 from .render.gateway_api import Rendered
 from .render_units import Piece, Unit, assemble
 from .resolve import resolve
+from .schema_memo import CleanFiles
 from .secrets import CertificateSource
 from .secrets.vault_config import ExternalSecrets, VaultSourceConfig
 
@@ -202,7 +203,11 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     cluster's output rather than the fleet's. A later cluster may still fail: a sink must
     stage what it gets and commit only when the returned result is ok."""
     result = Result()
-    policies, result.diagnostics = load_texts(texts)
+    cache = EntryStore(options.cache, writable=options.cache_writes) if options.cache else None
+    clean = CleanFiles(cache) if cache is not None else None
+    policies, result.diagnostics = load_texts(texts, clean)
+    if clean is not None:
+        clean.save()
     result.policies = policies
     if not result.ok:
         return _finish(result, options)
@@ -242,7 +247,6 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     _guardrails(result, clusters, rules, now, materials if open_source is not None else None)
     configs = {s.name: s for s in policies.sources}
     options.progress.begin(sum(len(c.gateways) for c in clusters))
-    cache = EntryStore(options.cache, writable=options.cache_writes) if options.cache else None
     units = iter_units(clusters, materials, store, envoy=open_source is not None,
                        grant_versions=[reference_grant_version(store, c.target)
                                        for c in clusters],
