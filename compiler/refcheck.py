@@ -75,15 +75,19 @@ def unknown_ca_namespaces(cluster: ClusterModel) -> list[Diagnostic]:
     """`UnknownNamespace` for a CA bundle in a namespace nothing else on the cluster uses:
     most often a typo, which would publish the bundle where no Gateway can read it."""
     known = known_namespaces(cluster)
+    choices = sorted(known)
+    hints: dict[str, str] = {}  # per distinct unknown namespace: the search is not cheap
     out: dict[tuple[str, object], Diagnostic] = {}
     for gw in cluster.gateways:
         for section, ref in _uses(gw):
             if section != "caBundles" or ref.namespace in known:
                 continue
-            close = difflib.get_close_matches(ref.namespace, sorted(known), n=1)
-            hint = (f"did you mean {close[0]!r}? " if close else "") + \
-                f"if the namespace exists, list it in ClusterTarget " \
-                f"{cluster.target.name!r} spec.namespaces"
+            hint = hints.get(ref.namespace)
+            if hint is None:
+                close = difflib.get_close_matches(ref.namespace, choices, n=1)
+                hint = hints[ref.namespace] = (f"did you mean {close[0]!r}? " if close else "") \
+                    + f"if the namespace exists, list it in ClusterTarget " \
+                    f"{cluster.target.name!r} spec.namespaces"
             out.setdefault((ref.namespace, ref.origin.location), warning(
                 "UnknownNamespace", f"CA bundle {ref.name!r} is read from namespace "
                 f"{ref.namespace!r}, which no gateway, route, backend or certificate on "
