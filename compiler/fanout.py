@@ -118,17 +118,21 @@ def grant_finisher(cluster: ClusterModel, materials: Materials, store: SchemaSto
     return finish
 
 
-def unit_key(salt: bytes, gw: Gateway) -> str:
+def unit_key(salt: bytes, gw: Gateway, inputs: str | None = None) -> str:
+    """The cluster's salt plus either the digest of the gateway's inputs (its intent and
+    overrides files, see `pipeline._input_digest`) or, without one, of the resolved model."""
+    if inputs is not None:
+        return hashlib.sha256(salt + b"inputs\0" + inputs.encode("ascii")).hexdigest()
     return hashlib.sha256(salt + digest(gw).encode()).hexdigest()
 
 
-def _key_or_none(salt: bytes | None, gw: Gateway) -> str | None:
+def _key_or_none(salt: bytes | None, gw: Gateway, inputs: str | None = None) -> str | None:
     """The unit's key, or None when some value has no canonical form (then it is simply not
     cached: a key that might not cover everything would be a wrong answer waiting)."""
     if salt is None:
         return None
     try:
-        return unit_key(salt, gw)
+        return unit_key(salt, gw, inputs)
     except TypeError:
         return None
 
@@ -153,9 +157,12 @@ def _cached(cache: EntryStore | None, key: str | None) -> Unit | None:
 
 def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: SchemaStore,
                *, envoy: bool, grant_versions: Sequence[str], cache: EntryStore | None,
-               jobs: int, parallel_min: int, progress: Progress) -> Iterator[list[Unit]]:
+               jobs: int, parallel_min: int, progress: Progress,
+               inputs: Sequence[Sequence[str | None]] | None = None) -> Iterator[list[Unit]]:
     """The units of each cluster in turn (in the cluster's gateway order), so that a caller
-    can hand one cluster's output on and drop it before the next is computed.
+    can hand one cluster's output on and drop it before the next is computed. `inputs`, per
+    cluster and gateway: the digest of what the resolved gateway was computed from (cheaper
+    cache keys than digesting the model); None entries fall back to the model.
 
     A pool of `jobs` workers is started (once) when the compile is large (at least
     `parallel_min` gateways in all) and a cluster has enough cache misses to be worth it;
@@ -171,8 +178,9 @@ def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: Sc
                                  work.grant_versions[index]) if cache else None
             found: list[Unit | None] = []
             missing: list[tuple[int, Task]] = []
-            for position, gw in enumerate(cluster.gateways):
-                key = _key_or_none(salt, gw)
+            given = inputs[index] if inputs is not None else [None] * len(cluster.gateways)
+            for position, (gw, source) in enumerate(zip(cluster.gateways, given, strict=True)):
+                key = _key_or_none(salt, gw, source)
                 unit = _cached(cache, key)
                 found.append(unit)
                 if unit is None:

@@ -74,6 +74,9 @@ class Policies:
     sources: list[SourceConfig] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
     guardrails: list[Node] = field(default_factory=list)  # Guardrail roots (compiler/guardrails)
+    # SHA-256 over each file's display name and content (`schema_memo.file_digest`; None for
+    # text that cannot be encoded): what the documents of that file are a function of.
+    file_digests: dict[str, str | None] = field(default_factory=dict)
 
 
 def load_texts(texts: Mapping[str, str | bytes],
@@ -90,7 +93,7 @@ def load_texts(texts: Mapping[str, str | bytes],
         text = texts[file]
         docs, problems = parse_documents(text, file)
         diagnostics += problems
-        digest = file_digest(file, text) if clean is not None else None
+        digest = policies.file_digests[file] = file_digest(file, text)
         known = digest is not None and clean is not None and digest in clean
         file_clean = True
         for doc in docs:

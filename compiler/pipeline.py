@@ -8,6 +8,7 @@ schemas, and returns the complete overlay file map plus diagnostics. It writes n
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ from .guardrails import (
 )
 from .k8s.validate import SchemaStore, shipped_schema_root
 from .layering import Placement, caused_by_overrides, check_references, place, targets_of
-from .load import OverrideDoc, Policies, SourceConfig, load_texts
+from .load import IntentDoc, OverrideDoc, Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
 from .posture import ClusterPosture, compute_posture
@@ -164,8 +165,27 @@ def _resolve_problems(placement: Placement, caps: Capabilities) -> list[Diagnost
     return resolve(placement, caps)[1]
 
 
+def _input_digest(policies: Policies, intent: IntentDoc,
+                  overrides: Sequence[OverrideDoc]) -> str | None:
+    """A digest of everything a resolved gateway is a function of besides its cluster (the
+    ClusterTarget and its Gateway API capabilities, which the render cache's cluster salt
+    covers): `place` and `resolve` are pure functions of the intent document and of the
+    overrides naming it, and each document is a function of its file's name and content. So
+    the render cache can key on this instead of digesting the whole resolved model. None when a
+    file has no digest (the model is digested then)."""
+    files = policies.file_digests
+    parts = [files.get(intent.root.loc.file), intent.key]
+    for doc in overrides:
+        parts += [files.get(doc.root.loc.file), doc.name]
+    if any(part is None for part in parts):
+        return None
+    return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()
+
+
 def _resolve_all(policies: Policies, targets: Sequence[Target],
-                 caps: Mapping[str, Capabilities], result: Result) -> list[ClusterModel]:
+                 caps: Mapping[str, Capabilities], result: Result,
+                 inputs: list[list[str | None]]) -> list[ClusterModel]:
+    """Every cluster's resolved gateways; `inputs` receives their input digests."""
     clusters: list[ClusterModel] = []
     intents = sorted(policies.intents, key=lambda i: i.key)
     # Indexes: which targets each intent goes to, which overrides name each intent (`place`
@@ -174,12 +194,16 @@ def _resolve_all(policies: Policies, targets: Sequence[Target],
     overrides: dict[str, list[OverrideDoc]] = {}
     for doc in policies.overrides:
         overrides.setdefault(doc.gateway_key, []).append(doc)
+    digests = [_input_digest(policies, intent, overrides.get(intent.key, []))
+               for intent in intents]
     for target in targets:
         gateways: list[Gateway] = []
+        keys: list[str | None] = []
         check = functools.partial(_resolve_problems, caps=caps[target.name])
-        for intent, names in zip(intents, placed, strict=True):
+        for intent, names, digest in zip(intents, placed, digests, strict=True):
             if target.name not in names:
                 continue
+            keys.append(digest)
             placement, problems = place(intent, target, overrides.get(intent.key, []))
             gateway, found = resolve(placement, caps[target.name])
             problems += found
@@ -189,6 +213,7 @@ def _resolve_all(policies: Policies, targets: Sequence[Target],
             result.placements.append(placement)
             gateways.append(gateway)
         clusters.append(ClusterModel(target, tuple(gateways)))
+        inputs.append(keys)
     return clusters
 
 
@@ -226,7 +251,8 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     result.waivers = load_waivers(policies)
     now = options.now or datetime.now(UTC)
     result.diagnostics += problems + check_waivers(result.waivers, rules, now.date())
-    clusters = _resolve_all(policies, targets, caps, result)
+    inputs: list[list[str | None]] = []
+    clusters = _resolve_all(policies, targets, caps, result, inputs)
     result.diagnostics += check_references_offline(clusters, policies.sources)
     result.model = Model(tuple(clusters))
     result.output_dirs = tuple(sorted({t.output_dir for t in targets}))
@@ -250,7 +276,8 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     units = iter_units(clusters, materials, store, envoy=open_source is not None,
                        grant_versions=[reference_grant_version(store, c.target)
                                        for c in clusters],
-                       cache=cache, jobs=options.jobs, parallel_min=options.parallel_min,
+                       cache=cache, inputs=inputs, jobs=options.jobs,
+                       parallel_min=options.parallel_min,
                        progress=options.progress)
     streamed: list[str] = []  # unsafe names among files handed to the sink
     for cluster, cluster_units in zip(clusters, units, strict=True):

@@ -132,3 +132,24 @@ def test_a_value_without_canonical_form_is_not_cached(fleet: Path, tmp_path: Pat
     monkeypatch.setattr(fanout, "unit_key", no_form)
     assert outcome(compile_fleet(fleet, cache=tmp_path / "cache")) == expected
     assert not _entries(tmp_path / "cache" / "unit")
+
+
+def test_an_override_edit_rerenders_the_gateways_it_names(fleet: Path, tmp_path: Path,
+                                                          renders: list[str]) -> None:
+    """Units are keyed by the digests of their intent's and overrides' files: editing an
+    override (even a byte that changes only a location) re-renders exactly its gateway."""
+    root = tmp_path / "fleet"
+    shutil.copytree(fleet, root)
+    cache = tmp_path / "cache"
+    compile_fleet(root, cache=cache)
+    override = sorted((root / "policies" / "overrides").glob("*.yaml"))[0]
+    gateway = override.stem  # gw-N
+    text = override.read_text()
+    assert "hostname: edge-" in text
+    for edited in (text.replace("hostname: edge-", "hostname: edge2-"),
+                   "# moved down one line\n" + text):
+        override.write_text(edited)
+        renders.clear()
+        result = compile_fleet(root, cache=cache)
+        assert renders and all(r.endswith(f"/{gateway}") for r in renders)
+        assert outcome(result) == outcome(compile_fleet(root))
