@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -84,16 +85,24 @@ class ClusterPosture:
     gateways: tuple[GatewayPosture, ...]
 
 
+@lru_cache(maxsize=256)
+def _bundle_facts(pem: bytes) -> tuple[tuple[str, str, str], ...]:
+    """(subject, SHA-256 fingerprint, notAfter) of each certificate of a CA bundle: parsed
+    once per distinct bundle, not once per gateway that trusts it."""
+    return tuple((cert.subject.rfc4514_string(),
+                  hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest(),
+                  cert.not_valid_after_utc.isoformat().replace("+00:00", "Z"))
+                 for cert in x509.load_pem_x509_certificates(pem))
+
+
 def anchors_of(validation: Validation, ca_pems: Mapping[str, bytes]) -> tuple[Anchor, ...]:
     out = []
     for ref in validation.ca_bundles:
         pem = ca_pems.get(ref.name)
         if pem is None:
             continue
-        for cert in x509.load_pem_x509_certificates(pem):
-            out.append(Anchor(f"{ref.namespace}/{ref.name}", cert.subject.rfc4514_string(),
-                              hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest(),
-                              cert.not_valid_after_utc.isoformat().replace("+00:00", "Z")))
+        for subject, fingerprint, not_after in _bundle_facts(pem):
+            out.append(Anchor(f"{ref.namespace}/{ref.name}", subject, fingerprint, not_after))
     return tuple(out)
 
 
