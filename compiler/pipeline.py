@@ -227,12 +227,20 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     is done, and `result.files` keeps only the rest (the lock file), so peak memory holds one
     cluster's output rather than the fleet's. A later cluster may still fail: a sink must
     stage what it gets and commit only when the returned result is ok."""
-    result = Result()
     cache = EntryStore(options.cache, writable=options.cache_writes) if options.cache else None
     clean = CleanFiles(cache) if cache is not None else None
+    result = _compile(texts, open_source, store, options, lock, sink, cache, clean)
+    if clean is not None and result.ok:
+        clean.save()  # a failed compile leaves the cache as it was
+    return result
+
+
+def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None,
+             store: SchemaStore, options: Options, lock: Mapping[LockKey, Pin] | None,
+             sink: ClusterSink | None, cache: EntryStore | None,
+             clean: CleanFiles | None) -> Result:
+    result = Result()
     policies, result.diagnostics = load_texts(texts, clean)
-    if clean is not None:
-        clean.save()
     result.policies = policies
     if not result.ok:
         return _finish(result, options)
