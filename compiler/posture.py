@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from .fetch import Materials
 from .model import ClusterModel, Gateway, ImplementationRef, Mode, PortValidation, Validation
 from .profiles import Profile, load_profile
+from .render.client_traffic_policy import CTP_KIND, policy_name, restricted_listeners
 
 # Enforced modes, weakest first (the order `compare` uses).
 NONE = "none"
@@ -121,7 +122,8 @@ def _enforced_mode(v: Validation | None, profile: Profile | None,
     return FALLBACK
 
 
-def _restrictions(v: Validation | None, profile: Profile | None) -> tuple[Restriction, ...]:
+def _restrictions(v: Validation | None, profile: Profile | None,
+                  policy: str | None) -> tuple[Restriction, ...]:
     if v is None or not v.restrictions.any:
         return ()
     r = v.restrictions
@@ -132,6 +134,8 @@ def _restrictions(v: Validation | None, profile: Profile | None) -> tuple[Restri
         enforced, by = "yes", "kgateway listener tls.options"
     elif r.enforced_elsewhere is not None:
         enforced, by = "elsewhere", r.enforced_elsewhere
+    elif mechanism == "policy" and policy is not None:
+        enforced, by = "yes", f"{CTP_KIND} {policy}"
     else:
         enforced, by = "no", "not in the Gateway (only mtlsc's static Envoy config)"
     out = []
@@ -163,7 +167,7 @@ def _corner_notes(profile: Profile | None, v: Validation | None) -> list[str]:
 
 
 def _port(port: PortValidation, profile: Profile | None, impl: ImplementationRef | None,
-          ca_pems: Mapping[str, bytes]) -> PortPosture:
+          ca_pems: Mapping[str, bytes], policy: str | None = None) -> PortPosture:
     v = port.validation
     notes: list[str] = []
     enforced = _enforced_mode(v, profile, impl, notes)
@@ -175,7 +179,7 @@ def _port(port: PortValidation, profile: Profile | None, impl: ImplementationRef
         port=port.port, listeners=port.listeners, source=port.source.value,
         intended_mode=v.mode.value if v else NONE, enforced_mode=enforced,
         anchors=anchors_of(v, ca_pems) if v is not None and trusted else (),
-        restrictions=_restrictions(v, profile),
+        restrictions=_restrictions(v, profile, policy),
         conditions=_conditions(port, enforced), notes=tuple(notes))
 
 
@@ -184,7 +188,15 @@ def gateway_posture(gw: Gateway, impl: ImplementationRef | None,
     profile = load_profile(impl.name) if impl else None
     return GatewayPosture(gw.namespace, gw.name, gw.class_name,
                           impl.name if impl else "unknown", impl.version if impl else None,
-                          tuple(_port(p, profile, impl, ca_pems) for p in gw.ports))
+                          tuple(_port(p, profile, impl, ca_pems, _policy(gw, p))
+                                for p in gw.ports))
+
+
+def _policy(gw: Gateway, port: PortValidation) -> str | None:
+    """The ClientTrafficPolicy mtlsc emits for the port, if any (Envoy Gateway)."""
+    if gw.implementation != "envoy-gateway" or not restricted_listeners(gw, port):
+        return None
+    return f"{gw.namespace}/{policy_name(gw, port.port)}"
 
 
 def compute_posture(clusters: Sequence[ClusterModel],
