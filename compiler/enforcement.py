@@ -30,7 +30,7 @@ from .model import (
     Validation,
 )
 from .precedence import validations
-from .profiles import Profile, load_profile
+from .profiles import Profile, load_profile, version_tuple
 
 KGATEWAY_SAN_OPTION = "kgateway.dev/verify-subject-alt-names"
 KGATEWAY_HASH_OPTION = "kgateway.dev/verify-certificate-hash"
@@ -107,12 +107,7 @@ def _restrictions(label: str, v: Validation, impl: ImplementationRef | None,
                   "the emitted Gateway would accept clients the intent refuses", where,
                   "enforce them elsewhere (backend or mesh authorization on the client "
                   "identity) and say so with 'enforcedElsewhere: <where>', or compile this "
-                  "gateway for an implementation that can (kgateway, static-envoy)")]
-
-
-def _release(version: str | None) -> tuple[int, ...] | None:
-    parts = (version or "").lstrip("v").split(".")[:2]
-    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+                  "gateway for an implementation that can (kgateway, envoy-gateway, static-envoy)")]
 
 
 def _policy_blockers(label: str, v: Validation, impl: ImplementationRef, cluster: str,
@@ -123,8 +118,8 @@ def _policy_blockers(label: str, v: Validation, impl: ImplementationRef, cluster
     where = r.origin.location if r.origin else v.mode_origin.location
     on = [p.port for p in ports if p.validation == v]
     reasons = []
-    release = _release(impl.version)
-    if release is not None and release < POLICY_MIN_VERSION:
+    release = version_tuple(impl.version) if impl.version else None
+    if release is not None and release[:2] < POLICY_MIN_VERSION:
         reasons.append(f"{impl.name} {impl.version} has no clientValidation.mode (1.8 added "
                        "it), so the policy could not repeat the port's mode")
     foreign = sorted({ref.namespace for ref in v.ca_bundles if ref.namespace != namespace})

@@ -175,6 +175,10 @@ def _port(port: PortValidation, profile: Profile | None, impl: ImplementationRef
     trusted = v is not None and enforced != FALLBACK_NO_CA
     if v is not None and not trusted:
         notes.append("the intent's CA bundles are not used on this port")
+    if policy is not None:
+        notes.append(f"{CTP_KIND} {policy} must be the only one naming these listeners: a "
+                     "gateway-wide policy stops applying to them, another one naming them "
+                     "conflicts (one of the two is not applied)")
     return PortPosture(
         port=port.port, listeners=port.listeners, source=port.source.value,
         intended_mode=v.mode.value if v else NONE, enforced_mode=enforced,
