@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,9 @@ from compiler.k8s.schema_import import (
     object_meta_schema,
     render_json,
 )
+from tests.support import gateway_api_crds
 
-
-def _crd_root() -> Path:
-    """The Gateway API CRDs kept beside the checkout (../shared), or MTLSC_GATEWAY_API_CRDS."""
-    override = os.environ.get("MTLSC_GATEWAY_API_CRDS")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[3] / "shared" / "reference" / "gateway-api" / "crds"
-
-
-CRD_ROOT = _crd_root()
+CRD_ROOT = gateway_api_crds()
 REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 CA_REFS = ("spec", "tls", "frontend", "default", "validation", "caCertificateRefs")
 
