@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from .fetch import Materials
 from .model import ClusterModel, Gateway, ImplementationRef, Mode, PortValidation, Validation
 from .profiles import Profile, load_profile
+from .render.client_traffic_policy import CTP_KIND, policy_name, restricted_listeners
 
 # Enforced modes, weakest first (the order `compare` uses).
 NONE = "none"
@@ -130,7 +131,8 @@ def _enforced_mode(v: Validation | None, profile: Profile | None,
     return FALLBACK
 
 
-def _restrictions(v: Validation | None, profile: Profile | None) -> tuple[Restriction, ...]:
+def _restrictions(v: Validation | None, profile: Profile | None,
+                  policy: str | None) -> tuple[Restriction, ...]:
     if v is None or not v.restrictions.any:
         return ()
     r = v.restrictions
@@ -141,6 +143,8 @@ def _restrictions(v: Validation | None, profile: Profile | None) -> tuple[Restri
         enforced, by = "yes", "kgateway listener tls.options"
     elif r.enforced_elsewhere is not None:
         enforced, by = "elsewhere", r.enforced_elsewhere
+    elif mechanism == "policy" and policy is not None:
+        enforced, by = "yes", f"{CTP_KIND} {policy}"
     else:
         enforced, by = "no", "not in the Gateway (only mtlsc's static Envoy config)"
     out = []
@@ -172,7 +176,7 @@ def _corner_notes(profile: Profile | None, v: Validation | None) -> list[str]:
 
 
 def _port(port: PortValidation, profile: Profile | None, impl: ImplementationRef | None,
-          ca_pems: Mapping[str, bytes]) -> PortPosture:
+          ca_pems: Mapping[str, bytes], policy: str | None = None) -> PortPosture:
     v = port.validation
     notes: list[str] = []
     enforced = _enforced_mode(v, profile, impl, notes)
@@ -180,11 +184,15 @@ def _port(port: PortValidation, profile: Profile | None, impl: ImplementationRef
     trusted = v is not None and enforced != FALLBACK_NO_CA
     if v is not None and not trusted:
         notes.append("the intent's CA bundles are not used on this port")
+    if policy is not None:
+        notes.append(f"{CTP_KIND} {policy} must be the only one naming these listeners: a "
+                     "gateway-wide policy stops applying to them, another one naming them "
+                     "conflicts (one of the two is not applied)")
     return PortPosture(
         port=port.port, listeners=port.listeners, source=port.source.value,
         intended_mode=v.mode.value if v else NONE, enforced_mode=enforced,
         anchors=anchors_of(v, ca_pems) if v is not None and trusted else (),
-        restrictions=_restrictions(v, profile),
+        restrictions=_restrictions(v, profile, policy),
         conditions=_conditions(port, enforced), notes=tuple(notes))
 
 
@@ -193,7 +201,15 @@ def gateway_posture(gw: Gateway, impl: ImplementationRef | None,
     profile = load_profile(impl.name) if impl else None
     return GatewayPosture(gw.namespace, gw.name, gw.class_name,
                           impl.name if impl else "unknown", impl.version if impl else None,
-                          tuple(_port(p, profile, impl, ca_pems) for p in gw.ports))
+                          tuple(_port(p, profile, impl, ca_pems, _policy(gw, p))
+                                for p in gw.ports))
+
+
+def _policy(gw: Gateway, port: PortValidation) -> str | None:
+    """The ClientTrafficPolicy mtlsc emits for the port, if any (Envoy Gateway)."""
+    if gw.implementation != "envoy-gateway" or not restricted_listeners(gw, port):
+        return None
+    return f"{gw.namespace}/{policy_name(gw, port.port)}"
 
 
 def compute_posture(clusters: Sequence[ClusterModel],

@@ -22,6 +22,11 @@ from .diagnostics import Diagnostic, Location, Severity, error
 from .emit import to_yaml
 from .k8s.validate import SchemaStore, validate_object
 from .model import Gateway, Target
+from .render.client_traffic_policy import (
+    CTP_KIND,
+    policy_differences,
+    render_client_traffic_policies,
+)
 from .render.envoy import ca_files, envoy_file, render_envoy
 from .render.gateway_api import ObjPath, Rendered, render_gateway_objects
 
@@ -71,10 +76,12 @@ def piece(item: Rendered, target: Target, store: SchemaStore) -> Piece:
 
 def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
                 store: SchemaStore, *, envoy: bool, grant_version: str = "v1beta1") -> Unit:
-    rendered = render_gateway_objects(gw, ca_pems, grant_version)
+    rendered = render_gateway_objects(gw, ca_pems, grant_version) + \
+        render_client_traffic_policies(gw)
     pieces = tuple(piece(r, target, store) for r in rendered)
+    checked = tuple(policy_consistency(rendered[0], rendered))
     if not (envoy and target.envoy.enabled):
-        return Unit(pieces, None, ())
+        return Unit(pieces, None, checked)
     bootstrap = render_envoy(gw, target.name, ca_pems, target.envoy)
     # Within one cluster a CA ConfigMap's content is a function of its name (one source), so
     # the gateway's own ConfigMaps are the ones the merged overlay holds.
@@ -87,7 +94,7 @@ def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
                 if (ls.namespace, ls.name) in sets]
     problems = consistency(rendered[0], bootstrap, configmaps,
                            ca_files(gw, ca_pems, target.envoy), attached)
-    return Unit(pieces, (envoy_file(gw), to_yaml(bootstrap)), tuple(problems))
+    return Unit(pieces, (envoy_file(gw), to_yaml(bootstrap)), (*checked, *problems))
 
 
 def validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagnostic]:
@@ -120,6 +127,15 @@ def consistency(gateway: Rendered, bootstrap: dict[str, Any],
                   gateway.locate(()), "please report this with the intent file")
             for problem in differences(gateway.obj, bootstrap, configmaps, files,
                                        listener_sets)]
+
+
+def policy_consistency(gateway: Rendered, rendered: Sequence[Rendered]) -> list[Diagnostic]:
+    """Self-check: an Envoy Gateway ClientTrafficPolicy repeats the Gateway's validation."""
+    return [error("InternalInconsistency", f"mtlsc bug: Gateway {gateway.identity[1]}/"
+                  f"{gateway.identity[2]} and its ClientTrafficPolicy disagree: {problem}",
+                  gateway.locate(()), "please report this with the intent file")
+            for r in rendered if r.identity[0] == CTP_KIND
+            for problem in policy_differences(gateway.obj, r.obj)]
 
 
 def merge_grants(grants: Sequence[Rendered]) -> list[Rendered]:

@@ -42,7 +42,8 @@ def resolve(placement: Placement, caps: Capabilities) -> tuple[Gateway, list[Dia
     if not found:  # a broken clientValidation would only cause follow-on warnings
         problems += check_frontend(frontend, ports, [*listeners, *tenant], caps, implementation,
                                    class_name, cv_node)
-        problems += check_enforcement(frontend, impl_ref, placement.target.name)
+        problems += check_enforcement(frontend, impl_ref, placement.target.name, ports,
+                                      tenant, intent.namespace)
     routes, found = _routes(spec.seq("routes"), listeners, intent.namespace, sets, tenant)
     problems += found
     gateway = Gateway(

@@ -165,7 +165,8 @@ RULES: dict[str, tuple[Severity, str, str]] = {
         "Fix the name; the hint lists the known sets."),
     # Implementation profiles (docs/implementations.md)
     "RestrictionNotEnforced": (_E, "The cluster's implementation cannot enforce clientRestrictions",
-        "Enforce them elsewhere and say so with enforcedElsewhere, or use kgateway/static-envoy."),
+        "Enforce them elsewhere and say so with enforcedElsewhere, or use kgateway, "
+        "envoy-gateway (1.8+) or static-envoy."),
     "RestrictionNotInGateway": (_W, "clientRestrictions only reach mtlsc's static Envoy config",
         "Name the cluster's implementation, or set enforcedElsewhere."),
     "FallbackNotSupported": (_E, "The implementation serves the fallback as AllowValidOnly",

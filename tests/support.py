@@ -129,3 +129,14 @@ def compile_root(root: Path, *, strict: bool = False) -> Result:
     texts = read_policy_files(root / "policies", root)
     store = SchemaStore(schema_roots(REPO))
     return compile_policies(texts, source_factory(root), store, Options(strict=strict, now=NOW))
+
+
+def gateway_api_crds() -> Path:
+    """The Gateway API reference CRDs: MTLSC_GATEWAY_API_CRDS, else shared/ beside the checkout
+    (where CI lays it), else the workplace's /work/shared."""
+    override = os.environ.get("MTLSC_GATEWAY_API_CRDS")
+    if override:
+        return Path(override)
+    candidates = [REPO.parent / "shared", Path("/work/shared")]
+    found = next((c for c in candidates if c.is_dir()), candidates[0])
+    return found / "reference" / "gateway-api" / "crds"

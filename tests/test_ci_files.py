@@ -706,3 +706,15 @@ def test_rotation_review_step_runs(compiled: Path, tmp_path: Path) -> None:
                                       n["message"]) for n in expiring), expiring
     assert summary.read_text() == (compiled / "rotation.md").read_text()
     assert "#### Trust anchors" in summary.read_text()
+
+
+def test_every_compiler_package_is_installed() -> None:
+    """pyproject lists packages explicitly: a new subpackage missing there works in an editable
+    checkout and breaks every real install (`pip install .`)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"])
+    found = {init.parent.relative_to(REPO).as_posix().replace("/", ".")
+             for init in (REPO / "compiler").rglob("__init__.py")}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"

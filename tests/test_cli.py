@@ -21,9 +21,9 @@ from ruamel.yaml import YAML
 
 from compiler.cli import main
 from compiler.emit import HEADER
-from tests.support import CASES, prepare_case
+from tests.support import CASES, gateway_api_crds, prepare_case
 
-GATEWAY_CRDS = Path("/work/shared/reference/gateway-api/crds/v1.5.1/standard/gateways.yaml")
+GATEWAY_CRDS = gateway_api_crds() / "v1.5.1/standard/gateways.yaml"
 
 DEMO_GATEWAY = "overlays/demo/agentgateway-system/gateway-mtls.yaml"
 DEMO_DEFAULT_GATEWAY = "overlays/demo/agentgateway-system/gateway-mtls-default.yaml"

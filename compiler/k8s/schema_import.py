@@ -28,6 +28,9 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BUNDLE_VERSION_ANNOTATION = "gateway.networking.k8s.io/bundle-version"
 CHANNEL_ANNOTATION = "gateway.networking.k8s.io/channel"
 SCHEMA_FAMILY = "gateway-api"
+# CRDs of an implementation's own API group (policies mtlsc emits for it) live under
+# <family>/<implementation release>/ instead of a Gateway API bundle and channel.
+IMPLEMENTATION_FAMILIES = {"gateway.envoyproxy.io": "envoy-gateway"}
 
 # Keywords the API server enforces (or needs to enforce others) and that carry over as-is.
 _KEPT_KEYWORDS = frozenset({
@@ -50,7 +53,9 @@ def import_crds(crd_paths: Sequence[Path], out_root: Path, *, version: str | Non
                 channel: str | None = None) -> list[Path]:
     """Write one schema per served version of every CRD in `crd_paths`; return their paths.
 
-    `version`/`channel` override the Gateway API bundle annotations of the CRDs.
+    `version`/`channel` override the Gateway API bundle annotations of the CRDs; for an
+    implementation's own CRD (IMPLEMENTATION_FAMILIES) `version` is the implementation
+    release it comes from and is required.
     """
     written: set[Path] = set()
     for crd_path in crd_paths:
@@ -104,6 +109,9 @@ def crd_schemas(crd: Mapping[str, Any], *, version: str | None = None,
         versions = spec["versions"]
     except (KeyError, TypeError) as exc:
         raise SchemaImportError(f"{origin}: not a valid CustomResourceDefinition ({exc})") from None
+    if group in IMPLEMENTATION_FAMILIES:
+        yield from _implementation_schemas(crd, group, kind, versions, version, origin)
+        return
     bundle, chan = _bundle_identity(crd, version, channel, origin)
     for entry in versions:
         if not entry.get("served", False):
@@ -112,6 +120,24 @@ def crd_schemas(crd: Mapping[str, Any], *, version: str | None = None,
                   "bundleVersion": bundle, "channel": chan}
         relative = PurePosixPath(SCHEMA_FAMILY, bundle, chan,
                                  f"{kind.lower()}.{entry['name']}.json")
+        yield relative, _version_document(entry, source, origin)
+
+
+def _implementation_schemas(crd: Mapping[str, Any], group: str, kind: str,
+                            versions: Sequence[Mapping[str, Any]], release: str | None,
+                            origin: str) -> Iterator[tuple[PurePosixPath, dict[str, Any]]]:
+    family = IMPLEMENTATION_FAMILIES[group]
+    if not release:
+        raise SchemaImportError(
+            f"{origin}: CRD {crd.get('metadata', {}).get('name', '?')} belongs to {family}; "
+            "pass the release it comes from with --version (for example v1.9.0)")
+    release = release if release.startswith("v") else f"v{release}"
+    for entry in versions:
+        if not entry.get("served", False):
+            continue
+        source = {"group": group, "kind": kind, "version": entry["name"],
+                  "implementation": family, "implementationVersion": release}
+        relative = PurePosixPath(family, release, f"{kind.lower()}.{entry['name']}.json")
         yield relative, _version_document(entry, source, origin)
 
 

@@ -35,7 +35,7 @@ from compiler.k8s._schema_error import (
     format_path,
 )
 from compiler.k8s._schema_plan import PlanNode, apply_defaults, build_plan, check
-from compiler.k8s.schema_import import SCHEMA_FAMILY
+from compiler.k8s.schema_import import IMPLEMENTATION_FAMILIES, SCHEMA_FAMILY
 
 __all__ = [
     "CEL_RULE_VIOLATION", "DUPLICATE_LIST_KEY", "SCHEMA_VIOLATION", "KubeSchema",
@@ -146,6 +146,8 @@ class SchemaStore:
             bundle = bundle_version if bundle_version.startswith("v") else f"v{bundle_version}"
             for index, root in enumerate(self._roots):
                 dirs = [root / CORE_FAMILY]
+                dirs += sorted(d for family in sorted(set(IMPLEMENTATION_FAMILIES.values()))
+                               for d in (root / family).glob("*") if d.is_dir())
                 if _BUNDLE_RE.fullmatch(bundle) and _NAME_RE.fullmatch(channel):
                     dirs.append(root / SCHEMA_FAMILY / bundle / channel)
                 for directory in dirs:
@@ -178,17 +180,29 @@ class SchemaStore:
     def _find(self, bundle_version: str, channel: str, api_version: str,
               kind: str) -> KubeSchema | None:
         group, _, version = api_version.rpartition("/")
-        relative = _relative_path(bundle_version, channel, group, version, kind)
-        if relative is None:
-            return None
-        for root in self._roots:
-            candidate = root / relative
+        if group in IMPLEMENTATION_FAMILIES:
+            candidates = self._implementation_files(IMPLEMENTATION_FAMILIES[group], version, kind)
+        else:
+            relative = _relative_path(bundle_version, channel, group, version, kind)
+            candidates = [root / relative for root in self._roots] if relative else []
+        for candidate in candidates:
             if candidate.is_file():
                 schema = self._load(candidate)
                 source = schema.source
                 if source.get("group") == group and source.get("kind") == kind:
                     return schema
         return None
+
+    def _implementation_files(self, family: str, version: str, kind: str) -> list[Path]:
+        """An implementation's own kind: its newest imported release, first root first."""
+        if not (_NAME_RE.fullmatch(version) and _NAME_RE.fullmatch(kind)):
+            return []
+        filename = f"{kind.lower()}.{version}.json"
+        out = []
+        for root in self._roots:
+            found = [d / filename for d in (root / family).glob("*") if (d / filename).is_file()]
+            out += sorted(found, key=lambda p: _version_key(p.parent.name), reverse=True)
+        return out
 
     def _load(self, path: Path) -> KubeSchema:
         if path not in self._files:

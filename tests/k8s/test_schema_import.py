@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,11 @@ from compiler.k8s.schema_import import (
     import_crds,
     import_reference_tree,
     object_meta_schema,
+    render_json,
 )
+from tests.support import gateway_api_crds
 
-
-def _crd_root() -> Path:
-    """The Gateway API CRDs kept beside the checkout (../shared), or MTLSC_GATEWAY_API_CRDS."""
-    override = os.environ.get("MTLSC_GATEWAY_API_CRDS")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[3] / "shared" / "reference" / "gateway-api" / "crds"
-
-
-CRD_ROOT = _crd_root()
+CRD_ROOT = gateway_api_crds()
 REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 CA_REFS = ("spec", "tls", "frontend", "default", "validation", "caCertificateRefs")
 
@@ -258,3 +250,28 @@ def test_convert_schema_keeps_rule_fields_only() -> None:
          "fieldPath": ".x", "messageExpression": "'x'", "unknownKey": 1}]}
     [rule] = convert_schema(node)["x-kubernetes-validations"]
     assert set(rule) == {"rule", "message", "reason", "fieldPath", "messageExpression"}
+
+
+def test_an_implementation_crd_goes_under_its_family_and_release(tmp_path: Path) -> None:
+    crd = tmp_path / "policy.yaml"
+    crd.write_text(CRD_TEMPLATE.format(annotations="").replace(
+        "group: example.com", "group: gateway.envoyproxy.io"), encoding="utf-8")
+    with pytest.raises(SchemaImportError, match=r"envoy-gateway.*--version"):
+        import_crds([crd], tmp_path / "out")
+    [written] = import_crds([crd], tmp_path / "out", version="1.9.0")
+    assert written.relative_to(tmp_path / "out").as_posix() == \
+        "envoy-gateway/v1.9.0/widget.v1.json"
+    source = json.loads(written.read_text(encoding="utf-8"))["x-mtlsc-source"]
+    assert source == {"group": "gateway.envoyproxy.io", "kind": "Widget", "version": "v1",
+                      "implementation": "envoy-gateway", "implementationVersion": "v1.9.0"}
+
+
+def test_shipped_client_traffic_policy_schema_is_generated() -> None:
+    path = REPO_SCHEMAS / "envoy-gateway" / "v1.9.0" / "clienttrafficpolicy.v1alpha1.json"
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert render_json(document) == path.read_text(encoding="utf-8")  # the importer's format
+    validation = document["properties"]["spec"]["properties"]["tls"]["properties"][
+        "clientValidation"]
+    assert {"mode", "caCertificateRefs", "subjectAltNames", "certificateHashes"} <= \
+        set(validation["properties"])
+    assert validation["additionalProperties"] is False

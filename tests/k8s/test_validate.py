@@ -427,3 +427,47 @@ def test_invalid_schema_pattern_is_an_error_not_a_crash() -> None:
                                                                "pattern": "(?=a)"}}})
     (problem,) = validate_object(found, {"v": "a"})
     assert problem.path == ("v",)
+
+
+CTP = "gateway.envoyproxy.io/v1alpha1"
+
+
+def _policy(**validation: Any) -> dict[str, Any]:
+    return {"apiVersion": CTP, "kind": "ClientTrafficPolicy",
+            "metadata": {"name": "gw-mtls-8443", "namespace": "ns"},
+            "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                     "name": "gw", "sectionName": "https"}],
+                     "tls": {"clientValidation": {
+                         "mode": "RequireAndVerify",
+                         "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "ca"}],
+                         **validation}}}}
+
+
+def test_client_traffic_policy_resolves_for_any_bundle(store: SchemaStore) -> None:
+    for bundle, channel in (("v1.5.1", "standard"), ("v1.6.1", "experimental")):
+        found = store.get(bundle, channel, CTP, "ClientTrafficPolicy")
+        assert found is not None
+        assert found.source["implementationVersion"] == "v1.9.0"
+    assert validate_object(found, _policy(subjectAltNames={
+        "dnsNames": [{"type": "Exact", "value": "client.example.com"}]})) == []
+
+
+@pytest.mark.parametrize(("change", "path"), [
+    ({"mode": "AllowValidOnly"}, ("spec", "tls", "clientValidation", "mode")),
+    ({"subjectAltNames": {"dns": ["x"]}}, ("spec", "tls", "clientValidation", "subjectAltNames")),
+    ({"spiffe": True}, ("spec", "tls", "clientValidation")),
+])
+def test_client_traffic_policy_schema_refuses(store: SchemaStore, change: dict[str, Any],
+                                              path: tuple[str, ...]) -> None:
+    found = store.get("v1.6.1", "standard", CTP, "ClientTrafficPolicy")
+    assert found is not None
+    paths = [tuple(p.path[:len(path)]) for p in validate_object(found, _policy(**change))]
+    assert path in paths
+
+
+def test_client_traffic_policy_target_kind_rule(store: SchemaStore) -> None:
+    found = store.get("v1.6.1", "standard", CTP, "ClientTrafficPolicy")
+    assert found is not None
+    obj = _policy()
+    obj["spec"]["targetRefs"][0]["kind"] = "HTTPRoute"
+    assert [p.code for p in validate_object(found, obj)] == [CEL_RULE_VIOLATION]

@@ -22,6 +22,7 @@ import http.client
 import json
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections import Counter
@@ -47,6 +48,15 @@ class Fault:
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and path.startswith(self.path) and \
             (self.method is None or self.method == method)
+
+
+class _Server(ThreadingHTTPServer):
+    """Clients that hang up on a stalled or dropped answer are part of the faults, not noise:
+    only unexpected errors are printed."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class FaultProxy:
@@ -97,7 +107,7 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server = _Server(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
