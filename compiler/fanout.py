@@ -120,7 +120,7 @@ def grant_finisher(cluster: ClusterModel, materials: Materials, store: SchemaSto
 
 def unit_key(salt: bytes, gw: Gateway, inputs: str | None = None) -> str:
     """The cluster's salt plus either the digest of the gateway's inputs (its intent and
-    overrides files, see `pipeline._input_digest`) or, without one, of the resolved model."""
+    overrides files, see `incremental.input_digest`) or, without one, of the resolved model."""
     if inputs is not None:
         return hashlib.sha256(salt + b"inputs\0" + inputs.encode("ascii")).hexdigest()
     return hashlib.sha256(salt + digest(gw).encode()).hexdigest()

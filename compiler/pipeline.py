@@ -7,8 +7,6 @@ schemas, and returns the complete overlay file map plus diagnostics. It writes n
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,9 +35,10 @@ from .guardrails import (
     load_rules,
     load_waivers,
 )
+from .incremental import ResolveRecord, resolve_all
 from .k8s.validate import SchemaStore, shipped_schema_root
-from .layering import Placement, caused_by_overrides, check_references, place, targets_of
-from .load import IntentDoc, OverrideDoc, Policies, SourceConfig, load_texts
+from .layering import Placement, check_references
+from .load import Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
 from .posture import ClusterPosture, compute_posture
@@ -50,7 +49,6 @@ from .render.envoy import envoy_file
 from .render.external_secrets import render_external_secret
 from .render.gateway_api import Rendered
 from .render_units import Piece, Unit, assemble
-from .resolve import resolve
 from .schema_memo import CleanFiles
 from .secrets import CertificateSource
 from .secrets.vault_config import ExternalSecrets, VaultSourceConfig
@@ -161,62 +159,6 @@ def _check_targets(targets: Sequence[Target], policies: Policies,
     return caps, out
 
 
-def _resolve_problems(placement: Placement, caps: Capabilities) -> list[Diagnostic]:
-    return resolve(placement, caps)[1]
-
-
-def _input_digest(policies: Policies, intent: IntentDoc,
-                  overrides: Sequence[OverrideDoc]) -> str | None:
-    """A digest of everything a resolved gateway is a function of besides its cluster (the
-    ClusterTarget and its Gateway API capabilities, which the render cache's cluster salt
-    covers): `place` and `resolve` are pure functions of the intent document and of the
-    overrides naming it, and each document is a function of its file's name and content. So
-    the render cache can key on this instead of digesting the whole resolved model. None when a
-    file has no digest (the model is digested then)."""
-    files = policies.file_digests
-    parts = [files.get(intent.root.loc.file), intent.key]
-    for doc in overrides:
-        parts += [files.get(doc.root.loc.file), doc.name]
-    if any(part is None for part in parts):
-        return None
-    return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()
-
-
-def _resolve_all(policies: Policies, targets: Sequence[Target],
-                 caps: Mapping[str, Capabilities], result: Result,
-                 inputs: list[list[str | None]]) -> list[ClusterModel]:
-    """Every cluster's resolved gateways; `inputs` receives their input digests."""
-    clusters: list[ClusterModel] = []
-    intents = sorted(policies.intents, key=lambda i: i.key)
-    # Indexes: which targets each intent goes to, which overrides name each intent (`place`
-    # only ever looks at the overrides of its own intent).
-    placed = [{t.name for t in targets_of(intent, targets)} for intent in intents]
-    overrides: dict[str, list[OverrideDoc]] = {}
-    for doc in policies.overrides:
-        overrides.setdefault(doc.gateway_key, []).append(doc)
-    digests = [_input_digest(policies, intent, overrides.get(intent.key, []))
-               for intent in intents]
-    for target in targets:
-        gateways: list[Gateway] = []
-        keys: list[str | None] = []
-        check = functools.partial(_resolve_problems, caps=caps[target.name])
-        for intent, names, digest in zip(intents, placed, digests, strict=True):
-            if target.name not in names:
-                continue
-            keys.append(digest)
-            placement, problems = place(intent, target, overrides.get(intent.key, []))
-            gateway, found = resolve(placement, caps[target.name])
-            problems += found
-            if len(placement.layers) > 1 and problems:
-                problems = caused_by_overrides(problems, placement, policies.overrides, check)
-            result.diagnostics += for_cluster(problems, target.name)
-            result.placements.append(placement)
-            gateways.append(gateway)
-        clusters.append(ClusterModel(target, tuple(gateways)))
-        inputs.append(keys)
-    return clusters
-
-
 def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactory | None,
                      store: SchemaStore, options: Options = Options(),
                      lock: Mapping[LockKey, Pin] | None = None,
@@ -229,16 +171,21 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     stage what it gets and commit only when the returned result is ok."""
     cache = EntryStore(options.cache, writable=options.cache_writes) if options.cache else None
     clean = CleanFiles(cache) if cache is not None else None
-    result = _compile(texts, open_source, store, options, lock, sink, cache, clean)
-    if clean is not None and result.ok:
-        clean.save()  # a failed compile leaves the cache as it was
+    # The record of resolved gateways serves a compile, not `validate`/`explain` (which
+    # show the placements of every gateway).
+    record = ResolveRecord(cache) if cache is not None and open_source is not None else None
+    result = _compile(texts, open_source, store, options, lock, sink, cache, clean, record)
+    if result.ok:  # a failed compile leaves the cache as it was
+        for memo in (clean, record):
+            if memo is not None:
+                memo.save()
     return result
 
 
 def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None,
              store: SchemaStore, options: Options, lock: Mapping[LockKey, Pin] | None,
              sink: ClusterSink | None, cache: EntryStore | None,
-             clean: CleanFiles | None) -> Result:
+             clean: CleanFiles | None, record: ResolveRecord | None) -> Result:
     result = Result()
     policies, result.diagnostics = load_texts(texts, clean)
     result.policies = policies
@@ -259,8 +206,9 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
     result.waivers = load_waivers(policies)
     now = options.now or datetime.now(UTC)
     result.diagnostics += problems + check_waivers(result.waivers, rules, now.date())
-    inputs: list[list[str | None]] = []
-    clusters = _resolve_all(policies, targets, caps, result, inputs)
+    clusters, inputs, problems, result.placements = resolve_all(policies, targets, caps,
+                                                                record)
+    result.diagnostics += problems
     result.diagnostics += check_references_offline(clusters, policies.sources)
     result.model = Model(tuple(clusters))
     result.output_dirs = tuple(sorted({t.output_dir for t in targets}))
