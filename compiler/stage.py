@@ -21,13 +21,12 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import fsops, journal, manifest
+from . import fsops, journal, manifest, tree_ops
 from .journal import BACKUP_SUFFIX, TEMP_SUFFIX, Journal, UnitPaths
 from .manifest import Entry
 from .write import PartialWriteError, UnitPlan, WritePlan
 
 DURABLE_LIMIT = 128  # above this many new entries: one syncfs(2) instead of one fsync each
-_COPY_INSTEAD = {errno.EPERM, errno.EMLINK, errno.EXDEV, errno.EOPNOTSUPP}
 
 
 @dataclass(slots=True)
@@ -95,12 +94,8 @@ def _stage(root: Path, unit: UnitPlan, names: UnitPaths, durable: bool,
         os.mkdir(stage / rel, 0o777 if mode < 0 else mode)
         if mode >= 0:
             os.chmod(stage / rel, mode)
-    for rel in unit.keep:
-        _link(live / rel, stage / rel, durable)
-        known = unit.known.get(rel)
-        if known is not None:
-            st = os.stat(stage / rel, follow_symlinks=False)
-            out.entries[rel] = Entry(manifest.stat_key(st), known.digest, known.owned)
+    for rel in tree_ops.link_all(os.fspath(live), os.fspath(stage), unit.keep):
+        tree_ops.link_or_copy(live / rel, stage / rel, durable)
     for rel, data in sorted({**unit.create, **unit.update}.items()):
         st = fsops.write_file(stage / rel, data, durable=durable)
         out.entries[rel] = Entry(manifest.stat_key(st), manifest.digest(data), True)
@@ -127,28 +122,6 @@ def _check_removable(live: Path, unit: UnitPlan) -> None:
         if fsops.undeletable(path):
             raise OSError(errno.EPERM, "has the immutable or append-only attribute "
                           "(chattr +i/+a), so mtlsc cannot replace it", str(path))
-
-
-def _link(src: Path, dst: Path, durable: bool) -> None:
-    """Hard-link `src` at `dst`; copy when the filesystem refuses links."""
-    try:
-        os.link(src, dst, follow_symlinks=False)
-        return
-    except OSError as exc:
-        if exc.errno == errno.EPERM and fsops.undeletable(src):
-            raise OSError(errno.EPERM, "has the immutable or append-only attribute "
-                          "(chattr +i/+a), so mtlsc cannot replace its directory",
-                          str(src)) from None
-        if exc.errno not in _COPY_INSTEAD:
-            raise
-    st = os.lstat(src)
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), dst)
-    elif stat.S_ISREG(st.st_mode):
-        fsops.write_file(dst, src.read_bytes(), durable=durable, mode=stat.S_IMODE(st.st_mode))
-    else:
-        raise OSError(errno.EPERM, "cannot carry this special file into the new directory",
-                      str(src))
 
 
 def _stage_loose(p: WritePlan, durable: bool, created: list[Path]) -> None:
@@ -261,24 +234,37 @@ def _finish(p: WritePlan, staged: list[_Staged]) -> list[str]:
             _prune_empty_dirs((root / rel).parent, root)
         except OSError as exc:
             problems.append(f"{rel}: {exc.strerror or exc}")
+    leftovers = [n for item in staged for n in (item.paths.stage, item.paths.old)]
+    leftovers += [rel + BACKUP_SUFFIX for rel in p.loose]
+    try:
+        tree_ops.remove_trees([os.fspath(root / rel) for rel in leftovers])
+    except OSError:
+        for rel in leftovers:  # again one by one, to name what cannot be removed
+            try:
+                _remove(root / rel)
+            except OSError as exc:
+                problems.append(f"{rel}: {exc.strerror or exc}")
+    # Only now: removing the old tree changed the ctime of every file it shared with the new.
     for item in staged:
         try:
             if item.how == "drop":
                 manifest.forget(root, item.unit.dir)
             else:
-                manifest.save(root, item.unit.dir, item.entries)
+                manifest.save(root, item.unit.dir, _kept_entries(root, item))
         except OSError:
             manifest.forget(root, item.unit.dir)  # a missing manifest only costs a re-read
-    leftovers = [n for item in staged for n in (item.paths.stage, item.paths.old)]
-    leftovers += [rel + BACKUP_SUFFIX for rel in p.loose]
-    for rel in leftovers:
-        try:
-            _remove(root / rel)
-        except OSError as exc:
-            problems.append(f"{rel}: {exc.strerror or exc}")
     if not problems:
         journal.finish(root)
     return problems
+
+
+def _kept_entries(root: Path, item: _Staged) -> dict[str, Entry]:
+    """The manifest of a swapped unit: the files written (as staged) and the kept files whose
+    content was known, with their identity as it is now."""
+    known = {rel: item.unit.known[rel] for rel in item.unit.keep if rel in item.unit.known}
+    found = tree_ops.identities(os.fspath(root / item.unit.dir), known)
+    kept = {rel: Entry(key, known[rel].digest, known[rel].owned) for rel, key in found.items()}
+    return {**kept, **item.entries}
 
 
 def _remove(path: Path) -> None:

@@ -92,7 +92,7 @@ def is_owned(path: Path) -> bool:
         return False
 
 
-def _read(path: Path, limit: int | None = None) -> bytes:
+def _read(path: str, limit: int | None = None) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if limit is not None:
@@ -113,9 +113,10 @@ def _scan(base: Path, skip: Sequence[str] = ()) -> tuple[dict[str, os.stat_resul
     files: dict[str, os.stat_result] = {}
     dirs: dict[str, os.stat_result] = {}
     todo = [""]
+    top = os.fspath(base)
     while todo:
         rel_dir = todo.pop()
-        with os.scandir(base / rel_dir if rel_dir else base) as it:
+        with os.scandir(f"{top}/{rel_dir}" if rel_dir else top) as it:
             for entry in it:
                 if entry.name.startswith((STAGE_PREFIX, OLD_PREFIX)):
                     continue  # an interrupted write's leftovers: the journal deals with them
@@ -130,7 +131,7 @@ def _scan(base: Path, skip: Sequence[str] = ()) -> tuple[dict[str, os.stat_resul
     return files, dirs
 
 
-def _facts(base: Path, rel: str, st: os.stat_result, wanted: bytes | None,
+def _facts(base: str, rel: str, st: os.stat_result, wanted: bytes | None,
            known: Mapping[str, Entry], unit: UnitPlan) -> tuple[bool, bool]:
     """(owned, identical to `wanted`) for a regular file, via the manifest or by reading."""
     key = manifest.stat_key(st)
@@ -139,10 +140,10 @@ def _facts(base: Path, rel: str, st: os.stat_result, wanted: bytes | None,
         unit.known[rel] = entry
         return entry.owned, wanted is not None and manifest.digest(wanted) == entry.digest
     if wanted is None:
-        data = _read(base / rel, len(_HEADER))
+        data = _read(f"{base}/{rel}", len(_HEADER))
         return data == _HEADER, False
     unit.misses += 1
-    data = _read(base / rel)
+    data = _read(f"{base}/{rel}")
     owned = data.startswith(_HEADER)
     unit.known[rel] = Entry(key, manifest.digest(data), owned)
     return owned, data == wanted
@@ -165,7 +166,7 @@ def plan_unit(root: Path, directory: str, wanted: Mapping[str, bytes],
         if not stat.S_ISREG(st.st_mode):
             (unit.conflicts if data is not None else unit.carry).append(rel)
             continue
-        owned, same = _facts(base, rel, st, data, known, unit)
+        owned, same = _facts(os.fspath(base), rel, st, data, known, unit)
         if same:
             unit.unchanged.append(rel)
         elif data is not None and owned:
@@ -205,8 +206,8 @@ def plan(root: Path, files: Mapping[str, bytes], units: Iterable[str],
     as a whole); below the `prune` directories, generated files in directories that are no
     longer output directories are removed (with their directory when nothing else is left)."""
     unit_dirs = sorted(set(units))
-    plans = [plan_unit(root, d, {rel[len(d) + 1:]: data for rel, data in files.items()
-                                 if _inside(rel, d) and rel != d}) for d in unit_dirs]
+    wanted = _by_unit(files, unit_dirs)
+    plans = [plan_unit(root, d, wanted[d]) for d in unit_dirs]
     loose_delete: list[str] = []
     for extra in _stale_units(root, unit_dirs, prune, loose_delete):
         plans.append(extra)
@@ -242,6 +243,22 @@ def plan(root: Path, files: Mapping[str, bytes], units: Iterable[str],
                                    *loose_delete])),
                      tuple(sorted(unchanged)), tuple(sorted(conflicts)), tuple(plans),
                      changed_loose, tuple(sorted(loose_delete)))
+
+
+def _by_unit(files: Mapping[str, bytes], unit_dirs: Sequence[str]) -> dict[str, dict[str, bytes]]:
+    """The files inside each unit, relative to it (a file inside nested units goes to each)."""
+    out: dict[str, dict[str, bytes]] = {d: {} for d in unit_dirs}
+    if "" in out:  # the root itself: every file, as the general rule has it
+        return {d: {rel[len(d) + 1:]: data for rel, data in files.items()
+                    if _inside(rel, d) and rel != d} for d in unit_dirs}
+    for rel, data in files.items():
+        cut = rel.rfind("/")
+        while cut > 0:
+            found = out.get(rel[:cut])
+            if found is not None:
+                found[rel[cut + 1:]] = data
+            cut = rel.rfind("/", 0, cut)
+    return out
 
 
 def _stale_units(root: Path, unit_dirs: Sequence[str], prune: Iterable[str],
