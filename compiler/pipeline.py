@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import crosscheck
 from .cache import EntryStore
 from .confine import Boundaries, check_output_paths, check_policies
 from .diagnostics import (
@@ -174,7 +175,12 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     # The record of resolved gateways serves a compile, not `validate`/`explain` (which
     # show the placements of every gateway).
     record = ResolveRecord(cache) if cache is not None and open_source is not None else None
-    result = _compile(texts, open_source, store, options, lock, sink, cache, clean, record)
+    def run(memo: bool, into: ClusterSink | None) -> Result:
+        return _compile(texts, open_source, store, options, lock, into, cache if memo else None,
+                        clean if memo else None, record if memo else None)
+
+    result = crosscheck.run_both(run, sink) if cache is not None and crosscheck.enabled() \
+        else run(True, sink)
     if result.ok:  # a failed compile leaves the cache as it was
         for memo in (clean, record):
             if memo is not None:

@@ -1,0 +1,180 @@
+"""The incremental paths (the record of resolved gateways, the render cache) never change a
+result: after any edit, a compile with the warm cache equals a compile from scratch in overlay
+bytes, diagnostics (text and JSON) and exit code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.fleet_gen import intent_path, intent_yaml
+from compiler import incremental
+from compiler.cache import EntryStore, canonical
+from compiler.crosscheck import ENV, CrosscheckError
+from compiler.diagnostics import exit_code
+from compiler.model_codec import (
+    diagnostic_from_json,
+    diagnostic_to_json,
+    gateway_from_json,
+    gateway_to_json,
+)
+from compiler.pipeline import Result
+from compiler.report import text, to_json
+from tests.fleet_support import CLUSTERS, INTENTS, compile_fleet, make_fleet
+
+EDITS = ("hostname", "mode", "add", "remove", "override", "cluster", "ca", "break")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_fleet(tmp_path_factory.mktemp("fleet"))
+
+
+def _swap(path: Path, old: str, new: str) -> None:
+    if path.exists():
+        body = path.read_text(encoding="utf-8")
+        path.write_text(body.replace(old, new, 1), encoding="utf-8")
+
+
+def apply_edit(root: Path, kind: str, i: int, step: int) -> None:
+    """One edit of the kinds a pull request makes, on intent `i` where it concerns one."""
+    intent = intent_path(root, i)
+    if kind == "hostname":
+        _swap(intent, f"hostname: gw-{i}.", f"hostname: gw-{i}-e{step}.")
+    elif kind == "mode":
+        body = intent.read_text(encoding="utf-8") if intent.exists() else ""
+        a, b = "mode: AllowValidOnly", "mode: AllowInsecureFallback"
+        _swap(intent, *((a, b) if a in body else (b, a)))
+    elif kind == "add":
+        extra = INTENTS + step
+        intent_path(root, extra).parent.mkdir(parents=True, exist_ok=True)
+        intent_path(root, extra).write_text(intent_yaml(extra), encoding="utf-8")
+    elif kind == "remove":
+        intent.unlink(missing_ok=True)
+    elif kind == "override":
+        (root / "policies" / "overrides" / f"edit-{step}.yaml").write_text(
+            "apiVersion: mtlsc.dev/v1alpha1\nkind: GatewayOverride\n"
+            f"metadata: {{name: edit-{step}}}\nspec:\n"
+            f"  gateway: {{name: gw-{i}, namespace: team-{i}}}\n  cluster: c{step % CLUSTERS}\n"
+            "  patch:\n    clientValidation:\n      default: {mode: AllowInsecureFallback}\n",
+            encoding="utf-8")
+    elif kind == "cluster":
+        _swap(root / "policies" / "clusters.yaml", "namespaces: [shared-cas]",
+              f"namespaces: [shared-cas, extra-{step}]")
+    elif kind == "ca":
+        ca = root / "pki" / f"ns-ca-{i}.pem"
+        ca.write_bytes((root / "pki" / "corp-ca.pem").read_bytes())
+    elif kind == "break":
+        _swap(intent, "protocol: HTTPS", "protocol: HTTPSS")
+
+
+def observed(result: Result) -> tuple[dict[str, bytes], str, str, int]:
+    return (result.files, text(result.diagnostics), to_json(result.diagnostics),
+            exit_code(result.diagnostics))
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.sampled_from(EDITS), st.integers(0, INTENTS - 1)),
+                      min_size=1, max_size=3))
+def test_an_incremental_compile_equals_one_from_scratch(
+        fleet: Path, tmp_path: Path, edits: list[tuple[str, int]]) -> None:
+    root = tmp_path / f"run-{abs(hash(tuple(edits)))}"
+    shutil.copytree(fleet, root)
+    cache = root / ".mtlsc" / "cache"
+    try:
+        assert compile_fleet(root, cache=cache, jobs=1).ok  # warms the cache and the record
+        for step, (kind, i) in enumerate(edits):
+            apply_edit(root, kind, i, step)
+            warm = compile_fleet(root, cache=cache, jobs=1)
+            scratch = compile_fleet(root, jobs=1)
+            assert observed(warm) == observed(scratch), (kind, i)
+            assert canonical(warm.model) == canonical(scratch.model)
+    finally:
+        shutil.rmtree(root)
+
+
+def test_the_codec_round_trips_every_gateway_and_diagnostic(fleet: Path) -> None:
+    result = compile_fleet(fleet)
+    assert result.model is not None
+    gateways = [gw for cluster in result.model.clusters for gw in cluster.gateways]
+    assert len(gateways) > 20
+    for gw in gateways:
+        raw = json.loads(json.dumps(gateway_to_json(gw)))
+        assert canonical(gateway_from_json(raw)) == canonical(gw)
+    assert any(d.related for d in result.diagnostics) or result.diagnostics
+    for d in result.diagnostics:
+        assert diagnostic_from_json(json.loads(json.dumps(diagnostic_to_json(d)))) == d
+    raw = gateway_to_json(gateways[0])
+    for broken in (raw[:-1], [*raw[:3], 7, *raw[4:]], {"name": 1}, None):
+        with pytest.raises((TypeError, ValueError)):
+            gateway_from_json(broken)
+
+
+def _record(cache: Path) -> Path:
+    found = sorted((cache / incremental.KIND).rglob("*"))
+    files = [p for p in found if p.is_file()]
+    assert len(files) == 1
+    return files[0]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign", "bad-shape"])
+def test_a_damaged_or_foreign_record_is_ignored(fleet: Path, tmp_path: Path,
+                                                damage: str) -> None:
+    cache = tmp_path / "cache"
+    plain = observed(compile_fleet(fleet))
+    compile_fleet(fleet, cache=cache)
+    record = _record(cache)
+    if damage == "garbage":
+        record.write_bytes(b"\x00not a record")
+    elif damage == "truncated":
+        record.write_bytes(record.read_bytes()[:-100])
+    elif damage == "foreign":  # another entry of the cache, under the record's name
+        unit = next(p for p in (cache / "unit").rglob("*") if p.is_file())
+        shutil.copy(unit, record)
+    else:  # a well-formed entry whose items have the wrong shape: each is recomputed
+        EntryStore(cache).put(incremental.KIND, incremental.record_key(), {
+            "pool": [["x"]], "entries": {key: [0, []] for key in _keys(cache, fleet)}})
+    assert observed(compile_fleet(fleet, cache=cache)) == plain
+    assert observed(compile_fleet(fleet, cache=cache)) == plain  # and from the rewritten one
+
+
+def _keys(cache: Path, fleet: Path) -> list[str]:
+    scratch = cache.parent / "keys"
+    compile_fleet(fleet, cache=scratch)
+    raw = EntryStore(scratch).get(incremental.KIND, incremental.record_key())
+    assert isinstance(raw, dict)
+    return list(raw["entries"])
+
+
+def test_no_cache_and_a_read_only_cache_give_the_same_result(fleet: Path,
+                                                             tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    plain = observed(compile_fleet(fleet))
+    assert observed(compile_fleet(fleet, cache=cache, cache_writes=False)) == plain
+    assert not (cache / incremental.KIND).exists()  # `check` writes nothing
+    compile_fleet(fleet, cache=cache)
+    assert observed(compile_fleet(fleet, cache=cache, cache_writes=False)) == plain
+
+
+def test_the_crosscheck_switch_passes_and_catches_a_planted_record(
+        fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(ENV, "1")
+    first = compile_fleet(fleet, cache=cache)
+    assert first.ok and observed(first) == observed(compile_fleet(fleet))
+    # A record that lies (well-formed, right checksum, wrong gateway): the switch says so.
+    store = EntryStore(cache)
+    raw = store.get(incremental.KIND, incremental.record_key())
+    assert isinstance(raw, dict)
+    raw["pool"][0][0] = raw["pool"][0][0] + "-planted"  # the first gateway's name
+    store.put(incremental.KIND, incremental.record_key(), raw)
+    with pytest.raises(CrosscheckError, match="incremental compile differs"):
+        compile_fleet(fleet, cache=cache)
+    monkeypatch.delenv(ENV)
+    assert compile_fleet(fleet, cache=cache).files != first.files  # what the switch caught
