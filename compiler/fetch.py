@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from .diagnostics import Diagnostic, Location, error, warning
 from .model import CertRef, ClusterModel, FrontendTLS
 from .secrets import CertificateSource, ServerCertificate, SourceError
-from .verify import CertProblem, check_ca_bundle, check_server_certificate
+from .verify import CertProblem, check_ca_bundle, check_server_certificate, uncovered_hostnames
 
 SourceKey = tuple[str, str]  # (source name, logical certificate name)
 
@@ -186,9 +186,8 @@ def verify(clusters: Sequence[ClusterModel], materials: Materials,
 def _hostname_problems(chain: bytes, uses: _Uses, name: str, now: datetime) -> list[Diagnostic]:
     """Coverage is per listener: report it at the listener whose hostname is not covered."""
     out: list[Diagnostic] = []
-    for hostname, locations in sorted(uses.hostnames.items()):
-        found = check_server_certificate(chain, None, hostnames=[hostname], now=now,
-                                         warn_within=timedelta(0))
-        covered = [p for p in found if p.code == "HostnameNotCovered"]
+    pairs = sorted(uses.hostnames.items())
+    found = uncovered_hostnames(chain, [hostname for hostname, _ in pairs])
+    for (_, locations), covered in zip(pairs, found, strict=True):
         out += _located(covered, {loc: uses.locations[loc] for loc in locations}, name)
     return out

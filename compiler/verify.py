@@ -298,6 +298,15 @@ def check_server_certificate(
     return problems
 
 
+def uncovered_hostnames(cert_pem: bytes, hostnames: Sequence[str]) -> list[list[CertProblem]]:
+    """Per hostname, the `HostnameNotCovered` problem `check_server_certificate` reports for
+    it alone (the chain is parsed once for all of them); nothing when no certificate parses."""
+    certs, _ = parse_pem_certificates(cert_pem)
+    if not certs:
+        return [[] for _ in hostnames]
+    return [_hostname_problems(certs[0], [hostname]) for hostname in hostnames]
+
+
 # --- public description ------------------------------------------------------------------
 
 
