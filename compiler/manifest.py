@@ -18,9 +18,8 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .fsops import write_file
 from .journal import STATE_DIR, TEMP_SUFFIX, state_dir
@@ -28,8 +27,7 @@ from .journal import STATE_DIR, TEMP_SUFFIX, state_dir
 StatKey = tuple[int, int, int, int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):  # a tuple: a manifest holds one per output file
     key: StatKey
     digest: str  # hex SHA-256 of the content
     owned: bool

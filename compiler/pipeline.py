@@ -25,7 +25,7 @@ from .diagnostics import (
     sorted_diagnostics,
 )
 from .emit import to_yaml
-from .fanout import grant_finisher, iter_units
+from .fanout import grant_finisher, iter_units, yaml_memo
 from .fetch import Materials, fetch, verify
 from .guardrails import (
     Rule,
@@ -248,7 +248,8 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
         files, problems = render_cluster(cluster, cluster_units, store,
                                          envoy=open_source is not None,
                                          source=configs.get(cluster.target.certificate_source),
-                                         pins=result.pins, finish=finish)
+                                         pins=result.pins, finish=finish,
+                                         emit=yaml_memo(cache))
         result.diagnostics += for_cluster(problems, cluster.target.name)
         if sink is not None and open_source is not None:
             streamed += check_output_paths(files, result.output_dirs)
@@ -301,6 +302,7 @@ def render_cluster(cluster: ClusterModel, units: Sequence[Unit], store: SchemaSt
                    *, envoy: bool = True, source: SourceConfig | None = None,
                    pins: Mapping[LockKey, Pin] | None = None,
                    finish: Callable[[Rendered], Piece] | None = None,
+                   emit: Callable[[Any], bytes] = to_yaml,
                    ) -> tuple[dict[str, bytes], list[Diagnostic]]:
     """One cluster's overlay from its gateways' units (`compiler.fanout`)."""
     target = cluster.target
@@ -317,7 +319,7 @@ def render_cluster(cluster: ClusterModel, units: Sequence[Unit], store: SchemaSt
         generators = [_envoy_configmap(gw) for gw in cluster.gateways]
         if generators:
             kustomization["configMapGenerator"] = generators
-    files[f"{target.output_dir}/kustomization.yaml"] = to_yaml(kustomization)
+    files[f"{target.output_dir}/kustomization.yaml"] = emit(kustomization)
     return files, problems
 
 

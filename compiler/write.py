@@ -186,13 +186,19 @@ def plan_unit(root: Path, directory: str, wanted: Mapping[str, bytes],
             unit.conflicts.append(rel)
         else:
             unit.create[rel] = wanted[rel]
-    kept = [*unit.keep, *unit.create, *unit.update]
-    needed = {p for rel in kept for p in _parents(rel)}
-    parents_of_entries = {p for rel in (*files, *dirs) for p in _parents(rel)}
+    needed = _all_parents([*unit.keep, *unit.create, *unit.update])
+    parents_of_entries = _all_parents([*files, *dirs])
     was_empty = set(dirs) - parents_of_entries
     unit.dirs = {d: stat.S_IMODE(dirs[d].st_mode) if d in dirs else -1
                  for d in sorted(needed | was_empty)}
     return unit
+
+
+def _all_parents(rels: Iterable[str]) -> set[str]:
+    """Every proper parent directory of the paths (each distinct directory expanded once)."""
+    direct = {rel.rpartition("/")[0] for rel in rels}
+    direct.discard("")
+    return {p for d in direct for p in (*_parents(d), d)}
 
 
 def _parents(rel: str) -> list[str]:
