@@ -63,20 +63,40 @@ def _dataclass(kind: type) -> Codec:
     names = [f.name for f in dataclasses.fields(kind)]
     hints = typing.get_type_hints(kind)
     codecs = [codec_for(hints[name]) for name in names]
-    encoders = [enc for enc, _ in codecs]
-    decoders = [dec for _, dec in codecs]
-    pairs = list(zip(names, encoders, strict=True))
-    width = len(names)
+    pairs = list(zip(names, [enc for enc, _ in codecs], strict=True))
 
     def encode(value: Any) -> list[Any]:
         return [enc(getattr(value, name)) for name, enc in pairs]
 
-    def decode(raw: Any) -> Any:
-        if type(raw) is not list or len(raw) != width:
-            raise TypeError(f"expected {kind.__name__}")
-        return kind(*[dec(item) for dec, item in zip(decoders, raw, strict=True)])
+    return encode, _decoder(kind, [hints[name] for name in names],
+                            [dec for _, dec in codecs])
 
-    return encode, decode
+
+def _decoder(kind: type, hints: list[Any], decoders: list[Callable[[Any], Any]],
+             ) -> Callable[[Any], Any]:
+    """A decoder for one dataclass, generated from its field types (a decode runs once per
+    node of every gateway taken from the record, so the checks are spelled out inline)."""
+    args = []
+    scope: dict[str, Any] = {"kind": kind, "bad": _bad}
+    for index, (hint, dec) in enumerate(zip(hints, decoders, strict=True)):
+        item = f"raw[{index}]"
+        if hint in (str, int, bool):
+            scope[f"t{index}"] = hint
+            args.append(f"({item} if type({item}) is t{index} else bad())")
+        else:
+            scope[f"d{index}"] = dec
+            args.append(f"d{index}({item})")
+    source = (f"def decode(raw):\n"
+              f"    if type(raw) is not list or len(raw) != {len(hints)}:\n"
+              f"        bad()\n"
+              f"    return kind({', '.join(args)})\n")
+    exec(compile(source, f"<decode {kind.__name__}>", "exec"), scope)
+    found: Callable[[Any], Any] = scope["decode"]
+    return found
+
+
+def _bad() -> Any:
+    raise TypeError("not the plain form of a model value")
 
 
 def codec_for(hint: Any) -> Codec:
