@@ -15,7 +15,7 @@ import json
 import math
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 from .cache import EntryStore, canonical, code_salt, digest
@@ -172,27 +172,33 @@ def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: Sc
                 tuple(grant_versions), store, envoy, cache)
     large = jobs > 1 and sum(len(c.gateways) for c in clusters) >= max(parallel_min, 2)
     pool: ProcessPoolExecutor | None = None
+    plans: dict[int, tuple[list[Unit | None], list[tuple[int, Task]]]] = {}
+    queued: dict[int, list[tuple[list[Task], Future[list[Unit]]]]] = {}
+
+    def prepare(index: int) -> None:
+        """Look up cluster `index` in the cache and queue its misses (one cluster ahead of
+        the one being taken: the workers keep going while this process assembles and hands
+        on the cluster before, and at most two clusters' units are held in memory)."""
+        nonlocal pool
+        if index >= len(clusters) or index in plans:
+            return
+        plans[index] = _lookup(work, index, clusters[index], cache, inputs, progress)
+        tasks = [task for _, task in plans[index][1]]
+        if large and len(tasks) >= min(MIN_BATCH, parallel_min):
+            pool = pool or _pool(work, jobs)
+            size = max(8, math.ceil(len(tasks) / (jobs * 8)))
+            queued[index] = [(tasks[at:at + size], pool.submit(_in_worker, tasks[at:at + size]))
+                             for at in range(0, len(tasks), size)]
+
     try:
-        for index, cluster in enumerate(clusters):
-            salt = _salt_or_none(cluster, work.ca_pems[index], store, envoy,
-                                 work.grant_versions[index]) if cache else None
-            found: list[Unit | None] = []
-            missing: list[tuple[int, Task]] = []
-            given = inputs[index] if inputs is not None else [None] * len(cluster.gateways)
-            for position, (gw, source) in enumerate(zip(cluster.gateways, given, strict=True)):
-                key = _key_or_none(salt, gw, source)
-                unit = _cached(cache, key)
-                found.append(unit)
-                if unit is None:
-                    missing.append((position, (index, gw, key)))
-                else:
-                    progress.step(f"{cluster.target.name} {gw.key}")
-            tasks = [task for _, task in missing]
-            if large and len(tasks) >= min(MIN_BATCH, parallel_min):
-                pool = pool or _pool(work, jobs)
-                computed = _in_pool(pool, work, tasks, jobs, progress)
+        for index in range(len(clusters)):
+            prepare(index)
+            prepare(index + 1)
+            found, missing = plans.pop(index)
+            if index in queued:
+                computed = _collect(queued.pop(index), work, progress)
             else:
-                computed = _compute(work, tasks, progress)
+                computed = _compute(work, [task for _, task in missing], progress)
             for (position, _), unit in zip(missing, computed, strict=True):
                 found[position] = unit
             yield [unit for unit in found if unit is not None]
@@ -201,20 +207,38 @@ def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: Sc
             pool.shutdown(cancel_futures=True)
 
 
+def _collect(chunks: list[tuple[list[Task], Future[list[Unit]]]], work: Work,
+             progress: Progress) -> list[Unit]:
+    out: list[Unit] = []
+    for chunk, future in chunks:
+        for (cluster, gw, _), unit in zip(chunk, future.result(), strict=True):
+            progress.step(f"{work.targets[cluster].name} {gw.key}")
+            out.append(unit)
+    return out
+
+
+def _lookup(work: Work, index: int, cluster: ClusterModel, cache: EntryStore | None,
+            inputs: Sequence[Sequence[str | None]] | None, progress: Progress,
+            ) -> tuple[list[Unit | None], list[tuple[int, Task]]]:
+    """The cluster's units found in the cache (None where missing) and the tasks to compute."""
+    salt = _salt_or_none(cluster, work.ca_pems[index], work.store, work.envoy,
+                         work.grant_versions[index]) if cache else None
+    found: list[Unit | None] = []
+    missing: list[tuple[int, Task]] = []
+    given = inputs[index] if inputs is not None else [None] * len(cluster.gateways)
+    for position, (gw, source) in enumerate(zip(cluster.gateways, given, strict=True)):
+        key = _key_or_none(salt, gw, source)
+        unit = _cached(cache, key)
+        found.append(unit)
+        if unit is None:
+            missing.append((position, (index, gw, key)))
+        else:
+            progress.step(f"{cluster.target.name} {gw.key}")
+    return found, missing
+
+
 def _pool(work: Work, jobs: int) -> ProcessPoolExecutor:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start,
                                initargs=(work,))
-
-
-def _in_pool(pool: ProcessPoolExecutor, work: Work, tasks: list[Task], jobs: int,
-             progress: Progress) -> list[Unit]:
-    size = max(8, math.ceil(len(tasks) / (jobs * 8)))
-    chunks = [tasks[at:at + size] for at in range(0, len(tasks), size)]
-    out: list[Unit] = []
-    for chunk, units in zip(chunks, pool.map(_in_worker, chunks), strict=True):
-        for (index, gw, _), unit in zip(chunk, units, strict=True):
-            progress.step(f"{work.targets[index].name} {gw.key}")
-            out.append(unit)
-    return out

@@ -35,7 +35,7 @@ def test_small_compiles_stay_in_process(fleet: Path, monkeypatch: pytest.MonkeyP
     def no_pool(*args: object, **kwargs: object) -> None:
         raise AssertionError("a pool was started for a small compile")
 
-    monkeypatch.setattr(fanout, "_in_pool", no_pool)
+    monkeypatch.setattr(fanout, "_pool", no_pool)
     assert compile_fleet(fleet, jobs=4).ok  # default parallel_min: far above this fleet
 
 
@@ -80,3 +80,33 @@ def test_a_sink_receives_each_cluster_once_and_the_same_bytes(fleet: Path) -> No
     assert [out for out, _ in got] == [f"overlays/c{j}" for j in range(CLUSTERS)]
     assert all(path.startswith(out + "/") for out, files in got for path in files)
     assert {p: d for _, files in got for p, d in files.items()} == full.files
+
+
+def test_the_next_cluster_is_queued_while_one_is_handed_on(
+        fleet: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers never wait for the main process to assemble a cluster: when the sink gets
+    cluster k, cluster k+1's gateways are already queued (and no further: memory stays at
+    about two clusters' units)."""
+    from compiler import fanout
+
+    submitted: list[set[int]] = []  # cluster indexes of the tasks queued so far
+    real_pool = fanout._pool
+
+    def recording_pool(*args: object, **kwargs: object) -> object:
+        pool = real_pool(*args, **kwargs)  # type: ignore[arg-type]
+        submit = pool.submit
+
+        def recording_submit(fn, chunk):  # type: ignore[no-untyped-def]
+            submitted.append({index for index, _, _ in chunk})
+            return submit(fn, chunk)
+        pool.submit = recording_submit  # type: ignore[method-assign]
+        return pool
+
+    monkeypatch.setattr(fanout, "_pool", recording_pool)
+    seen: list[set[int]] = []
+    result = compile_fleet(fleet, jobs=2, parallel_min=1,
+                           sink=lambda out, files: seen.append(set().union(*submitted)))
+    assert result.ok
+    assert seen[0] == {0, 1}
+    assert seen[1] == {0, 1, 2}
+    assert len(seen) == CLUSTERS and seen[-1] == set(range(CLUSTERS))
