@@ -110,3 +110,46 @@ def test_the_next_cluster_is_queued_while_one_is_handed_on(
     assert seen[0] == {0, 1}
     assert seen[1] == {0, 1, 2}
     assert len(seen) == CLUSTERS and seen[-1] == set(range(CLUSTERS))
+
+
+def test_rendering_starts_before_certificates_are_checked_and_stops_when_they_fail(
+        fleet: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers start on the units while the main process verifies certificates; a
+    verification failure closes the stream (no worker is left running) and the result is the
+    one of a single-process compile: the same diagnostics, no files."""
+    import datetime as dt
+
+    from compiler import fanout, pipeline
+
+    started: list[object] = []
+    closed: list[object] = []
+    real_pool = fanout._pool
+    real_close = fanout.UnitStream.close
+
+    def recording_pool(*args: object, **kwargs: object) -> object:
+        pool = real_pool(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(pool)
+        return pool
+
+    def recording_close(self: fanout.UnitStream) -> None:
+        if self.pool is not None:
+            closed.append(self.pool)
+        real_close(self)
+
+    monkeypatch.setattr(fanout, "_pool", recording_pool)
+    monkeypatch.setattr(fanout.UnitStream, "close", recording_close)
+    real_verify = pipeline.verify
+    order: list[str] = []
+
+    def verify(*args: object, **kwargs: object) -> object:
+        order.append("pool started" if started else "no pool yet")
+        return real_verify(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "verify", verify)
+    later = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)  # every certificate has expired
+    failed = compile_fleet(fleet, jobs=2, parallel_min=1, now=later)
+    assert order == ["pool started"] and closed == started and len(started) == 1
+    assert not failed.ok and failed.files == {}
+    alone = compile_fleet(fleet, jobs=1, now=later)
+    assert failed.diagnostics == alone.diagnostics
+    assert any("xpired" in d.code for d in failed.diagnostics), failed.diagnostics[:3]
