@@ -59,6 +59,9 @@ SourceFactory = Callable[[SourceConfig], CertificateSource]
 ClusterSink = Callable[[str, dict[str, bytes]], None]  # (outputDir, files by path)
 
 
+STREAM_MIN = 200  # gateway x cluster units from which a sink gets the clusters
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     strict: bool = False
@@ -70,6 +73,7 @@ class Options:
     cache_writes: bool = True  # False: only read the cache (`check` changes no file at all)
     jobs: int = 1  # worker processes for rendering; 1: all in this process
     parallel_min: int = 200  # fewer gateways to render than this stay in this process
+    stream_min: int = STREAM_MIN  # a sink gets the clusters of compiles this large (units)
     # Where the repository is: paths in policy files must stay inside it (confine.py).
     boundaries: Boundaries = field(default_factory=Boundaries)
 
@@ -297,8 +301,9 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
                 return _finish(result, options)
         _guardrails(result, clusters, rules, now,
                     materials if open_source is not None else None)
-        streamed = _render_all(result, clusters, units, store, sink, configs, materials,
-                               cache, envoy=open_source is not None)
+        large = sum(len(c.gateways) for c in clusters) >= options.stream_min
+        streamed = _render_all(result, clusters, units, store, sink if large else None,
+                               configs, materials, cache, envoy=open_source is not None)
     finally:
         units.close()
     options.progress.end()
@@ -319,20 +324,23 @@ def _render_all(result: Result, clusters: Sequence[ClusterModel], units: Iterabl
                 configs: Mapping[str, SourceConfig], materials: Materials,
                 cache: EntryStore | None, *, envoy: bool) -> list[str]:
     """Assemble each cluster's overlay from its units, into `result.files` or the sink;
-    returns the unsafe names among the files handed to the sink."""
-    streamed: list[str] = []
+    returns the unsafe names among the files meant for the sink (never handed to it). Once
+    the compile has an error, the sink gets nothing more (the caller will not commit)."""
+    unsafe: list[str] = []
     for cluster, cluster_units in zip(clusters, units, strict=True):
         finish = grant_finisher(cluster, materials, store, envoy=envoy, cache=cache)
         files, problems = render_cluster(cluster, cluster_units, store, envoy=envoy,
                                          source=configs.get(cluster.target.certificate_source),
                                          pins=result.pins, finish=finish)
         result.diagnostics += for_cluster(problems, cluster.target.name)
-        if sink is not None and envoy:
-            streamed += check_output_paths(files, result.output_dirs)
-            sink(cluster.target.output_dir, files)
-        else:
+        if sink is None or not envoy:
             result.files.update(files)
-    return streamed
+            continue
+        bad = check_output_paths(files, result.output_dirs)
+        unsafe += bad
+        if result.ok and not bad:
+            sink(cluster.target.output_dir, files)
+    return unsafe
 
 
 def _guardrails(result: Result, clusters: Sequence[ClusterModel], rules: Sequence[Rule],

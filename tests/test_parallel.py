@@ -75,7 +75,8 @@ def test_sharded_cli_compiles_then_check(tmp_path: Path) -> None:
 def test_a_sink_receives_each_cluster_once_and_the_same_bytes(fleet: Path) -> None:
     full = compile_fleet(fleet)
     got: list[tuple[str, dict[str, bytes]]] = []
-    streamed = compile_fleet(fleet, sink=lambda out, files: got.append((out, files)))
+    streamed = compile_fleet(fleet, stream_min=1,
+                             sink=lambda out, files: got.append((out, files)))
     assert streamed.ok and streamed.files == {}
     assert [out for out, _ in got] == [f"overlays/c{j}" for j in range(CLUSTERS)]
     assert all(path.startswith(out + "/") for out, files in got for path in files)
@@ -104,7 +105,7 @@ def test_the_next_cluster_is_queued_while_one_is_handed_on(
 
     monkeypatch.setattr(fanout, "_pool", recording_pool)
     seen: list[set[int]] = []
-    result = compile_fleet(fleet, jobs=2, parallel_min=1,
+    result = compile_fleet(fleet, jobs=2, parallel_min=1, stream_min=1,
                            sink=lambda out, files: seen.append(set().union(*submitted)))
     assert result.ok
     assert seen[0] == {0, 1}

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -31,10 +32,21 @@ from ..diagnostics import (
 from ..k8s.validate import SchemaStore
 from ..load import read_policy_files
 from ..lock import LOCK_FILE, LockError, LockKey, Pin, parse_lock
-from ..pipeline import Options, Result, compile_policies, schema_roots, validate_only
+from ..pipeline import (
+    STREAM_MIN,
+    ClusterSink,
+    Options,
+    Result,
+    compile_policies,
+    schema_roots,
+    validate_only,
+)
 from ..secrets.factory import source_factory
 from ..secrets.offline import committed_ca_bundles, offline_summary
 from .guard import remember_format
+
+if TYPE_CHECKING:
+    from ..stage import StreamingWrite
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +101,7 @@ def read_lock(ctx: Context) -> tuple[dict[LockKey, Pin], list[Diagnostic]]:
 
 def run_compile(ctx: Context, *, offline: bool = False,
                 unpin: tuple[str, ...] | None = None, vault_offline: bool = False,
-                writes: bool = False) -> Result:
+                writes: bool = False, sink: ClusterSink | None = None) -> Result:
     """Compile the repository. `offline`: validate only, no certificate source. `vault_offline`:
     Vault sources served from mtlsc.lock and the committed overlays (`--offline`). A command
     that `writes` first cleans up whatever an interrupted write left
@@ -113,7 +125,7 @@ def run_compile(ctx: Context, *, offline: bool = False,
     options = Options(strict=ctx.strict, clusters=ctx.clusters,
                       progress=progress.for_terminal(ctx.quiet), boundaries=bounds,
                       cache=ctx.root / CACHE_DIR if ctx.cache else None,
-                      cache_writes=writes, jobs=ctx.jobs)
+                      cache_writes=writes, jobs=ctx.jobs, stream_min=_stream_min())
     if offline:
         return validate_only(texts, store, options)
     lock, problems = read_lock(ctx)
@@ -122,7 +134,7 @@ def run_compile(ctx: Context, *, offline: bool = False,
     cas = committed_ca_bundles(ctx.root / ctx.overlays) if vault_offline else None
     result = compile_policies(texts, source_factory(ctx.root, lock, unpin, offline=cas,
                                                  read_outside=ctx.read_outside),
-                              store, options, lock)
+                              store, options, lock, sink=sink)
     return with_offline_summary(result, ctx.strict) if vault_offline else result
 
 
@@ -281,6 +293,62 @@ def write_result(ctx: Context, result: Result, *, show_diff: bool = False) -> st
         result.diagnostics.append(io_failure(f"cannot write overlays: {message}{outcome}",
                                              hint))
     return diff
+
+
+def _stream_min() -> int:
+    """Compiles of at least this many gateway x cluster units are written while they compile
+    (`MTLSC_STREAM_MIN`; tests lower it to exercise streaming on small fleets)."""
+    value = os.environ.get("MTLSC_STREAM_MIN", "")
+    return int(value) if value.isdigit() else STREAM_MIN
+
+
+def compile_and_write(ctx: Context, *, show_diff: bool = False) -> tuple[Result, str, list[str]]:
+    """`mtlsc compile`: compile, then write (I/O failures become diagnostics). A large compile
+    is written while it compiles: each cluster is staged as soon as it is done, while the
+    workers render the next (`stage.StreamingWrite`); the swap still happens only when the
+    whole compile succeeded. Returns the result, the diff when asked for (`--diff` writes the
+    classic way: it needs every old and new file at once) and the names of the files."""
+    if show_diff:
+        result = run_compile(ctx, writes=True)
+        return result, write_result(ctx, result, show_diff=True), sorted(result.files)
+    from ..stage import StreamingWrite  # the writing half; `check` never imports it
+
+    writer = StreamingWrite(ctx.root)
+    try:
+        result = run_compile(ctx, writes=True, sink=writer.add)
+        if not writer.started:
+            write_result(ctx, result)
+            return result, "", sorted(result.files)
+        if result.ok:
+            _finish_streamed(ctx, result, writer)
+        return result, "", sorted([*result.files, *writer.names]) if result.ok else []
+    finally:
+        writer.abort()  # nothing left to do after a finished write
+
+
+def _finish_streamed(ctx: Context, result: Result, writer: StreamingWrite) -> None:
+    prune = (ctx.overlays,) if result.all_clusters else ()
+    try:
+        plan, leftovers = writer.finish(dict(result.files), prune)
+    except OSError as exc:
+        message, hint = write.describe(exc)
+        outcome = "" if isinstance(exc, write.PartialWriteError) else "; nothing was changed"
+        result.diagnostics.append(io_failure(f"cannot write overlays: {message}{outcome}",
+                                             hint))
+        return
+    for rel in plan.conflicts:
+        what = "is not a directory" if rel in result.output_dirs else "was not generated by mtlsc"
+        result.diagnostics.append(error("FileInTheWay", f"{rel} exists and {what}; nothing "
+                                        "was written", None, "move it away or set the "
+                                        "ClusterTarget's outputDir elsewhere"))
+    if plan.conflicts:
+        return
+    report_written(plan, ctx.fmt)
+    if leftovers:
+        result.diagnostics.append(warning(
+            "IncompleteCleanup", "the overlays were written, but these old copies "
+            "could not be removed: " + "; ".join(leftovers), None,
+            "the next `mtlsc compile` removes them; fix the cause shown"))
 
 
 def report_written(plan: write.WritePlan, fmt: str) -> None:
