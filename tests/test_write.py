@@ -391,3 +391,29 @@ def test_the_two_rename_fallback_gives_the_same_tree(repo: Path,
 
     assert tree(repo) == {**WANTED, "overlays/c/hand.yaml": b"hand: written\n"}
     assert temp_files(repo) == []
+
+
+def test_the_manifest_matches_the_tree_after_a_swap(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removing the old tree changes the ctime of every file it shared with the new one: the
+    manifest is saved after that, so the next plan reads nothing it kept."""
+    from compiler import tree_ops
+
+    real = tree_ops.remove_trees
+
+    def slow(paths: list[str], threads: int = tree_ops.REMOVE_THREADS) -> None:
+        real(paths, threads)
+        time.sleep(0.05)  # let the filesystem clock pass the removal (no "racy" entries)
+
+    monkeypatch.setattr(tree_ops, "remove_trees", slow)
+    files = {f"overlays/c/ns-{i % 3}/f{i}.yaml": generated(f"i: {i}\n") for i in range(30)}
+    write.apply(write.plan(tmp_path, files, ["overlays/c"]))
+    edited = {**files, "overlays/c/ns-0/f0.yaml": generated("i: edited\n")}
+
+    swap = write.plan(tmp_path, edited, ["overlays/c"])
+    write.apply(swap)
+    again = write.plan(tmp_path, edited, ["overlays/c"])
+
+    assert list(swap.update) == ["overlays/c/ns-0/f0.yaml"]
+    assert not again.changed and again.units[0].misses == 0
+    assert temp_files(tmp_path) == []
