@@ -215,12 +215,23 @@ def _policy(gw: Gateway, port: PortValidation) -> str | None:
 def compute_posture(clusters: Sequence[ClusterModel],
                     materials: Materials | None) -> tuple[ClusterPosture, ...]:
     out = []
+    # A gateway taken from the incremental record is one object on every cluster where it
+    # resolved alike: its posture is computed once per (object, implementation, CA bundles).
+    seen: dict[int, tuple[Gateway, ImplementationRef | None, frozenset[tuple[str, bytes]],
+                          GatewayPosture]] = {}
     for cluster in sorted(clusters, key=lambda c: c.target.name):
         target = cluster.target
         pems = materials.ca_pems_for(target.certificate_source) if materials else {}
-        out.append(ClusterPosture(target.name, tuple(
-            gateway_posture(gw, target.implementation_ref(gw.class_name), pems)
-            for gw in sorted(cluster.gateways, key=lambda g: g.key))))
+        bundles = frozenset(pems.items())
+        found = []
+        for gw in sorted(cluster.gateways, key=lambda g: g.key):
+            impl = target.implementation_ref(gw.class_name)
+            known = seen.get(id(gw))
+            if known is None or known[0] is not gw or known[1] != impl or \
+                    known[2] != bundles:
+                known = seen[id(gw)] = (gw, impl, bundles, gateway_posture(gw, impl, pems))
+            found.append(known[3])
+        out.append(ClusterPosture(target.name, tuple(found)))
     return tuple(out)
 
 

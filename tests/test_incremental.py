@@ -95,6 +95,7 @@ def test_an_incremental_compile_equals_one_from_scratch(
             scratch = compile_fleet(root, jobs=1)
             assert observed(warm) == observed(scratch), (kind, i)
             assert canonical(warm.model) == canonical(scratch.model)
+            assert canonical(warm.posture) == canonical(scratch.posture)
     finally:
         shutil.rmtree(root)
 
