@@ -50,7 +50,7 @@ _DECODE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 @cache
 def record_key() -> str:
-    return hashlib.sha256(f"{KIND}-1\0{code_salt()}".encode()).hexdigest()
+    return hashlib.sha256(f"{KIND}-2\0{code_salt()}".encode()).hexdigest()
 
 
 def input_digest(policies: Policies, intent: IntentDoc,
@@ -78,21 +78,32 @@ def cluster_salt(target: Target, caps: Capabilities) -> bytes | None:
 
 
 class ResolveRecord:
-    """The previous compile's resolved gateways and their diagnostics, by key."""
+    """The previous compile's resolved gateways and their diagnostics, by key.
+
+    The entry is read on the first lookup, and its gateways and diagnostics are kept as JSON
+    texts until one is needed: a few thousand strings instead of millions of small lists,
+    which Python's cycle collector would otherwise walk again and again for the rest of the
+    run."""
 
     def __init__(self, store: EntryStore | None) -> None:
         self.store = store
-        raw = store.get(KIND, record_key()) if store is not None else None
-        self.pool: list[Any] = []
-        self.entries: dict[str, Any] = {}
-        if isinstance(raw, dict) and isinstance(raw.get("pool"), list) and \
-                isinstance(raw.get("entries"), dict):
-            self.pool, self.entries = raw["pool"], raw["entries"]
+        self.loaded = False
+        self.pool: list[Any] = []  # JSON texts of distinct gateways
+        self.entries: dict[str, Any] = {}  # key -> [pool index, JSON text of diagnostics]
         self.decoded: dict[int, Gateway] = {}
         self.used: dict[str, tuple[Gateway, list[Diagnostic], int | None]] = {}
         self.changed = False
 
+    def _load(self) -> None:
+        self.loaded = True
+        raw = self.store.get(KIND, record_key()) if self.store is not None else None
+        if isinstance(raw, dict) and isinstance(raw.get("pool"), list) and \
+                isinstance(raw.get("entries"), dict):
+            self.pool, self.entries = raw["pool"], raw["entries"]
+
     def lookup(self, key: str) -> tuple[Gateway, list[Diagnostic]] | None:
+        if not self.loaded:
+            self._load()
         raw = self.entries.get(key)
         if raw is None:
             return None
@@ -102,8 +113,8 @@ class ResolveRecord:
             if gateway is None:
                 if type(index) is not int or index < 0:
                     raise ValueError("bad pool index")
-                gateway = self.decoded[index] = gateway_from_json(self.pool[index])
-            found = [diagnostic_from_json(d) for d in problems]
+                gateway = self.decoded[index] = gateway_from_json(json.loads(self.pool[index]))
+            found = [diagnostic_from_json(d) for d in json.loads(problems)]
         except _DECODE_ERRORS:
             return None
         self.used[key] = (gateway, found, index)
@@ -117,9 +128,11 @@ class ResolveRecord:
         """Write this run's results back (only when they differ from what was read)."""
         if self.store is None or not self.store.writable:
             return
+        if not self.loaded:
+            self._load()
         if not self.changed and set(self.used) == set(self.entries):
             return
-        pool: list[Any] = []
+        pool: list[str] = []
         index_of: dict[int, int] = {}  # old pool index -> new
         text_of: dict[str, int] = {}  # JSON text of a new gateway -> new index
         entries: dict[str, Any] = {}
@@ -128,15 +141,14 @@ class ResolveRecord:
                 at = index_of.setdefault(old, len(pool))
                 if at == len(pool):
                     pool.append(self.pool[old])
-                entries[key] = self.entries[key]
-                entries[key][0] = at
+                entries[key] = [at, self.entries[key][1]]
                 continue
-            encoded = gateway_to_json(gateway)
-            text = json.dumps(encoded, separators=(",", ":"))
+            text = json.dumps(gateway_to_json(gateway), separators=(",", ":"))
             at = text_of.setdefault(text, len(pool))
             if at == len(pool):
-                pool.append(encoded)
-            entries[key] = [at, [diagnostic_to_json(d) for d in problems]]
+                pool.append(text)
+            entries[key] = [at, json.dumps([diagnostic_to_json(d) for d in problems],
+                                           separators=(",", ":"))]
         self.store.put(KIND, record_key(), {"pool": pool, "entries": entries})
 
 

@@ -139,8 +139,10 @@ def test_a_damaged_or_foreign_record_is_ignored(fleet: Path, tmp_path: Path,
         unit = next(p for p in (cache / "unit").rglob("*") if p.is_file())
         shutil.copy(unit, record)
     else:  # a well-formed entry whose items have the wrong shape: each is recomputed
+        keys = _keys(cache, fleet)
         EntryStore(cache).put(incremental.KIND, incremental.record_key(), {
-            "pool": [["x"]], "entries": {key: [0, []] for key in _keys(cache, fleet)}})
+            "pool": ['["x"]', ["x"]],
+            "entries": {key: [n % 3, "[]" if n % 2 else []] for n, key in enumerate(keys)}})
     assert observed(compile_fleet(fleet, cache=cache)) == plain
     assert observed(compile_fleet(fleet, cache=cache)) == plain  # and from the rewritten one
 
@@ -173,7 +175,9 @@ def test_the_crosscheck_switch_passes_and_catches_a_planted_record(
     store = EntryStore(cache)
     raw = store.get(incremental.KIND, incremental.record_key())
     assert isinstance(raw, dict)
-    raw["pool"][0][0] = raw["pool"][0][0] + "-planted"  # the first gateway's name
+    gateway = json.loads(raw["pool"][0])
+    gateway[0] += "-planted"  # the first gateway's name
+    raw["pool"][0] = json.dumps(gateway)
     store.put(incremental.KIND, incremental.record_key(), raw)
     with pytest.raises(CrosscheckError, match="incremental compile differs"):
         compile_fleet(fleet, cache=cache)
