@@ -69,24 +69,22 @@ def check(fresh: object, cached: object, fresh_files: Mapping[str, bytes],
 def run_both(compile_with: Callable[[bool, ClusterSink | None], Result],
              sink: ClusterSink | None) -> Result:
     """`compile_with(memo, sink)` from scratch (memo False), then with the cache; compare.
-    A given `sink` receives the incremental compile's clusters once both are done."""
-    fresh_files: dict[str, bytes] = {}
-    cached_files: dict[str, bytes] = {}
+    The clusters the incremental compile handed to its sink are handed to `sink`, in the
+    same order, once both compiles are done and agree."""
+    fresh_calls: list[tuple[str, dict[str, bytes]]] = []
+    cached_calls: list[tuple[str, dict[str, bytes]]] = []
 
-    def keep(into: dict[str, bytes]) -> ClusterSink:
+    def keep(into: list[tuple[str, dict[str, bytes]]]) -> ClusterSink:
         def put(output_dir: str, files: dict[str, bytes]) -> None:
-            into.update(files)
+            into.append((output_dir, files))
         return put
 
-    fresh = compile_with(False, keep(fresh_files) if sink is not None else None)
-    result = compile_with(True, keep(cached_files) if sink is not None else None)
-    streamed = {rel for rel in cached_files}
-    fresh_files.update(fresh.files)
-    cached_files.update(result.files)
-    check(fresh, result, fresh_files, cached_files)
+    fresh = compile_with(False, keep(fresh_calls) if sink is not None else None)
+    result = compile_with(True, keep(cached_calls) if sink is not None else None)
+    fresh_files = {rel: data for _, files in fresh_calls for rel, data in files.items()}
+    cached_files = {rel: data for _, files in cached_calls for rel, data in files.items()}
+    check(fresh, result, {**fresh_files, **fresh.files}, {**cached_files, **result.files})
     if sink is not None:
-        for output_dir in result.output_dirs:
-            prefix = output_dir + "/"
-            sink(output_dir, {rel: data for rel, data in cached_files.items()
-                              if rel in streamed and rel.startswith(prefix)})
+        for output_dir, files in cached_calls:
+            sink(output_dir, files)
     return result

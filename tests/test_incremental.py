@@ -183,3 +183,28 @@ def test_the_crosscheck_switch_passes_and_catches_a_planted_record(
         compile_fleet(fleet, cache=cache)
     monkeypatch.delenv(ENV)
     assert compile_fleet(fleet, cache=cache).files != first.files  # what the switch caught
+
+
+@pytest.mark.parametrize("stream_min", ["1", "1000000"])
+def test_compile_under_the_crosscheck_switch_writes_the_same_overlays(
+        fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream_min: str) -> None:
+    """Through the CLI, streamed to the writer or written whole, edit after edit."""
+    from click.testing import CliRunner
+
+    from compiler.cli import main
+
+    def overlays(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes()
+                for p in sorted((root / "overlays").rglob("*")) if p.is_file()}
+
+    monkeypatch.setenv("MTLSC_STREAM_MIN", stream_min)
+    checked, plain = tmp_path / "checked", tmp_path / "plain"
+    for root in (checked, plain):
+        shutil.copytree(fleet, root)
+    for step in range(2):
+        for root, env in ((checked, {ENV: "1"}), (plain, {"MTLSC_NO_CACHE": "1"})):
+            apply_edit(root, "hostname", 3, step)
+            out = CliRunner().invoke(main, ["compile", "-q", "--root", str(root)], env=env,
+                                     catch_exceptions=False)
+            assert out.exit_code == 0, out.output
+        assert overlays(checked) == overlays(plain)
