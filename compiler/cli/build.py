@@ -13,6 +13,7 @@ from ..explain import explain as explain_text
 from ..guardrails import waivers_of
 from .common import (
     common_options,
+    compile_and_write,
     display,
     emit,
     interrupted,
@@ -22,7 +23,6 @@ from .common import (
     print_diff,
     run_compile,
     today,
-    write_result,
 )
 
 
@@ -33,10 +33,8 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
             fmt: str, quiet: bool, show_diff: bool) -> None:
     """Compile policies/ into overlays/ (writes nothing if there is any error)."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
-    result = run_compile(ctx, writes=True)
-    diff = write_result(ctx, result, show_diff=show_diff)
-    emit(result.diagnostics, fmt, files=sorted(result.files),
-          **({"diff": diff} if show_diff else {}))
+    result, diff, files = compile_and_write(ctx, show_diff=show_diff)
+    emit(result.diagnostics, fmt, files=files, **({"diff": diff} if show_diff else {}))
     sys.exit(exit_code(result.diagnostics))
 
 
