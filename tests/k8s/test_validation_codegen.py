@@ -36,6 +36,7 @@ from tests.k8s.codegen_support import (
     assert_sound,
     defaulted,
     emitted_objects,
+    from_schema,
     generic_errors,
     mutate,
     paths,
@@ -213,3 +214,17 @@ def test_distinct_list_keys_are_proven() -> None:
     assert check([{"a": "x", "b": 1}, {"a": "x", "b": 1, "c": 0}]) is False
     assert compile_fast_path(LIST_SCHEMAS[3])(["a", "b", 1]) is True
     assert compile_fast_path(LIST_SCHEMAS[3])(["a", "b", "a"]) is False
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                 HealthCheck.data_too_large])
+@given(st.data())
+def test_schema_driven_specs_never_fool_the_generated_validator(samples: list[Sample],
+                                                                 data: st.DataObject) -> None:
+    """A real object's `spec` replaced by a value generated from the schema itself."""
+    with_spec = [s for s in samples if "spec" in s[2]]
+    _, schema, obj = data.draw(st.sampled_from(with_spec))
+    spec_schema = schema.document["properties"]["spec"]
+    obj = {**obj, "spec": data.draw(from_schema(spec_schema))}
+    assert_sound(schema, defaulted(schema, obj))
