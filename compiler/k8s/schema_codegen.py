@@ -63,13 +63,13 @@ def compile_fast_path(schema: Any, *, rules: bool = True) -> Check:
     with _LIBRARY.lock:
         unit = Unit(first=_LIBRARY.names)
         generator = _Generator(unit, _LIBRARY.functions)
-        root = generator.node(schema, rules)
         try:
+            root = generator.node(schema, rules)
             code = compile(unit.source(), "<mtlsc validation fast path>", "exec")
             namespace = {**_LIBRARY.namespace, **unit.constants}
             exec(code, namespace)  # our own source, generated in memory from the schema
-        except (SyntaxError, RecursionError, MemoryError, ValueError):
-            return _never
+        except (SyntaxError, RecursionError, MemoryError, ValueError, TypeError):
+            return _never  # a schema too deep or too odd to generate: always the generic path
         _LIBRARY.namespace.update(namespace)  # only now, complete, can others use it
         for key, name in generator.new.items():
             _LIBRARY.functions[key] = name
@@ -110,7 +110,7 @@ class _Generator:
         key = (json.dumps(schema, sort_keys=True, default=repr), rules)
         found = self.known.get(key) or self.new.get(key)
         if found is None:
-            found = self.new[key] = self.unit.name("s")  # first: no recursion on a cycle
+            found = self.new[key] = self.unit.name("s")
             try:
                 body = self._body(schema, rules)
             except _Unsupported:
