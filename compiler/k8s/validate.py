@@ -9,6 +9,9 @@ Order of work, mirroring the API server's create path for custom resources:
 5. `x-kubernetes-validations` CEL rules, unless step 2 found a "blocking" error (wrong
    type, enum, required, max limits), in which case the API server skips them too and
    says so.
+Before steps 2, 4 and 5, the object is put to the schema compiled into Python
+(`schema_codegen`): when that proves it valid, only the ObjectMeta checks remain; otherwise the
+generic steps run and report exactly what they always did.
 Schemas come from `SchemaStore`, which resolves the target cluster's Gateway API bundle
 version and channel to the imported schema files.
 """
