@@ -224,9 +224,10 @@ def test_schema_driven_specs_never_fool_the_generated_validator(samples: list[Sa
                                                                  data: st.DataObject) -> None:
     """A real object's `spec` replaced by a value generated from the schema itself."""
     with_spec = [s for s in samples if "spec" in s[2]]
+    strings = sorted({v for s in samples for v in scalars(s[2]) if isinstance(v, str)})
     _, schema, obj = data.draw(st.sampled_from(with_spec))
     spec_schema = schema.document["properties"]["spec"]
-    obj = {**obj, "spec": data.draw(from_schema(spec_schema))}
+    obj = {**obj, "spec": data.draw(from_schema(spec_schema, ["", "a", *strings]))}
     assert_sound(schema, defaulted(schema, obj))
 
 
