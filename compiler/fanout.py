@@ -18,10 +18,8 @@ import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from .cache import EntryStore, canonical, code_salt, digest
-from .emit import to_yaml
 from .fetch import Materials
 from .k8s.validate import SchemaStore
 from .model import ClusterModel, Gateway, Target
@@ -41,7 +39,6 @@ from .render_units import (
 KIND = "unit"
 MIN_BATCH = 16  # fewer misses in a cluster than this are rendered in this process
 GRANT_KIND = "grant"
-YAML_KIND = "yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,26 +117,6 @@ def grant_finisher(cluster: ClusterModel, materials: Materials, store: SchemaSto
         return done
 
     return finish
-
-
-def yaml_memo(cache: EntryStore | None) -> Callable[[Any], bytes]:
-    """`to_yaml` through the cache, for large documents joined from every gateway (a
-    cluster's kustomization): for values of JSON types (dict, list, str, int, bool, None)
-    the bytes are a pure function of the value's JSON text."""
-    if cache is None:
-        return to_yaml
-
-    def emit(value: Any) -> bytes:
-        text = json.dumps(value, ensure_ascii=False, check_circular=False)
-        key = hashlib.sha256(f"{code_salt()}\0{text}".encode()).hexdigest()
-        raw = cache.get(YAML_KIND, key)
-        if isinstance(raw, str):
-            return raw.encode("utf-8")
-        data = to_yaml(value)
-        cache.put(YAML_KIND, key, data.decode("utf-8"))
-        return data
-
-    return emit
 
 
 def unit_key(salt: bytes, gw: Gateway, inputs: str | None = None) -> str:

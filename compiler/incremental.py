@@ -26,12 +26,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
 from .cache import EntryStore, canonical, code_salt
 from .diagnostics import Diagnostic, for_cluster
+from .emit import to_yaml
 from .layering import Placement, caused_by_overrides, place, targets_of
 from .load import IntentDoc, OverrideDoc, Policies
 from .model import ClusterModel, Gateway, Target
@@ -45,6 +46,7 @@ from .precedence import Capabilities
 from .resolve import resolve
 
 KIND = "resolve-record"
+YAML_KIND = "yaml"
 _DECODE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 
@@ -213,3 +215,23 @@ def resolve_all(policies: Policies, targets: Sequence[Target],
         clusters.append(ClusterModel(target, tuple(gateways)))
         inputs.append(keys)
     return clusters, inputs, diagnostics, placements
+
+
+def yaml_memo(cache: EntryStore | None) -> Callable[[Any], bytes]:
+    """`to_yaml` through the cache, for large documents joined from every gateway (a
+    cluster's kustomization): for values of JSON types (dict, list, str, int, bool, None)
+    the bytes are a pure function of the value's JSON text."""
+    if cache is None:
+        return to_yaml
+
+    def emit(value: Any) -> bytes:
+        text = json.dumps(value, ensure_ascii=False, check_circular=False)
+        key = hashlib.sha256(f"{code_salt()}\0{text}".encode()).hexdigest()
+        raw = cache.get(YAML_KIND, key)
+        if isinstance(raw, str):
+            return raw.encode("utf-8")
+        data = to_yaml(value)
+        cache.put(YAML_KIND, key, data.decode("utf-8"))
+        return data
+
+    return emit

@@ -25,7 +25,7 @@ from .diagnostics import (
     sorted_diagnostics,
 )
 from .emit import to_yaml
-from .fanout import grant_finisher, iter_units, yaml_memo
+from .fanout import grant_finisher, iter_units
 from .fetch import Materials, fetch, verify
 from .guardrails import (
     Rule,
@@ -36,7 +36,7 @@ from .guardrails import (
     load_rules,
     load_waivers,
 )
-from .incremental import ResolveRecord, resolve_all
+from .incremental import ResolveRecord, resolve_all, yaml_memo
 from .k8s.validate import SchemaStore, shipped_schema_root
 from .layering import Placement, check_references
 from .load import Policies, SourceConfig, load_texts
