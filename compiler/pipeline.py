@@ -82,6 +82,8 @@ class Result:
     files: dict[str, bytes] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     policies: Policies | None = None
+    # Layered specs of the gateways resolved in this run (a compile takes unchanged gateways
+    # from the incremental record, without one); `validate_only` resolves every gateway.
     placements: list[Placement] = field(default_factory=list)
     model: Model | None = None
     materials: Materials | None = None  # holds private keys in memory only (materialize)
