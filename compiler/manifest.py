@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .fsops import write_file
 from .journal import STATE_DIR, TEMP_SUFFIX, state_dir
 
 StatKey = tuple[int, int, int, int, int]
@@ -63,6 +62,8 @@ def load(root: Path, unit: str) -> dict[str, Entry]:
 
 def save(root: Path, unit: str, entries: Mapping[str, Entry]) -> None:
     """Record `entries` (relative to `unit`); racy entries are left out."""
+    from .fsops import write_file  # ctypes: `check` only loads manifests
+
     path = _path(root, unit)
     state_dir(root)
     path.parent.mkdir(exist_ok=True)
