@@ -39,17 +39,18 @@ def _aware(moment: datetime) -> datetime:
 
 def certificate_events(cert: Validity, now: datetime,
                        windows: Iterable[timedelta]) -> list[datetime]:
-    """Instants >= now where `verify`'s verdict or message for `cert` may change."""
+    """Instants >= now where `verify`'s verdict or message for `cert` may change.
+
+    A verdict that turns *at* an instant (valid from notBefore on, warned from notAfter - window
+    on) has already turned when now is that instant; one that turns just *after* an instant
+    (expired after notAfter, one day less after notAfter - N days) is due at once then."""
     nb, na = _aware(cert.not_before), _aware(cert.not_after)
-    out = [nb, na]  # becomes valid; expires (valid while now <= notAfter: conservative)
-    warned = False
-    for window in windows:
-        out.append(na - window)  # the expiring-soon warning starts
-        warned = warned or now >= na - window
-    if warned and now <= na:
+    turns_at = [nb, *(na - window for window in windows)]
+    turns_after = [na]  # conservative by one instant: valid while now < notAfter
+    if any(now >= na - window for window in windows) and now <= na:
         # "(N day(s) left)": N = (notAfter - now).days drops when now passes notAfter - N days
-        out.append(na - (na - now).days * DAY)
-    return [t for t in out if t >= now]
+        turns_after.append(na - (na - now).days * DAY)
+    return [t for t in turns_at if t > now] + [t for t in turns_after if t >= now]
 
 
 def view_events(cert: Validity, now: datetime) -> list[datetime]:

@@ -54,7 +54,9 @@ instants = st.datetimes(min_value=datetime(2027, 2, 1), max_value=datetime(2027,
 def test_certificate_messages_hold_until_the_horizon(now: datetime, fraction: float) -> None:
     until = horizon(now, [CERT], WINDOWS, [], view_days=True)
     assert until is not None and until >= now
-    later = now + (until - now) * fraction
+    if until == now:
+        return  # a change is due at once: never replayed
+    later = min(now + (until - now) * fraction, until - timedelta(microseconds=1))
     assert messages(later) == messages(now)
     assert view_days_left(NOT_AFTER, later) == view_days_left(NOT_AFTER, now)
 
