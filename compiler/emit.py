@@ -153,28 +153,65 @@ def _value(value: Any, indent: str, top: bool, out: list[str], key_line: str) ->
         out.append(f"{key_line} {scalar(value)}\n")
 
 
-def _mapping(data: Mapping[str, Any], indent: str, top: bool, out: list[str]) -> None:
+# (top level?, indent, keys in insertion order) -> ((key, "<indent><key>:"), ...) in output
+# order: the renderers build the same shapes over and over, so each shape is sorted once.
+_PLANS: dict[tuple[bool, str, tuple[Any, ...]], tuple[tuple[str, str], ...]] = {}
+_PLANS_MAX = 1 << 14
+
+
+def _plan(data: Mapping[str, Any], indent: str, top: bool) -> tuple[tuple[str, str], ...]:
+    keys = tuple(data)
+    found = _PLANS.get((top, indent, keys))
+    if found is not None:
+        return found
     order = _TOP_ORDER if top else _NESTED_ORDER
-    for key in sorted(data, key=order):
+    plan = []
+    for key in sorted(keys, key=order):
         if type(key) is not str and not isinstance(key, str):
             raise TypeError("mapping keys must be strings")
-        _value(data[key], indent, False, out, f"{indent}{scalar(key)}:")
+        plan.append((key, f"{indent}{scalar(key)}:"))
+    if len(_PLANS) < _PLANS_MAX:
+        _PLANS[(top, indent, keys)] = tuple(plan)
+    return tuple(plan)
+
+
+def _mapping(data: Mapping[str, Any], indent: str, top: bool, out: list[str]) -> None:
+    inner = indent + INDENT
+    for key, key_line in _plan(data, indent, top):
+        value = data[key]
+        kind = type(value)
+        # the exact built-in types the renderers produce, inline; everything else: _value
+        if kind is str and "\n" not in value:
+            out.append(f"{key_line} {_string(value)}\n")
+        elif kind is dict and value:
+            out.append(key_line + "\n")
+            _mapping(value, inner, False, out)
+        elif kind is list and value:
+            out.append(key_line + "\n")
+            _sequence(value, indent, out)
+        elif kind is int:
+            out.append(f"{key_line} {value}\n")
+        else:
+            _value(value, indent, False, out, key_line)
 
 
 def _sequence(items: Sequence[Any], indent: str, out: list[str]) -> None:
+    inner = indent + INDENT
     for item in items:
         kind = type(item)
-        if kind is str or kind is int:
+        if kind is dict and item:
+            at = len(out)
+            _mapping(item, inner, False, out)
+            out[at] = indent + "- " + out[at][len(inner):]
+        elif kind is str or kind is int:
             _value(item, indent, False, out, f"{indent}-")
         elif (kind is dict or isinstance(item, Mapping)) and item:
             # The first key shares the dash's line; the rest align under it.
-            block: list[str] = []
-            _mapping(item, indent + INDENT, False, block)
-            first = block[0]
-            out.append(indent + "- " + first[len(indent) + len(INDENT):])
-            out.extend(block[1:])
+            at = len(out)
+            _mapping(item, indent + INDENT, False, out)
+            out[at] = indent + "- " + out[at][len(indent) + len(INDENT):]
         elif isinstance(item, Sequence) and not isinstance(item, str) and item:
-            block = []
+            block: list[str] = []
             _sequence(item, indent + INDENT, block)
             out.append(indent + "- " + block[0][len(indent) + len(INDENT):])
             out.extend(block[1:])

@@ -15,7 +15,7 @@ import json
 import math
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 from .cache import EntryStore, canonical, code_salt, digest
@@ -158,7 +158,7 @@ def _cached(cache: EntryStore | None, key: str | None) -> Unit | None:
 def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: SchemaStore,
                *, envoy: bool, grant_versions: Sequence[str], cache: EntryStore | None,
                jobs: int, parallel_min: int, progress: Progress,
-               inputs: Sequence[Sequence[str | None]] | None = None) -> Iterator[list[Unit]]:
+               inputs: Sequence[Sequence[str | None]] | None = None) -> UnitStream:
     """The units of each cluster in turn (in the cluster's gateway order), so that a caller
     can hand one cluster's output on and drop it before the next is computed. `inputs`, per
     cluster and gateway: the digest of what the resolved gateway was computed from (cheaper
@@ -166,39 +166,104 @@ def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: Sc
 
     A pool of `jobs` workers is started (once) when the compile is large (at least
     `parallel_min` gateways in all) and a cluster has enough cache misses to be worth it;
-    otherwise everything runs in this process."""
+    otherwise everything runs in this process. The first two clusters are looked up and
+    queued right away, so the workers start while the caller still checks certificates and
+    guardrails; the caller must `close()` the stream (it stops the workers)."""
     work = Work(tuple(c.target for c in clusters),
                 tuple(materials.ca_pems_for(c.target.certificate_source) for c in clusters),
                 tuple(grant_versions), store, envoy, cache)
     large = jobs > 1 and sum(len(c.gateways) for c in clusters) >= max(parallel_min, 2)
-    pool: ProcessPoolExecutor | None = None
+    stream = UnitStream(work, clusters, cache, inputs, progress,
+                        jobs if large else 1, min(MIN_BATCH, parallel_min))
     try:
-        for index, cluster in enumerate(clusters):
-            salt = _salt_or_none(cluster, work.ca_pems[index], store, envoy,
-                                 work.grant_versions[index]) if cache else None
-            found: list[Unit | None] = []
-            missing: list[tuple[int, Task]] = []
-            given = inputs[index] if inputs is not None else [None] * len(cluster.gateways)
-            for position, (gw, source) in enumerate(zip(cluster.gateways, given, strict=True)):
-                key = _key_or_none(salt, gw, source)
-                unit = _cached(cache, key)
-                found.append(unit)
-                if unit is None:
-                    missing.append((position, (index, gw, key)))
+        stream.prepare(0)
+        stream.prepare(1)
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+class UnitStream:
+    """Iterates over each cluster's units; see `iter_units`."""
+
+    def __init__(self, work: Work, clusters: Sequence[ClusterModel], cache: EntryStore | None,
+                 inputs: Sequence[Sequence[str | None]] | None, progress: Progress,
+                 jobs: int, batch: int) -> None:
+        self.work, self.clusters, self.cache, self.inputs = work, clusters, cache, inputs
+        self.progress, self.jobs, self.batch = progress, jobs, batch
+        self.pool: ProcessPoolExecutor | None = None
+        self.plans: dict[int, tuple[list[Unit | None], list[tuple[int, Task]]]] = {}
+        self.queued: dict[int, list[tuple[list[Task], Future[list[Unit]]]]] = {}
+
+    def prepare(self, index: int) -> None:
+        """Look up cluster `index` in the cache and queue its misses. Only one cluster ahead
+        of the one being taken: at most about two clusters' units are held in memory."""
+        if index >= len(self.clusters) or index in self.plans:
+            return
+        self.plans[index] = _lookup(self.work, index, self.clusters[index], self.cache,
+                                    self.inputs, self.progress)
+        tasks = [task for _, task in self.plans[index][1]]
+        if self.jobs > 1 and len(tasks) >= self.batch:
+            self.pool = self.pool or _pool(self.work, self.jobs)
+            size = max(8, math.ceil(len(tasks) / (self.jobs * 8)))
+            self.queued[index] = [(tasks[at:at + size],
+                                   self.pool.submit(_in_worker, tasks[at:at + size]))
+                                  for at in range(0, len(tasks), size)]
+
+    def __iter__(self) -> Iterator[list[Unit]]:
+        try:
+            for index in range(len(self.clusters)):
+                self.prepare(index)
+                self.prepare(index + 1)
+                found, missing = self.plans.pop(index)
+                if index in self.queued:
+                    computed = _collect(self.queued.pop(index), self.work, self.progress)
                 else:
-                    progress.step(f"{cluster.target.name} {gw.key}")
-            tasks = [task for _, task in missing]
-            if large and len(tasks) >= min(MIN_BATCH, parallel_min):
-                pool = pool or _pool(work, jobs)
-                computed = _in_pool(pool, work, tasks, jobs, progress)
-            else:
-                computed = _compute(work, tasks, progress)
-            for (position, _), unit in zip(missing, computed, strict=True):
-                found[position] = unit
-            yield [unit for unit in found if unit is not None]
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+                    computed = _compute(self.work, [task for _, task in missing], self.progress)
+                for (position, _), unit in zip(missing, computed, strict=True):
+                    found[position] = unit
+                yield [unit for unit in found if unit is not None]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the workers (queued work is cancelled); safe to call more than once."""
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+        self.plans.clear()
+        self.queued.clear()
+
+
+def _collect(chunks: list[tuple[list[Task], Future[list[Unit]]]], work: Work,
+             progress: Progress) -> list[Unit]:
+    out: list[Unit] = []
+    for chunk, future in chunks:
+        for (cluster, gw, _), unit in zip(chunk, future.result(), strict=True):
+            progress.step(f"{work.targets[cluster].name} {gw.key}")
+            out.append(unit)
+    return out
+
+
+def _lookup(work: Work, index: int, cluster: ClusterModel, cache: EntryStore | None,
+            inputs: Sequence[Sequence[str | None]] | None, progress: Progress,
+            ) -> tuple[list[Unit | None], list[tuple[int, Task]]]:
+    """The cluster's units found in the cache (None where missing) and the tasks to compute."""
+    salt = _salt_or_none(cluster, work.ca_pems[index], work.store, work.envoy,
+                         work.grant_versions[index]) if cache else None
+    found: list[Unit | None] = []
+    missing: list[tuple[int, Task]] = []
+    given = inputs[index] if inputs is not None else [None] * len(cluster.gateways)
+    for position, (gw, source) in enumerate(zip(cluster.gateways, given, strict=True)):
+        key = _key_or_none(salt, gw, source)
+        unit = _cached(cache, key)
+        found.append(unit)
+        if unit is None:
+            missing.append((position, (index, gw, key)))
+        else:
+            progress.step(f"{cluster.target.name} {gw.key}")
+    return found, missing
 
 
 def _pool(work: Work, jobs: int) -> ProcessPoolExecutor:
@@ -206,15 +271,3 @@ def _pool(work: Work, jobs: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start,
                                initargs=(work,))
-
-
-def _in_pool(pool: ProcessPoolExecutor, work: Work, tasks: list[Task], jobs: int,
-             progress: Progress) -> list[Unit]:
-    size = max(8, math.ceil(len(tasks) / (jobs * 8)))
-    chunks = [tasks[at:at + size] for at in range(0, len(tasks), size)]
-    out: list[Unit] = []
-    for chunk, units in zip(chunks, pool.map(_in_worker, chunks), strict=True):
-        for (index, gw, _), unit in zip(chunk, units, strict=True):
-            progress.step(f"{work.targets[index].name} {gw.key}")
-            out.append(unit)
-    return out

@@ -16,6 +16,7 @@ from jsonschema.exceptions import (  # type: ignore[import-untyped, unused-ignor
 )
 
 from .diagnostics import Diagnostic, error
+from .intent_fastcheck import certainly_valid
 from .located import Node
 
 API_VERSION = "mtlsc.dev/v1alpha1"
@@ -62,8 +63,12 @@ def check_document(root: Node) -> list[Diagnostic]:
     header = _check_header(root)
     if header:
         return header
-    validator = _validator(str(root.scalar("kind")))
-    errors = sorted(validator.iter_errors(root.plain()), key=lambda e: list(e.absolute_path))
+    kind = str(root.scalar("kind"))
+    plain = root.plain()
+    if certainly_valid(kind, plain, intent_schema()["$defs"]):
+        return []
+    validator = _validator(kind)
+    errors = sorted(validator.iter_errors(plain), key=lambda e: list(e.absolute_path))
     return [d for err in errors for d in _diagnostics(root, _leaf(err))]
 
 

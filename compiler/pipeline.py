@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,9 @@ SourceFactory = Callable[[SourceConfig], CertificateSource]
 ClusterSink = Callable[[str, dict[str, bytes]], None]  # (outputDir, files by path)
 
 
+STREAM_MIN = 200  # gateway x cluster units from which a sink gets the clusters
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     strict: bool = False
@@ -70,6 +73,7 @@ class Options:
     cache_writes: bool = True  # False: only read the cache (`check` changes no file at all)
     jobs: int = 1  # worker processes for rendering; 1: all in this process
     parallel_min: int = 200  # fewer gateways to render than this stay in this process
+    stream_min: int = STREAM_MIN  # a sink gets the clusters of compiles this large (units)
     # Where the repository is: paths in policy files must stay inside it (confine.py).
     boundaries: Boundaries = field(default_factory=Boundaries)
 
@@ -275,32 +279,33 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
         result.materials = materials
         result.diagnostics += problems
         result.pins = _new_lock(lock or {}, sources, result.all_clusters)
-        result.diagnostics += verify(clusters, materials, now)
         if not result.ok:
+            result.diagnostics += verify(clusters, materials, now)
             return _finish(result, options)
-    _guardrails(result, clusters, rules, now, materials if open_source is not None else None)
     configs = {s.name: s for s in policies.sources}
     options.progress.begin(sum(len(c.gateways) for c in clusters))
+    # Rendering needs only the resolved gateways and the CA bundles: it starts now (in the
+    # workers of a large compile), while this process checks certificates and guardrails.
+    # Units never depend on those checks; when they fail, the stream is closed unused.
     units = iter_units(clusters, materials, store, envoy=open_source is not None,
                        grant_versions=[reference_grant_version(store, c.target)
                                        for c in clusters],
                        cache=cache, inputs=inputs, jobs=options.jobs,
                        parallel_min=options.parallel_min,
                        progress=options.progress)
-    streamed: list[str] = []  # unsafe names among files handed to the sink
-    for cluster, cluster_units in zip(clusters, units, strict=True):
-        finish = grant_finisher(cluster, materials, store, envoy=open_source is not None,
-                                cache=cache)
-        files, problems = render_cluster(cluster, cluster_units, store,
-                                         envoy=open_source is not None,
-                                         source=configs.get(cluster.target.certificate_source),
-                                         pins=result.pins, finish=finish)
-        result.diagnostics += for_cluster(problems, cluster.target.name)
-        if sink is not None and open_source is not None:
-            streamed += check_output_paths(files, result.output_dirs)
-            sink(cluster.target.output_dir, files)
-        else:
-            result.files.update(files)
+    try:
+        if open_source is not None:
+            result.diagnostics += verify(clusters, materials, now)
+            if not result.ok:
+                options.progress.end()
+                return _finish(result, options)
+        _guardrails(result, clusters, rules, now,
+                    materials if open_source is not None else None)
+        large = sum(len(c.gateways) for c in clusters) >= options.stream_min
+        streamed = _render_all(result, clusters, units, store, sink if large else None,
+                               configs, materials, cache, envoy=open_source is not None)
+    finally:
+        units.close()
     options.progress.end()
     if open_source is None:
         result.files = {}
@@ -312,6 +317,30 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
                            for rel in [*streamed,
                                        *check_output_paths(result.files, result.output_dirs)]]
     return _finish(result, options)
+
+
+def _render_all(result: Result, clusters: Sequence[ClusterModel], units: Iterable[list[Unit]],
+                store: SchemaStore, sink: ClusterSink | None,
+                configs: Mapping[str, SourceConfig], materials: Materials,
+                cache: EntryStore | None, *, envoy: bool) -> list[str]:
+    """Assemble each cluster's overlay from its units, into `result.files` or the sink;
+    returns the unsafe names among the files meant for the sink (never handed to it). Once
+    the compile has an error, the sink gets nothing more (the caller will not commit)."""
+    unsafe: list[str] = []
+    for cluster, cluster_units in zip(clusters, units, strict=True):
+        finish = grant_finisher(cluster, materials, store, envoy=envoy, cache=cache)
+        files, problems = render_cluster(cluster, cluster_units, store, envoy=envoy,
+                                         source=configs.get(cluster.target.certificate_source),
+                                         pins=result.pins, finish=finish)
+        result.diagnostics += for_cluster(problems, cluster.target.name)
+        if sink is None or not envoy:
+            result.files.update(files)
+            continue
+        bad = check_output_paths(files, result.output_dirs)
+        unsafe += bad
+        if result.ok and not bad:
+            sink(cluster.target.output_dir, files)
+    return unsafe
 
 
 def _guardrails(result: Result, clusters: Sequence[ClusterModel], rules: Sequence[Rule],

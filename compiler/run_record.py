@@ -233,17 +233,29 @@ def lookup(inputs: Inputs, settings: Settings, now: datetime) -> Lookup:
 # --- recording -------------------------------------------------------------------------
 
 
-def _manifest(result: Result) -> tuple[dict[str, dict[str, list[Any]]], dict[str, list[Any]]]:
-    units: dict[str, dict[str, list[Any]]] = {d: {} for d in result.output_dirs}
-    loose: dict[str, list[Any]] = {}
-    for path, data in result.files.items():
-        entry = [hashlib.sha256(data).hexdigest(), len(data)]
-        unit = next((d for d in result.output_dirs if path.startswith(d + "/")), None)
-        if unit is None:
-            loose[path] = entry
-        else:
-            units[unit][path[len(unit) + 1:]] = entry
-    return units, loose
+class Outputs:
+    """The digest and size of every compiled file, collected as the compile hands them on
+    (streamed clusters never sit in `Result.files` all at once)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[Any]] = {}
+
+    def add(self, files: Mapping[str, bytes]) -> None:
+        for path, data in files.items():
+            self.seen[path] = [hashlib.sha256(data).hexdigest(), len(data)]
+
+    def manifest(self, output_dirs: Sequence[str]
+                 ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, list[Any]]]:
+        """(per output directory: relative path -> entry, loose files -> entry)."""
+        units: dict[str, dict[str, list[Any]]] = {d: {} for d in output_dirs}
+        loose: dict[str, list[Any]] = {}
+        for path, entry in self.seen.items():
+            unit = next((d for d in output_dirs if path.startswith(d + "/")), None)
+            if unit is None:
+                loose[path] = entry
+            else:
+                units[unit][path[len(unit) + 1:]] = entry
+        return units, loose
 
 
 def valid_until(result: Result, now: datetime) -> datetime | None:
@@ -265,19 +277,22 @@ def valid_until(result: Result, now: datetime) -> datetime | None:
 
 
 def save(inputs: Inputs, settings: Settings, result: Result,
-         diagnostics: Sequence[Diagnostic], now: datetime) -> bool:
-    """Record a successful compile whose writing added no diagnostic. False: not recorded
-    (a failed or unrecordable run, or a compile that changed the lock it was keyed by)."""
+         diagnostics: Sequence[Diagnostic], now: datetime, outputs: Outputs) -> bool:
+    """Record a successful compile (`diagnostics`: before writing added any; `outputs`: every
+    file it compiled). False: not recorded (a failed or unrecordable run, or a compile that
+    changed the lock it was keyed by)."""
     from . import run_materials
 
-    if not result.ok or exit_code(diagnostics) != 0 or \
-            result.files.get(LOCK_FILE) != inputs.lock:
+    lock = outputs.seen.get(LOCK_FILE)
+    if not result.ok or exit_code(diagnostics) != 0 or lock != (
+            None if inputs.lock is None else [hashlib.sha256(inputs.lock).hexdigest(),
+                                              len(inputs.lock)]):
         return False
     materials = run_materials.record(result, settings.root, inputs.key)
     until = valid_until(result, now)
     if materials is None or (until is not None and until <= now):
         return False
-    units, loose = _manifest(result)
+    units, loose = outputs.manifest(result.output_dirs)
     store = EntryStore(settings.root / CACHE_DIR)
     store.put(KIND, inputs.key, {
         "version": VERSION, "validUntil": until.astimezone(UTC).isoformat() if until else None,

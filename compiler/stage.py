@@ -24,7 +24,7 @@ from pathlib import Path
 from . import fsops, journal, manifest
 from .journal import BACKUP_SUFFIX, TEMP_SUFFIX, Journal, UnitPaths
 from .manifest import Entry
-from .write import PartialWriteError, UnitPlan, WritePlan
+from .write import PartialWriteError, UnitPlan, WritePlan, combine, plan_unit
 
 DURABLE_LIMIT = 128  # above this many new entries: one syncfs(2) instead of one fsync each
 _COPY_INSTEAD = {errno.EPERM, errno.EMLINK, errno.EXDEV, errno.EOPNOTSUPP}
@@ -63,6 +63,108 @@ def commit(p: WritePlan) -> list[str]:
             raise
         _swap_all(p, staged, durable, created)
         return _finish(p, staged)
+
+
+class StreamingWrite:
+    """`commit`, with each output directory staged as soon as the compile hands it over
+    (`add`, the pipeline's sink), while the compile goes on with the next clusters; `finish`
+    then stages what is left (stale directories, `mtlsc.lock`), makes it all durable and
+    swaps everything in exactly as `commit` does. Same guarantees (docs/output.md): the lock
+    is taken and the journal lists every directory before anything is staged beside it, and
+    nothing visible changes before the swap. After staging, a directory's bytes are dropped:
+    memory holds about one cluster's output. `abort` (a failed compile) removes what was
+    staged; it is a no-op after `finish`. A filesystem error while staging is kept and raised
+    by `finish` (the compile's other diagnostics come first)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.units: list[UnitPlan] = []
+        self.staged: list[_Staged] = []
+        self.journaled: list[UnitPaths] = []
+        self.created: list[Path] = []
+        self.names: list[str] = []  # every file handed over (root-relative)
+        self.error: OSError | None = None
+        self.loose: tuple[str, ...] = ()  # loose files staged (temporary names to remove)
+        self._lock: contextlib.ExitStack | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._lock is not None
+
+    def add(self, directory: str, files: dict[str, bytes]) -> None:
+        self.names += files
+        if self.error is not None:
+            return
+        try:
+            if self._lock is None:
+                lock = contextlib.ExitStack()
+                lock.enter_context(journal.exclusive(self.root))
+                self._lock = lock
+                journal.recover(self.root)
+            prefix = directory + "/"
+            unit = plan_unit(self.root, directory, {
+                rel[len(prefix):]: data for rel, data in files.items()
+                if rel.startswith(prefix)})
+            self.units.append(unit)
+            if unit.changed and not unit.conflicts:
+                paths = self._journal(unit)
+                self.staged.append(_stage(self.root, unit, paths, False, self.created))
+            unit.forget_data()
+        except OSError as exc:
+            self.error = exc
+
+    def _journal(self, unit: UnitPlan, loose: tuple[str, ...] = ()) -> UnitPaths:
+        paths = UnitPaths(unit.dir, drop=unit.drop)
+        self.journaled.append(paths)
+        journal.begin(self.root, Journal(tuple(self.journaled), loose))
+        return paths
+
+    def finish(self, loose: dict[str, bytes], prune: tuple[str, ...]) -> tuple[WritePlan,
+                                                                              list[str]]:
+        """Write everything; returns the plan (for the report) and the leftovers that could
+        not be removed. With conflicts in the plan nothing is written (the caller reports
+        them)."""
+        if self.error is not None:
+            self.abort()
+            raise self.error
+        try:
+            p = combine(self.root, self.units, loose, prune)
+            if p.conflicts:
+                self.abort()
+                return p, []
+            rest = [u for u in p.units[len(self.units):] if u.changed]
+            if not self.staged and not rest and not p.loose and not p.loose_delete:
+                _refresh_manifests(p)
+                self._release()
+                return p, []
+            for unit in rest:
+                self.staged.append(_stage(self.root, unit, self._journal(unit, p.loose), False,
+                                          self.created))
+            journal.begin(self.root, Journal(tuple(self.journaled), p.loose))
+            self.loose = p.loose
+            _stage_loose(p, False, self.created)
+            fsops.sync_filesystem(self.root)
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            _swap_all(p, self.staged, False, self.created)  # undoes itself on failure
+            return p, _finish(p, self.staged)
+        finally:
+            self._release()
+
+    def abort(self) -> None:
+        if self._lock is None:
+            return
+        try:
+            _discard(self.root, tuple(self.journaled), self.loose, self.created)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
 def _entries(units: list[UnitPlan], p: WritePlan) -> int:

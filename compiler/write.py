@@ -66,6 +66,12 @@ class UnitPlan:
     def keep(self) -> list[str]:
         return sorted([*self.unchanged, *self.carry])
 
+    def forget_data(self) -> None:
+        """Once staged, only the names of new and changed files are needed (for the report):
+        drop their bytes, so a streamed compile holds one cluster's output at a time."""
+        self.create = dict.fromkeys(self.create, b"")
+        self.update = dict.fromkeys(self.update, b"")
+
 
 @dataclass(frozen=True, slots=True)
 class WritePlan:
@@ -207,11 +213,21 @@ def plan(root: Path, files: Mapping[str, bytes], units: Iterable[str],
     unit_dirs = sorted(set(units))
     plans = [plan_unit(root, d, {rel[len(d) + 1:]: data for rel, data in files.items()
                                  if _inside(rel, d) and rel != d}) for d in unit_dirs]
+    loose = {rel: data for rel, data in files.items()
+             if not any(_inside(rel, d) for d in unit_dirs)}
+    return combine(root, plans, loose, prune)
+
+
+def combine(root: Path, plans: Sequence[UnitPlan], loose: Mapping[str, bytes],
+            prune: Iterable[str] = ()) -> WritePlan:
+    """The whole plan from the output directories' plans (`plan_unit`, possibly made one at a
+    time as the compile streams them), the files outside every output directory (`loose`) and
+    the stale output directories below `prune`."""
+    unit_dirs = sorted({u.dir for u in plans})
+    plans = list(plans)
     loose_delete: list[str] = []
     for extra in _stale_units(root, unit_dirs, prune, loose_delete):
         plans.append(extra)
-    loose = {rel: data for rel, data in files.items()
-             if not any(_inside(rel, d) for d in unit_dirs)}
     create: dict[str, bytes] = {}
     update: dict[str, bytes] = {}
     unchanged: list[str] = []

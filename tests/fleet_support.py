@@ -25,7 +25,7 @@ def compile_fleet(root: Path, sink: ClusterSink | None = None, **options: object
     texts = read_policy_files(root / "policies", root)
     store = SchemaStore(schema_roots(REPO))
     result = compile_policies(texts, source_factory(root), store,
-                              Options(now=NOW, **options),  # type: ignore[arg-type]
+                              Options(**{"now": NOW, **options}),  # type: ignore[arg-type]
                               sink=sink)
     assert result.policies is not None
     return result

@@ -29,6 +29,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.support import REPO
 
 SEED = int(os.environ.get("MTLSC_CRASH_SEED", "20261130"))
@@ -176,7 +178,16 @@ def _kill_at_random(root: Path, rng: random.Random, window: float, changes: int,
         proc.wait(timeout=60)
 
 
-def test_a_killed_compile_leaves_every_cluster_old_or_new(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["whole", "streamed"])
+def test_a_killed_compile_leaves_every_cluster_old_or_new(tmp_path: Path, writer: str,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          ) -> None:
+    """`whole`: the compile is written after it finished (small repositories); `streamed`:
+    each cluster is staged while the next ones compile (large ones; forced here with
+    MTLSC_STREAM_MIN=1). The streamed run does half the trials."""
+    if writer == "streamed":
+        monkeypatch.setenv("MTLSC_STREAM_MIN", "1")
+    trials = TRIALS if writer == "whole" else max(1, TRIALS // 2)
     root = tmp_path / "repo"
     trees = {0: compile_version(root, 0)[0]}
     trees[1], window, changes = compile_version(root, 1)
@@ -185,7 +196,7 @@ def test_a_killed_compile_leaves_every_cluster_old_or_new(tmp_path: Path) -> Non
     rng = random.Random(SEED)
     outcomes: Counter[str] = Counter()
     target = 1
-    for trial in range(TRIALS):
+    for trial in range(trials):
         target = 1 - state[CLUSTERS[0]]  # so that this compile always has work to do
         write_policies(root, target)
         fallback = trial % 5 == 4
@@ -223,7 +234,7 @@ def test_a_killed_compile_leaves_every_cluster_old_or_new(tmp_path: Path) -> Non
     assert leftovers(root) == []
     assert {c: snapshot(root / "overlays" / c) for c in CLUSTERS} == trees[target]
     assert run(root, "check").returncode == 0
-    print(f"\ncrash trials: {TRIALS} (seed {SEED}): " +
+    print(f"\ncrash trials ({writer}): {trials} (seed {SEED}): " +
           ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())))
     assert sum(v for k, v in outcomes.items() if k.startswith("killed while writing")) \
-        >= TRIALS // 2
+        >= trials // 2

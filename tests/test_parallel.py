@@ -35,7 +35,7 @@ def test_small_compiles_stay_in_process(fleet: Path, monkeypatch: pytest.MonkeyP
     def no_pool(*args: object, **kwargs: object) -> None:
         raise AssertionError("a pool was started for a small compile")
 
-    monkeypatch.setattr(fanout, "_in_pool", no_pool)
+    monkeypatch.setattr(fanout, "_pool", no_pool)
     assert compile_fleet(fleet, jobs=4).ok  # default parallel_min: far above this fleet
 
 
@@ -75,8 +75,82 @@ def test_sharded_cli_compiles_then_check(tmp_path: Path) -> None:
 def test_a_sink_receives_each_cluster_once_and_the_same_bytes(fleet: Path) -> None:
     full = compile_fleet(fleet)
     got: list[tuple[str, dict[str, bytes]]] = []
-    streamed = compile_fleet(fleet, sink=lambda out, files: got.append((out, files)))
+    streamed = compile_fleet(fleet, stream_min=1,
+                             sink=lambda out, files: got.append((out, files)))
     assert streamed.ok and streamed.files == {}
     assert [out for out, _ in got] == [f"overlays/c{j}" for j in range(CLUSTERS)]
     assert all(path.startswith(out + "/") for out, files in got for path in files)
     assert {p: d for _, files in got for p, d in files.items()} == full.files
+
+
+def test_the_next_cluster_is_queued_while_one_is_handed_on(
+        fleet: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers never wait for the main process to assemble a cluster: when the sink gets
+    cluster k, cluster k+1's gateways are already queued (and no further: memory stays at
+    about two clusters' units)."""
+    from compiler import fanout
+
+    submitted: list[set[int]] = []  # cluster indexes of the tasks queued so far
+    real_pool = fanout._pool
+
+    def recording_pool(*args: object, **kwargs: object) -> object:
+        pool = real_pool(*args, **kwargs)  # type: ignore[arg-type]
+        submit = pool.submit
+
+        def recording_submit(fn, chunk):  # type: ignore[no-untyped-def]
+            submitted.append({index for index, _, _ in chunk})
+            return submit(fn, chunk)
+        pool.submit = recording_submit  # type: ignore[method-assign]
+        return pool
+
+    monkeypatch.setattr(fanout, "_pool", recording_pool)
+    seen: list[set[int]] = []
+    result = compile_fleet(fleet, jobs=2, parallel_min=1, stream_min=1,
+                           sink=lambda out, files: seen.append(set().union(*submitted)))
+    assert result.ok
+    assert seen[0] == {0, 1}
+    assert seen[1] == {0, 1, 2}
+    assert len(seen) == CLUSTERS and seen[-1] == set(range(CLUSTERS))
+
+
+def test_rendering_starts_before_certificates_are_checked_and_stops_when_they_fail(
+        fleet: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers start on the units while the main process verifies certificates; a
+    verification failure closes the stream (no worker is left running) and the result is the
+    one of a single-process compile: the same diagnostics, no files."""
+    import datetime as dt
+
+    from compiler import fanout, pipeline
+
+    started: list[object] = []
+    closed: list[object] = []
+    real_pool = fanout._pool
+    real_close = fanout.UnitStream.close
+
+    def recording_pool(*args: object, **kwargs: object) -> object:
+        pool = real_pool(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(pool)
+        return pool
+
+    def recording_close(self: fanout.UnitStream) -> None:
+        if self.pool is not None:
+            closed.append(self.pool)
+        real_close(self)
+
+    monkeypatch.setattr(fanout, "_pool", recording_pool)
+    monkeypatch.setattr(fanout.UnitStream, "close", recording_close)
+    real_verify = pipeline.verify
+    order: list[str] = []
+
+    def verify(*args: object, **kwargs: object) -> object:
+        order.append("pool started" if started else "no pool yet")
+        return real_verify(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "verify", verify)
+    later = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)  # every certificate has expired
+    failed = compile_fleet(fleet, jobs=2, parallel_min=1, now=later)
+    assert order == ["pool started"] and closed == started and len(started) == 1
+    assert not failed.ok and failed.files == {}
+    alone = compile_fleet(fleet, jobs=1, now=later)
+    assert failed.diagnostics == alone.diagnostics
+    assert any("xpired" in d.code for d in failed.diagnostics), failed.diagnostics[:3]

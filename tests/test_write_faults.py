@@ -77,8 +77,13 @@ FAULTS = {
 }
 
 
+@pytest.mark.parametrize("writer", ["whole", "streamed"])
 @pytest.mark.parametrize("fault", FAULTS, ids=list(FAULTS))
-def test_a_filesystem_fault_changes_nothing(repo: Path, fault: str) -> None:
+def test_a_filesystem_fault_changes_nothing(repo: Path, fault: str, writer: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`streamed`: each cluster staged while the next ones compile (MTLSC_STREAM_MIN=1)."""
+    if writer == "streamed":
+        monkeypatch.setenv("MTLSC_STREAM_MIN", "1")
     before = tree(repo)
 
     result = mtlsc(repo, "compile", faults=FAULTS[fault])

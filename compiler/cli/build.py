@@ -24,14 +24,14 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
     """Compile policies/ into overlays/ (writes nothing if there is any error)."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
     attempt = memo.replay(ctx, "compile", show_diff=show_diff)  # exits when replayed
-    from .common import run_compile, write_result
+    from .common import compile_and_write
 
-    result = run_compile(ctx, writes=True, **memo.reuse(attempt))
-    compiled = list(result.diagnostics)
-    diff = write_result(ctx, result, show_diff=show_diff)
-    memo.remember(ctx, attempt, result, compiled)
-    emit(result.diagnostics, fmt, files=sorted(result.files),
-          **({"diff": diff} if show_diff else {}))
+    recorder = memo.Recorder(ctx, attempt) if attempt is not None else None
+    result, diff, files = compile_and_write(ctx, show_diff=show_diff, observer=recorder,
+                                            **memo.reuse(attempt))
+    if recorder is not None:
+        recorder.save(result)
+    emit(result.diagnostics, fmt, files=files, **({"diff": diff} if show_diff else {}))
     sys.exit(exit_code(result.diagnostics))
 
 

@@ -10,7 +10,7 @@ import atexit
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -71,12 +71,27 @@ def reuse(attempt: Attempt | None) -> dict[str, Any]:
     return {} if attempt is None else {"inputs": attempt.inputs, "opened": attempt.opened}
 
 
-def remember(ctx: Context, attempt: Attempt | None, result: Result,
-             diagnostics: Sequence[Diagnostic]) -> None:
-    """Record a compile (`diagnostics`: the compile's, before writing added any)."""
-    if attempt is None or list(result.diagnostics) != list(diagnostics):
-        return  # the record is off, or writing reported something
-    run_record.save(attempt.inputs, settings(ctx), result, diagnostics, ctx.now)
+class Recorder:
+    """Watches a compile (`common.Observer`) and records it when it succeeded and writing
+    added nothing to its diagnostics."""
+
+    def __init__(self, ctx: Context, attempt: Attempt) -> None:
+        self.ctx = ctx
+        self.attempt = attempt
+        self.outputs = run_record.Outputs()
+        self.diagnostics: list[Diagnostic] | None = None
+
+    def files(self, files: Mapping[str, bytes]) -> None:
+        self.outputs.add(files)
+
+    def compiled(self, result: Result) -> None:
+        self.diagnostics = list(result.diagnostics)
+
+    def save(self, result: Result) -> None:
+        if self.diagnostics is None or list(result.diagnostics) != self.diagnostics:
+            return  # writing reported something (or never compiled): nothing to replay
+        run_record.save(self.attempt.inputs, settings(self.ctx), result, self.diagnostics,
+                        self.ctx.now, self.outputs)
 
 
 def _log(path: str, outcome: str) -> None:

@@ -1,0 +1,149 @@
+"""Large compiles are written while they compile (stage.StreamingWrite): each cluster is staged
+as soon as it is done. The result must be indistinguishable from writing after the compile:
+the same files, the same report, nothing written when the compile fails, and no leftovers.
+(The crash and filesystem-fault tests run in both modes too: test_crash.py,
+test_write_faults.py.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from compiler import stage
+from compiler.cli import main
+from compiler.stage import StreamingWrite
+from tests.fleet_support import CLUSTERS, make_fleet
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()
+            and not p.relative_to(root).as_posix().startswith(".mtlsc/")}
+
+
+def leftovers(root: Path) -> list[str]:
+    found = [p.name for p in (root / "overlays").glob(".mtlsc-*")]
+    return found + ([".mtlsc/write/journal.json"]
+                    if (root / ".mtlsc/write/journal.json").exists() else [])
+
+
+def compile_cli(root: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["compile", "--no-cache", "--root", str(root), *args],
+                                catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_fleet(tmp_path_factory.mktemp("fleet"))
+
+
+@pytest.fixture
+def repo(fleet: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(fleet, root)
+    return root
+
+
+@pytest.fixture
+def staged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Stream every compile, and record the directories handed to the writer."""
+    monkeypatch.setenv("MTLSC_STREAM_MIN", "1")
+    seen: list[str] = []
+    real = StreamingWrite.add
+
+    def add(self: StreamingWrite, directory: str, files: dict[str, bytes]) -> None:
+        seen.append(directory)
+        real(self, directory, files)
+
+    monkeypatch.setattr(StreamingWrite, "add", add)
+    return seen
+
+
+def test_streamed_and_whole_writes_are_identical(repo: Path, tmp_path: Path,
+                                                 staged: list[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(repo, other)
+    streamed = compile_cli(repo, "--format", "json")
+    assert staged == [f"overlays/c{j}" for j in range(CLUSTERS)]
+    monkeypatch.setenv("MTLSC_STREAM_MIN", "1000000")
+    whole = compile_cli(other, "--format", "json")
+    assert len(staged) == CLUSTERS  # the whole write never streams
+    assert streamed[0] == whole[0] == 0
+    assert json.loads(streamed[1]) == json.loads(whole[1])  # diagnostics and the file list
+    assert json.loads(streamed[1])["files"]
+    assert tree(repo) == tree(other) and len(tree(repo)) > 50
+    assert leftovers(repo) == leftovers(other) == []
+
+
+def test_a_recompile_with_changes_and_without(repo: Path, staged: list[str]) -> None:
+    assert compile_cli(repo)[0] == 0
+    first = tree(repo)
+    code, output = compile_cli(repo)
+    assert code == 0 and "wrote 0 new, 0 changed, removed 0" in output
+    assert tree(repo) == first
+    intent = next((repo / "policies" / "gateways").rglob("gw-1.yaml"))
+    intent.write_text(intent.read_text().replace("hostname: gw-1.", "hostname: gw-1-x."))
+    code, output = compile_cli(repo)
+    assert code == 0 and "wrote 0 new" in output and "0 changed" not in output
+    changed = {k for k, v in tree(repo).items() if first.get(k) != v}
+    assert changed and all("gw-1" in k or k.endswith("kustomization.yaml") for k in changed)
+    assert leftovers(repo) == []
+
+
+def test_a_failing_compile_stages_then_discards(repo: Path, staged: list[str]) -> None:
+    """--strict fails only at the very end (warnings become errors), after every cluster was
+    staged: nothing visible changes and nothing is left behind."""
+    assert compile_cli(repo)[0] == 0
+    before = tree(repo)
+    intent = next((repo / "policies" / "gateways").rglob("gw-2.yaml"))
+    intent.write_text(intent.read_text().replace("hostname: gw-2.", "hostname: gw-2-x."))
+    staged.clear()
+    code, output = compile_cli(repo, "--strict")
+    assert code == 1 and "error[" in output
+    assert staged == [f"overlays/c{j}" for j in range(CLUSTERS)]
+    assert tree(repo) == {**before, **{k: v for k, v in tree(repo).items()
+                                       if k.startswith("policies/")}}
+    assert leftovers(repo) == []
+
+
+def test_a_staged_cluster_keeps_only_names(tmp_path: Path) -> None:
+    """Memory: once staged, a cluster's bytes are dropped; the names stay for the report."""
+    (tmp_path / "overlays").mkdir()
+    writer = StreamingWrite(tmp_path)
+    try:
+        writer.add("overlays/a", {"overlays/a/x.yaml": b"# Code generated by mtlsc. DO NOT "
+                                  b"EDIT.\nkind: X\n"})
+        assert writer.started and writer.error is None
+        assert [u.create for u in writer.units] == [{"x.yaml": b""}]
+        assert (tmp_path / "overlays/.mtlsc-stage-a/x.yaml").is_file()
+        plan, left = writer.finish({}, ("overlays",))
+    finally:
+        writer.abort()
+    assert left == [] and list(plan.create) == ["overlays/a/x.yaml"]
+    assert (tmp_path / "overlays/a/x.yaml").read_bytes().endswith(b"kind: X\n")
+    assert not (tmp_path / "overlays/.mtlsc-stage-a").exists()
+
+
+def test_an_error_while_staging_is_raised_by_finish_and_cleans_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "overlays").mkdir()
+    writer = StreamingWrite(tmp_path)
+    writer.add("overlays/a", {"overlays/a/x.yaml": b"# Code generated by mtlsc. DO NOT "
+                              b"EDIT.\n"})
+
+    def full(*args: object, **kwargs: object) -> object:
+        raise OSError(28, "No space left on device", "overlays/.mtlsc-stage-b/y.yaml")
+
+    monkeypatch.setattr(stage, "_stage", full)
+    writer.add("overlays/b", {"overlays/b/y.yaml": b"# Code generated by mtlsc. DO NOT "
+                              b"EDIT.\n"})
+    with pytest.raises(OSError, match="No space left"):
+        writer.finish({}, ("overlays",))
+    assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == []
+    assert not (tmp_path / ".mtlsc/write/journal.json").exists()
