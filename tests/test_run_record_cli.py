@@ -175,3 +175,16 @@ def test_the_record_holds_no_key_material(compiled: Path) -> None:
     import hashlib
     raw = (compiled / keys[0]["path"]).read_bytes()
     assert hashlib.sha256(raw).hexdigest() not in text  # digests are salted with the key
+
+
+def test_a_streamed_compile_is_recorded_too(tmp_path: Path) -> None:
+    """Large compiles hand each cluster to the writer as it is done (MTLSC_STREAM_MIN lowers
+    the threshold): the record still holds every file."""
+    root = example(tmp_path)
+    stream = {"MTLSC_STREAM_MIN": "1"}
+    assert mtlsc(root, "compile", env=stream).code == 0
+    files = sum(len(u) for u in record_of(root)["units"].values())
+    assert files == sum(1 for p in (root / "overlays").rglob("*") if p.is_file())
+    for command in (("check",), ("compile", "--format", "json")):
+        recorded, full = both(root, *command, env=stream)
+        assert_same(recorded, full, "hit")
