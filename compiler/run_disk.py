@@ -61,37 +61,38 @@ def unit_same(root: Path, unit: str, expected: Expected) -> bool:
     known = manifest.load(root, unit)
     seen = 0
     todo = [""]
+    skip = (STAGE_PREFIX, OLD_PREFIX)  # an interrupted write's leftovers: looked at apart
+    is_dir, is_reg = stat.S_ISDIR, stat.S_ISREG
     while todo:
         rel_dir = todo.pop()
+        prefix = rel_dir + "/" if rel_dir else ""
         with os.scandir(os.path.join(base, rel_dir) if rel_dir else base) as it:
             for entry in it:
-                name = entry.name
-                if name.startswith((STAGE_PREFIX, OLD_PREFIX)):
-                    continue  # an interrupted write's leftovers: looked at separately
-                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if entry.name.startswith(skip):
+                    continue
+                rel = prefix + entry.name
                 st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
+                mode = st.st_mode
+                if is_dir(mode):
                     todo.append(rel)
                     continue
                 want = expected.get(rel)
                 vouched = known.get(rel)
-                if vouched is not None and vouched.key != manifest.stat_key(st):
+                if vouched is not None and vouched.key != (st.st_dev, st.st_ino, st.st_size,
+                                                           st.st_mtime_ns, st.st_ctime_ns):
                     vouched = None
                 if want is None:
-                    if not stat.S_ISREG(st.st_mode):
+                    if not is_reg(mode):
                         continue  # carried along untouched by `compile`
-                    owned = vouched.owned if vouched is not None else \
-                        _read(entry.path, len(_HEADER)) == _HEADER
-                    if owned:
+                    if vouched.owned if vouched is not None else \
+                            _read(entry.path, len(_HEADER)) == _HEADER:
                         return False  # a stale generated file: `check` reports it
-                    continue
-                if not stat.S_ISREG(st.st_mode) or st.st_size != want[1]:
+                elif not is_reg(mode) or st.st_size != want[1] or want[0] != (
+                        vouched.digest if vouched is not None else
+                        manifest.digest(_read(entry.path, want[1] + 1))):
                     return False
-                digest = vouched.digest if vouched is not None else \
-                    manifest.digest(_read(entry.path, want[1] + 1))
-                if digest != want[0]:
-                    return False
-                seen += 1
+                else:
+                    seen += 1
     return seen == len(expected)
 
 

@@ -77,3 +77,16 @@ diagnostics = st.builds(
 @given(diagnostics)
 def test_diagnostics_round_trip_with_every_field(d: Diagnostic) -> None:
     assert run_record.diagnostic_from_json(run_record.diagnostic_to_json(d)) == d
+
+
+def test_the_inline_stat_key_is_the_manifests(tmp_path: Path) -> None:
+    """`run_disk.unit_same` spells `manifest.stat_key` out for speed."""
+    import os
+
+    from compiler import manifest
+
+    path = tmp_path / "f"
+    path.write_text("x")
+    st = os.lstat(path)
+    assert manifest.stat_key(st) == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                     st.st_ctime_ns)
