@@ -188,3 +188,15 @@ def test_a_streamed_compile_is_recorded_too(tmp_path: Path) -> None:
     for command in (("check",), ("compile", "--format", "json")):
         recorded, full = both(root, *command, env=stream)
         assert_same(recorded, full, "hit")
+
+
+def test_a_compile_of_some_clusters_replays_for_the_same_clusters(tmp_path: Path) -> None:
+    root = example(tmp_path)
+    assert mtlsc(root, "compile", "--cluster", "demo").code == 0
+    (root / "overlays" / "elsewhere").mkdir()  # outside the selection: not looked at
+    (root / "overlays" / "elsewhere" / "x.yaml").write_bytes(
+        (root / "overlays" / "demo" / "kustomization.yaml").read_bytes())
+    recorded, full = both(root, "check", "--cluster", "demo")
+    assert_same(recorded, full, "hit")
+    recorded, full = both(root, "check")
+    assert_same(recorded, full, "miss")
