@@ -10,6 +10,7 @@ order, so the output does not depend on the number of workers or on scheduling.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
@@ -267,6 +268,10 @@ def _lookup(work: Work, index: int, cluster: ClusterModel, cache: EntryStore | N
 
 
 def _pool(work: Work, jobs: int) -> ProcessPoolExecutor:
+    # Forked workers share the parent's pages until something writes to them; a garbage
+    # collection in a worker would write to every object's header. Frozen objects are never
+    # collected, so the model stays shared (and the workers' memory small).
+    gc.freeze()
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start,

@@ -12,9 +12,8 @@ Every merged node keeps the location and layer it came from, which `mtlsc explai
 
 from __future__ import annotations
 
-import copy
 import difflib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .diagnostics import Diagnostic, Related, error, warning
@@ -44,20 +43,14 @@ class Placement:
 
 
 def relabel(node: Node, layer: str) -> Node:
-    fresh = copy.deepcopy(node)
-    _set_layer(fresh, layer)
-    return fresh
-
-
-def _set_layer(node: Node, layer: str) -> None:
-    node.layer = layer
-    children: Iterable[Node] = ()
-    if isinstance(node.value, dict):
-        children = node.value.values()
-    elif isinstance(node.value, list):
-        children = node.value
-    for child in children:
-        _set_layer(child, layer)
+    """A copy of the tree with every node in `layer` (locations are immutable and shared;
+    scalar values are immutable)."""
+    value = node.value
+    if isinstance(value, dict):
+        value = {key: relabel(child, layer) for key, child in value.items()}
+    elif isinstance(value, list):
+        value = [relabel(child, layer) for child in value]
+    return Node(value, node.loc, node.key_loc, layer)
 
 
 def merge(base: Node, patch: Node, path: tuple[str, ...] = ()) -> tuple[Node, list[Diagnostic]]:

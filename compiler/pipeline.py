@@ -340,6 +340,7 @@ def _render_all(result: Result, clusters: Sequence[ClusterModel], units: Iterabl
         unsafe += bad
         if result.ok and not bad:
             sink(cluster.target.output_dir, files)
+        del files, cluster_units  # before the next cluster is collected: one in memory
     return unsafe
 
 

@@ -7,6 +7,7 @@ Exit codes are listed in docs/cli.md (`compiler.diagnostics.ExitCode`).
 
 from __future__ import annotations
 
+import gc
 import importlib
 from typing import Any
 
@@ -58,6 +59,11 @@ class LazyGroup(click.Group):
 def main(ctx: click.Context, debug: bool) -> None:
     """mtlsc: compile mTLS intents into Gateway API overlays (GEP-91)."""
     ctx.meta[DEBUG_KEY] = debug
+    # A compile builds millions of long-lived objects (located trees, the model) and almost no
+    # reference cycles. With CPython's default thresholds a full collection ran every time
+    # the heap grew by a quarter: 28 % of loading and resolving a 2,000-intent fleet. Young
+    # collections still run (every 50,000 allocations); full ones rarely.
+    gc.set_threshold(50_000, 20, 100)
 
 
 def command(name: str) -> click.Command | None:
