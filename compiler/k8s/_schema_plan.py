@@ -25,6 +25,7 @@ from compiler.k8s._schema_error import (
 )
 from compiler.k8s.cel import CELError, Program, compile_rule
 
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 _FIELD_PATH_STEP = re.compile(r"\.([A-Za-z_$][A-Za-z0-9_$-]*)|\['((?:[^'\\]|\\.)*)'\]")
 
 
@@ -77,6 +78,7 @@ class PlanNode:
     properties: dict[str, PlanNode] = field(default_factory=dict)
     items: PlanNode | None = None
     additional: PlanNode | None = None
+    defaults_below: bool = True  # whether any default sits here or deeper (set when built)
 
     def is_empty(self) -> bool:
         return not (self.defaults or self.rules or self.list_type or self.properties
@@ -102,6 +104,9 @@ def build_plan(schema: Mapping[str, Any]) -> PlanNode | None:
         node.items = build_plan(schema["items"])
     if isinstance(schema.get("additionalProperties"), Mapping):
         node.additional = build_plan(schema["additionalProperties"])
+    children = [*node.properties.values(), node.items, node.additional]
+    node.defaults_below = bool(node.defaults) or any(
+        child is not None and child.defaults_below for child in children)
     return None if node.is_empty() else node
 
 
@@ -152,12 +157,12 @@ def parse_field_path(text: str) -> Path:
 
 def apply_defaults(plan: PlanNode | None, value: Any) -> None:
     """Fill absent properties with schema defaults, in place, as the API server does."""
-    if plan is None:
-        return
+    if plan is None or not plan.defaults_below:
+        return  # nothing to fill in this subtree
     if isinstance(value, dict):
         for name, default in plan.defaults.items():
             if name not in value:
-                value[name] = copy.deepcopy(default)
+                value[name] = default if type(default) in _IMMUTABLE else copy.deepcopy(default)
         for name, child in plan.properties.items():
             if name in value:
                 apply_defaults(child, value[name])

@@ -9,6 +9,9 @@ Order of work, mirroring the API server's create path for custom resources:
 5. `x-kubernetes-validations` CEL rules, unless step 2 found a "blocking" error (wrong
    type, enum, required, max limits), in which case the API server skips them too and
    says so.
+Before steps 2, 4 and 5, the object is put to the schema compiled into Python
+(`schema_codegen`): when that proves it valid, only the ObjectMeta checks remain; otherwise the
+generic steps run and report exactly what they always did.
 Schemas come from `SchemaStore`, which resolves the target cluster's Gateway API bundle
 version and channel to the imported schema files.
 """
@@ -24,7 +27,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from compiler.k8s._fast_schema import Check, compile_checker
 from compiler.k8s._jsonschema_support import make_validator, structural_errors
 from compiler.k8s._objectmeta import metadata_errors
 from compiler.k8s._schema_error import (
@@ -35,6 +37,7 @@ from compiler.k8s._schema_error import (
     format_path,
 )
 from compiler.k8s._schema_plan import PlanNode, apply_defaults, build_plan, check
+from compiler.k8s.schema_codegen import Check, compile_fast_path
 from compiler.k8s.schema_import import IMPLEMENTATION_FAMILIES, SCHEMA_FAMILY
 
 __all__ = [
@@ -72,7 +75,13 @@ class KubeSchema:
     @cached_property
     def certainly_valid(self) -> Check:
         """The schema compiled into a fast, sound "no structural error" predicate."""
-        return compile_checker(self.document)
+        return compile_fast_path(self.document, rules=False)
+
+    @cached_property
+    def passes_all(self) -> Check:
+        """Sound "no structural error, no rule failure, no duplicate list key" predicate:
+        with ObjectMeta checks, everything `validate_object` reports."""
+        return compile_fast_path(self.document)
 
     @cached_property
     def plan(self) -> PlanNode | None:
@@ -102,6 +111,8 @@ def _validate(schema: KubeSchema, obj: Mapping[str, Any]) -> list[SchemaError]:
     value = _plain(obj)
     plan = schema.plan
     apply_defaults(plan, value)
+    if schema.passes_all(value):  # the generated fast path; unsure means the generic walk
+        return sorted(dict.fromkeys(metadata_errors(value)), key=SchemaError.sort_key)
     errors: list[SchemaError]
     if schema.certainly_valid(value):
         errors, blocking = [], False  # what the generic walk below would find, found fast
@@ -114,8 +125,17 @@ def _validate(schema: KubeSchema, obj: Mapping[str, Any]) -> list[SchemaError]:
     return sorted(dict.fromkeys(errors), key=SchemaError.sort_key)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """A deep copy made of dicts and lists only, which is what jsonschema and CEL expect."""
+    kind = type(value)
+    if kind is dict:  # the common case first, without ABC checks; scalars are shared
+        return {key: item if type(item) in _SCALARS else _plain(item)
+                for key, item in value.items()}
+    if kind is list:
+        return [item if type(item) in _SCALARS else _plain(item) for item in value]
     if isinstance(value, Mapping):
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
