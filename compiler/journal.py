@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .fsops import fsync_dir, write_file
-
 STATE_DIR = ".mtlsc/write"
 JOURNAL = f"{STATE_DIR}/journal.json"
 STAGE_PREFIX = ".mtlsc-stage-"
@@ -96,6 +94,8 @@ def exclusive(root: Path) -> Iterator[None]:
 
 def begin(root: Path, journal: Journal) -> None:
     """Record durably what this write may create, before it creates anything."""
+    from .fsops import fsync_dir, write_file  # ctypes: only writing commands need it
+
     path = state_dir(root) / "journal.json"
     tmp = path.with_name(path.name + TEMP_SUFFIX)
     tmp.unlink(missing_ok=True)
@@ -139,6 +139,8 @@ def _remove(path: Path) -> bool:
 
 def recover(root: Path, extra_parents: Iterable[str] = ()) -> list[str]:
     """Undo what an interrupted write left; returns the leftovers removed (root-relative)."""
+    from .fsops import fsync_dir
+
     journal = pending(root)
     removed: list[str] = []
     if journal is not None:

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .fsops import write_file
 from .journal import STATE_DIR, TEMP_SUFFIX, state_dir
 
 StatKey = tuple[int, int, int, int, int]
@@ -61,6 +60,8 @@ def load(root: Path, unit: str) -> dict[str, Entry]:
 
 def save(root: Path, unit: str, entries: Mapping[str, Entry]) -> None:
     """Record `entries` (relative to `unit`); racy entries are left out."""
+    from .fsops import write_file  # ctypes: `check` only loads manifests
+
     path = _path(root, unit)
     state_dir(root)
     path.parent.mkdir(exist_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any
 from urllib.parse import quote
 
@@ -294,6 +293,8 @@ RULES: dict[str, tuple[Severity, str, str]] = {
 
 
 def _tool_version() -> str:
+    from importlib import metadata  # only for SARIF output: slow to import
+
     try:
         return metadata.version("mtlsc")
     except metadata.PackageNotFoundError:  # running from a source tree without installing

@@ -1,4 +1,8 @@
-"""`mtlsc compile`, `check`, `validate` and `explain`: the compiler on a repository."""
+"""`mtlsc compile`, `check`, `validate` and `explain`: the compiler on a repository.
+
+`compile` and `check` first try the run record (`memo.replay`), so this module imports the
+compiler (`common`, the pipeline, the schemas) only inside the commands, when a run compiles.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,9 @@ from pathlib import Path
 
 import click
 
-from .. import write
 from ..diagnostics import error, exit_code
-from ..explain import explain as explain_text
-from ..guardrails import waivers_of
-from .common import (
-    common_options,
-    compile_and_write,
-    display,
-    emit,
-    interrupted,
-    make_context,
-    offline_option,
-    plan_write,
-    print_diff,
-    run_compile,
-    today,
-)
+from . import memo
+from .options import common_options, emit, make_context, offline_option, print_diff
 
 
 @click.command()
@@ -33,7 +23,14 @@ def compile(root: Path, policies: str, overlays: str, clusters: tuple[str, ...],
             fmt: str, quiet: bool, show_diff: bool) -> None:
     """Compile policies/ into overlays/ (writes nothing if there is any error)."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
-    result, diff, files = compile_and_write(ctx, show_diff=show_diff)
+    attempt = memo.replay(ctx, "compile", show_diff=show_diff)  # exits when replayed
+    from .common import compile_and_write
+
+    recorder = memo.Recorder(ctx, attempt) if attempt is not None else None
+    result, diff, files = compile_and_write(ctx, show_diff=show_diff, observer=recorder,
+                                            **memo.reuse(attempt))
+    if recorder is not None:
+        recorder.save(result)
     emit(result.diagnostics, fmt, files=files, **({"diff": diff} if show_diff else {}))
     sys.exit(exit_code(result.diagnostics))
 
@@ -46,7 +43,11 @@ def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], s
     """Compile in memory and compare with the committed overlays (exit 4 on drift, 1 on
     invalid input)."""
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
-    result = run_compile(ctx, vault_offline=offline)
+    attempt = None if offline else memo.replay(ctx, "check")  # exits when replayed
+    from .. import write
+    from .common import interrupted, plan_write, run_compile
+
+    result = run_compile(ctx, vault_offline=offline, **memo.reuse(attempt))
     plan = plan_write(ctx, result) if result.ok else None
     stopped = interrupted(ctx, result)
     if stopped is not None:
@@ -70,6 +71,8 @@ def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], s
 def validate(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
              fmt: str, quiet: bool, files: tuple[Path, ...]) -> None:
     """Check intents offline (no certificate source): fast enough for pre-commit."""
+    from .common import display, run_compile
+
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = run_compile(ctx, offline=True)
     diagnostics = result.diagnostics
@@ -86,6 +89,10 @@ def validate(root: Path, policies: str, overlays: str, clusters: tuple[str, ...]
 def explain(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
             fmt: str, quiet: bool, gateway: str) -> None:
     """Show where each effective value of GATEWAY ([namespace/]name) came from."""
+    from ..explain import explain as explain_text
+    from ..guardrails import waivers_of
+    from .common import run_compile, today
+
     ctx = make_context(root, policies, overlays, clusters, strict, fmt, quiet)
     result = run_compile(ctx, offline=True)
     shown = 0

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from .. import journal, progress, report, write
+from .. import journal, progress, write
 from ..cache import CACHE_DIR
 from ..confine import Boundaries
 from ..diagnostics import (
@@ -41,56 +40,53 @@ from ..pipeline import (
     schema_roots,
     validate_only,
 )
+from ..secrets import CertificateSource
 from ..secrets.factory import source_factory
 from ..secrets.offline import committed_ca_bundles, offline_summary
-from .guard import remember_format
+from .options import (
+    Context,
+    clock,
+    common_options,
+    emit,
+    make_context,
+    offline_option,
+    print_diff,
+)
+from .options import report_written as report_counts
 
 if TYPE_CHECKING:
+    from ..load import SourceConfig
+    from ..run_record import Inputs
     from ..stage import StreamingWrite
 
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    root: Path
-    policies: Path
-    overlays: str
-    fmt: str
-    strict: bool
-    clusters: tuple[str, ...]
-    quiet: bool = False
-    read_outside: tuple[Path, ...] = ()  # --allow-read-outside
-    cache: bool = True  # --no-cache / MTLSC_NO_CACHE turn the render cache off
-    jobs: int = 1  # --jobs / MTLSC_JOBS; default: the CPUs this process may use
+__all__ = ["Context", "common_options", "emit", "make_context", "offline_option", "print_diff"]
+Opened = Mapping[str, tuple["SourceConfig", CertificateSource]]
 
 
-def emit(diagnostics: Sequence[Diagnostic], fmt: str, **extra: object) -> None:
-    if fmt == "json":
-        click.echo(report.render(diagnostics, fmt, **extra))
-        return
-    if fmt == "sarif":  # one document on stdout; the human report goes to the CI log
-        click.echo(report.render(diagnostics, fmt))
-        body = report.text(diagnostics)
-        if body:
-            click.echo(body, err=True)
-        click.echo(report.summary(diagnostics), err=True)
-        return
-    body = report.render(diagnostics, fmt)
-    if body:
-        click.echo(body, err=fmt == "text")
-    if fmt == "text":
-        click.echo(report.summary(diagnostics), err=True)
+class Observer(Protocol):
+    """Watches a `compile_and_write` (the run record, `cli/memo.py`)."""
+
+    def files(self, files: Mapping[str, bytes]) -> None:
+        """Compiled files (root-relative paths), as each cluster is done."""
+
+    def compiled(self, result: Result) -> None:
+        """The compile's result, before writing adds anything to it."""
 
 
 def io_failure(message: str, hint: str) -> Diagnostic:
     return error("FilesystemError", message, None, hint, source_failure=True)
 
 
-def read_lock(ctx: Context) -> tuple[dict[LockKey, Pin], list[Diagnostic]]:
+def read_lock(ctx: Context, inputs: Inputs | None = None
+              ) -> tuple[dict[LockKey, Pin], list[Diagnostic]]:
+    """The lock's pins (from `inputs` when the lock was read already)."""
     path = ctx.root / LOCK_FILE
-    if not path.is_file():
+    if (inputs.lock is None) if inputs is not None else not path.is_file():
         return {}, []
     try:
-        return parse_lock(path.read_text(encoding="utf-8")), []
+        data = inputs.lock if inputs is not None and inputs.lock is not None \
+            else path.read_bytes()
+        return parse_lock(data.decode("utf-8")), []
     except (OSError, UnicodeDecodeError) as exc:
         return {}, [io_failure(f"cannot read {LOCK_FILE}: {exc}", "check the file")]
     except LockError as exc:
@@ -101,17 +97,22 @@ def read_lock(ctx: Context) -> tuple[dict[LockKey, Pin], list[Diagnostic]]:
 
 def run_compile(ctx: Context, *, offline: bool = False,
                 unpin: tuple[str, ...] | None = None, vault_offline: bool = False,
-                writes: bool = False, sink: ClusterSink | None = None) -> Result:
+                writes: bool = False, sink: ClusterSink | None = None,
+                inputs: Inputs | None = None, opened: Opened | None = None) -> Result:
     """Compile the repository. `offline`: validate only, no certificate source. `vault_offline`:
     Vault sources served from mtlsc.lock and the committed overlays (`--offline`). A command
     that `writes` first cleans up whatever an interrupted write left
-    (docs/output.md#crash-safety) and fills the render cache; other commands only read it."""
+    (docs/output.md#crash-safety) and fills the render cache; other commands only read it.
+    `inputs` (policy texts and lock) and `opened` (certificate sources already opened, by
+    name, with their configuration) come from a run-record lookup that missed: the compile
+    uses what the lookup read, and logs in to Vault only once."""
     if writes:
         problem = recover(ctx)
         if problem is not None:
             return Result(diagnostics=[problem])
     try:
-        texts = read_policy_files(ctx.policies, ctx.root)
+        texts = inputs.texts if inputs is not None else read_policy_files(ctx.policies,
+                                                                          ctx.root)
     except (OSError, UnicodeDecodeError) as exc:
         return Result(diagnostics=[io_failure(f"cannot read policies: {exc}",
                                                "check the --policies directory")])
@@ -125,16 +126,17 @@ def run_compile(ctx: Context, *, offline: bool = False,
     options = Options(strict=ctx.strict, clusters=ctx.clusters,
                       progress=progress.for_terminal(ctx.quiet), boundaries=bounds,
                       cache=ctx.root / CACHE_DIR if ctx.cache else None,
-                      cache_writes=writes, jobs=ctx.jobs, stream_min=_stream_min())
+                      cache_writes=writes, jobs=ctx.jobs, stream_min=_stream_min(),
+                      now=ctx.now)
     if offline:
         return validate_only(texts, store, options)
-    lock, problems = read_lock(ctx)
+    lock, problems = read_lock(ctx, inputs)
     if problems:
         return Result(diagnostics=problems)
     cas = committed_ca_bundles(ctx.root / ctx.overlays) if vault_offline else None
-    result = compile_policies(texts, source_factory(ctx.root, lock, unpin, offline=cas,
-                                                 read_outside=ctx.read_outside),
-                              store, options, lock, sink=sink)
+    factory = source_factory(ctx.root, lock, unpin, offline=cas, read_outside=ctx.read_outside)
+    result = compile_policies(texts, reusing(factory, opened or {}), store, options, lock,
+                              sink=sink)
     return with_offline_summary(result, ctx.strict) if vault_offline else result
 
 
@@ -147,71 +149,19 @@ def with_offline_summary(result: Result, strict: bool) -> Result:
     return result
 
 
-def offline_option(func: click.decorators.FC) -> click.decorators.FC:
-    return click.option("--offline", is_flag=True, envvar="MTLSC_OFFLINE",
-                        help="Do not contact Vault: use mtlsc.lock and the committed overlays "
-                        "(CA bodies verified against the lock) and report what could not be "
-                        "checked. Also MTLSC_OFFLINE=true.")(func)
+def reusing(factory: Callable[[SourceConfig], CertificateSource],
+            opened: Opened) -> Callable[[SourceConfig], CertificateSource]:
+    """The factory, but a source already opened for the same configuration is reused."""
+    def open_source(config: SourceConfig) -> CertificateSource:
+        found = opened.get(config.name)
+        return found[1] if found is not None and found[0] == config else factory(config)
+    return open_source
 
 
 def today() -> date:
     """The day guardrail waivers are checked against (the pipeline's clock: UTC now)."""
-    return datetime.now(UTC).date()
+    return clock().date()
 
-
-def common_options(func: click.decorators.FC) -> click.decorators.FC:
-    options = [
-        click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=".",
-                     show_default=True, help="Repository root."),
-        click.option("--policies", "policies", default="policies", show_default=True,
-                     help="Intent directory, relative to --root."),
-        click.option("--overlays", "overlays", default="overlays", show_default=True,
-                     help="Overlay directory, relative to --root."),
-        click.option("--cluster", "clusters", multiple=True, help="Only these clusters."),
-        click.option("--strict", is_flag=True, help="Treat warnings as errors."),
-        click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="text",
-                     show_default=True, help="Diagnostics format.", callback=remember_format),
-        click.option("--quiet", "-q", is_flag=True, help="No progress bar on the terminal."),
-        click.option("--no-cache", "no_cache", is_flag=True, envvar="MTLSC_NO_CACHE",
-                     expose_value=False, callback=_remember,
-                     help="Do not read or write the render cache in .mtlsc/cache/ "
-                     "[env: MTLSC_NO_CACHE]."),
-        click.option("--jobs", "-j", "jobs", type=click.IntRange(min=1), envvar="MTLSC_JOBS",
-                     expose_value=False, callback=_remember,
-                     help="Worker processes for large compiles [default: the CPUs available; "
-                     "env: MTLSC_JOBS]."),
-        click.option("--allow-read-outside", "read_outside", multiple=True, expose_value=False,
-                     type=click.Path(file_okay=False, path_type=Path), callback=_remember,
-                     help="Let local certificate sources read files below this directory "
-                          "outside the repository (repeatable; never for writing)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _remember(ctx: click.Context, param: click.Parameter, value: object) -> object:
-    """Options every command takes but only `run_compile` reads: kept in the click context."""
-    ctx.meta[f"mtlsc.{param.name}"] = value
-    return value
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def make_context(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], strict: bool,
-             fmt: str, quiet: bool = False) -> Context:
-    click_ctx = click.get_current_context(silent=True)
-    meta = click_ctx.meta if click_ctx is not None else {}
-    allowed = meta.get("mtlsc.read_outside") or ()
-    jobs = meta.get("mtlsc.jobs")
-    return Context(root, root / policies, overlays, fmt, strict, clusters, quiet, tuple(allowed),
-                   cache=not meta.get("mtlsc.no_cache", False),
-                   jobs=jobs if isinstance(jobs, int) else _cpus())
 
 def _parents(dirs: Sequence[str]) -> list[str]:
     return sorted({d.rpartition("/")[0] for d in dirs})
@@ -281,13 +231,6 @@ def _write_failed(result: Result, exc: OSError) -> None:
     result.diagnostics.append(io_failure(f"cannot write overlays: {message}{outcome}", hint))
 
 
-def print_diff(diff: str, fmt: str) -> None:
-    """Diffs go to stdout in text/github formats; JSON carries them inside the document and
-    SARIF leaves them out (stdout stays one document)."""
-    if fmt in ("text", "github"):
-        click.echo(diff, nl=False)
-
-
 def write_result(ctx: Context, result: Result, *, show_diff: bool = False) -> str:
     """Write a successful compile to disk (I/O failures become diagnostics); returns the diff
     when asked for."""
@@ -313,20 +256,32 @@ def _stream_min() -> int:
     return int(value) if value.isdigit() else STREAM_MIN
 
 
-def compile_and_write(ctx: Context, *, show_diff: bool = False) -> tuple[Result, str, list[str]]:
+def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs | None = None,
+                      opened: Opened | None = None, observer: Observer | None = None,
+                      ) -> tuple[Result, str, list[str]]:
     """`mtlsc compile`: compile, then write (I/O failures become diagnostics). A large compile
     is written while it compiles: each cluster is staged as soon as it is done, while the
     workers render the next (`stage.StreamingWrite`); the swap still happens only when the
     whole compile succeeded. Returns the result, the diff when asked for (`--diff` writes the
-    classic way: it needs every old and new file at once) and the names of the files."""
+    classic way: it needs every old and new file at once) and the names of the files.
+    `inputs` and `opened`: see `run_compile`; an `observer` sees the compile's files and
+    result (before writing)."""
     if show_diff:
-        result = run_compile(ctx, writes=True)
+        result = run_compile(ctx, writes=True, inputs=inputs, opened=opened)
+        _observe(observer, result)
         return result, write_result(ctx, result, show_diff=True), sorted(result.files)
     from ..stage import StreamingWrite  # the writing half; `check` never imports it
 
     writer = StreamingWrite(ctx.root)
+
+    def sink(directory: str, files: dict[str, bytes]) -> None:
+        if observer is not None:
+            observer.files(files)
+        writer.add(directory, files)
+
     try:
-        result = run_compile(ctx, writes=True, sink=writer.add)
+        result = run_compile(ctx, writes=True, sink=sink, inputs=inputs, opened=opened)
+        _observe(observer, result)
         if not writer.started:
             write_result(ctx, result)
             return result, "", sorted(result.files)
@@ -335,6 +290,12 @@ def compile_and_write(ctx: Context, *, show_diff: bool = False) -> tuple[Result,
         return result, "", sorted([*result.files, *writer.names]) if result.ok else []
     finally:
         writer.abort()  # nothing left to do after a finished write
+
+
+def _observe(observer: Observer | None, result: Result) -> None:
+    if observer is not None:
+        observer.files(result.files)
+        observer.compiled(result)
 
 
 def _finish_streamed(ctx: Context, result: Result, writer: StreamingWrite) -> None:
@@ -350,9 +311,8 @@ def _finish_streamed(ctx: Context, result: Result, writer: StreamingWrite) -> No
 
 
 def report_written(plan: write.WritePlan, fmt: str) -> None:
-    if fmt == "text":
-        click.echo(f"wrote {len(plan.create)} new, {len(plan.update)} changed, removed "
-                   f"{len(plan.delete)}, {len(plan.unchanged)} unchanged", err=True)
+    report_counts((len(plan.create), len(plan.update), len(plan.delete), len(plan.unchanged)),
+                  fmt)
 
 
 def display(path: Path, root: Path) -> str:

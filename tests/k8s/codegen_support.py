@@ -141,7 +141,8 @@ def from_schema(schema: Any, strings: list[str], depth: int = 0) -> st.SearchStr
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
     if "anyOf" in schema:
-        return st.one_of([from_schema({**schema, **option, "anyOf": None}, strings, depth + 1)
+        rest = {key: value for key, value in schema.items() if key != "anyOf"}
+        return st.one_of([from_schema({**rest, **option}, strings, depth + 1)
                           for option in schema["anyOf"] if isinstance(option, dict)])
     kind = schema.get("type")
     if kind == "string":

@@ -222,12 +222,14 @@ def test_distinct_list_keys_are_proven() -> None:
 @given(st.data())
 def test_schema_driven_specs_never_fool_the_generated_validator(samples: list[Sample],
                                                                  data: st.DataObject) -> None:
-    """A real object's `spec` replaced by a value generated from the schema itself."""
+    """A field of a real object's `spec` replaced by a value generated from its schema."""
     with_spec = [s for s in samples if "spec" in s[2]]
     strings = sorted({v for s in samples for v in scalars(s[2]) if isinstance(v, str)})
     _, schema, obj = data.draw(st.sampled_from(with_spec))
-    spec_schema = schema.document["properties"]["spec"]
-    obj = {**obj, "spec": data.draw(from_schema(spec_schema, ["", "a", *strings]))}
+    fields = schema.document["properties"]["spec"]["properties"]
+    name = data.draw(st.sampled_from(sorted(fields)))
+    value = data.draw(from_schema(fields[name], ["", "a", *strings]))
+    obj = {**obj, "spec": {**obj["spec"], name: value}}
     assert_sound(schema, defaulted(schema, obj))
 
 

@@ -1,0 +1,99 @@
+"""The run record (`compiler.run_record`) seen from `check` and `compile`: replay a recorded
+run and exit, or hand what the lookup read to the full compile, and record a compile.
+
+Imported before the compiler itself: a replayed run never imports the pipeline.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import run_record
+from ..diagnostics import Diagnostic, exit_code
+from .options import Context, emit, print_diff, report_written
+
+if TYPE_CHECKING:
+    from ..pipeline import Result
+    from .common import Opened
+
+# Tests only: a file that receives, at exit, whether the run record was replayed (or why not)
+# and which modules the process imported (tests/test_run_record_cli.py).
+LOG_ENV = "MTLSC_TEST_RECORD_LOG"
+
+
+@dataclass(slots=True)
+class Attempt:
+    """A lookup that missed: what it read, for the full run to reuse."""
+
+    inputs: run_record.Inputs
+    opened: Opened
+
+
+def settings(ctx: Context) -> run_record.Settings:
+    return run_record.Settings(ctx.root, ctx.policies, ctx.overlays, ctx.strict, ctx.clusters,
+                               ctx.read_outside)
+
+
+def replay(ctx: Context, command: str, *, show_diff: bool = False) -> Attempt | None:
+    """On a hit, print exactly what the full `command` prints and exit; otherwise what the
+    full run can reuse (None: the record is off, `--no-cache`, or the inputs are unreadable)."""
+    if not ctx.cache:
+        return None
+    wanted = settings(ctx)
+    inputs = run_record.read_inputs(wanted)
+    if inputs is None:
+        return None
+    found = run_record.lookup(inputs, wanted, ctx.now)
+    if os.environ.get(LOG_ENV):
+        atexit.register(_log, os.environ[LOG_ENV], found.why or "hit")
+    opened = dict(found.reread.opened) if found.reread is not None else {}
+    if found.diagnostics is None:
+        return Attempt(inputs, opened)
+    diagnostics = found.diagnostics
+    if command == "check":
+        emit(diagnostics, ctx.fmt, diff="")
+    else:
+        if show_diff:
+            print_diff("", ctx.fmt)
+        report_written((0, 0, 0, len(found.files)), ctx.fmt)
+        emit(diagnostics, ctx.fmt, files=found.files, **({"diff": ""} if show_diff else {}))
+    sys.exit(exit_code(diagnostics))
+
+
+def reuse(attempt: Attempt | None) -> dict[str, Any]:
+    """`run_compile` keyword arguments: what a missed lookup already read and opened."""
+    return {} if attempt is None else {"inputs": attempt.inputs, "opened": attempt.opened}
+
+
+class Recorder:
+    """Watches a compile (`common.Observer`) and records it when it succeeded and writing
+    added nothing to its diagnostics."""
+
+    def __init__(self, ctx: Context, attempt: Attempt) -> None:
+        self.ctx = ctx
+        self.attempt = attempt
+        self.outputs = run_record.Outputs()
+        self.diagnostics: list[Diagnostic] | None = None
+
+    def files(self, files: Mapping[str, bytes]) -> None:
+        self.outputs.add(files)
+
+    def compiled(self, result: Result) -> None:
+        self.diagnostics = list(result.diagnostics)
+
+    def save(self, result: Result) -> None:
+        if self.diagnostics is None or list(result.diagnostics) != self.diagnostics:
+            return  # writing reported something (or never compiled): nothing to replay
+        run_record.save(self.attempt.inputs, settings(self.ctx), result, self.diagnostics,
+                        self.ctx.now, self.outputs)
+
+
+def _log(path: str, outcome: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"outcome": outcome, "modules": sorted(sys.modules)}, fh)

@@ -1,0 +1,140 @@
+"""Is the output tree on disk exactly what a recorded compile produced? Read-only.
+
+The same question `mtlsc check` answers with `write.plan` (docs/output.md), asked of a
+recorded manifest (path -> SHA-256 and size) instead of the compiled bytes:
+
+- every recorded file of an output directory is a regular file with the recorded content
+  (its hash taken from the write stage's hash manifest while the file's dev/inode/size/mtime/
+  ctime still match, read and hashed otherwise);
+- no other file of an output directory is one mtlsc owns (starts with the generated-code
+  header); foreign files, links and special files are left alone, as `check` leaves them;
+- with every cluster compiled, no generated file sits elsewhere below `--overlays`;
+- loose files (mtlsc.lock) hold the recorded content.
+
+Anything else (a missing or extra generated file, an edit, a directory in the way, an
+unreadable entry) answers False, and the caller runs the full `check`, which reports it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from . import manifest, write
+from .emit import HEADER
+from .journal import OLD_PREFIX, STAGE_PREFIX
+
+Expected = Mapping[str, tuple[str, int]]  # relative path -> (hex SHA-256, size)
+_HEADER = HEADER.encode("utf-8")
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _read(path: str, limit: int) -> bytes:
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        chunks: list[bytes] = []
+        while limit > 0:
+            chunk = os.read(fd, limit)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            limit -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _inside(rel: str, directory: str) -> bool:
+    return not directory or rel == directory or rel.startswith(directory + "/")
+
+
+def unit_same(root: Path, unit: str, expected: Expected) -> bool:
+    """One output directory holds exactly the expected generated files."""
+    base = os.path.join(os.fspath(root), unit)
+    try:
+        if not stat.S_ISDIR(os.lstat(base).st_mode):
+            return False  # a file or link in the way
+    except FileNotFoundError:
+        return not expected
+    known = manifest.load(root, unit)
+    seen = 0
+    todo = [""]
+    skip = (STAGE_PREFIX, OLD_PREFIX)  # an interrupted write's leftovers: looked at apart
+    is_dir, is_reg = stat.S_ISDIR, stat.S_ISREG
+    while todo:
+        rel_dir = todo.pop()
+        prefix = rel_dir + "/" if rel_dir else ""
+        with os.scandir(os.path.join(base, rel_dir) if rel_dir else base) as it:
+            for entry in it:
+                if entry.name.startswith(skip):
+                    continue
+                rel = prefix + entry.name
+                st = entry.stat(follow_symlinks=False)
+                mode = st.st_mode
+                if is_dir(mode):
+                    todo.append(rel)
+                    continue
+                want = expected.get(rel)
+                vouched = known.get(rel)
+                if vouched is not None and vouched.key != (st.st_dev, st.st_ino, st.st_size,
+                                                           st.st_mtime_ns, st.st_ctime_ns):
+                    vouched = None
+                if want is None:
+                    if not is_reg(mode):
+                        continue  # carried along untouched by `compile`
+                    if vouched.owned if vouched is not None else \
+                            _read(entry.path, len(_HEADER)) == _HEADER:
+                        return False  # a stale generated file: `check` reports it
+                elif not is_reg(mode) or st.st_size != want[1] or want[0] != (
+                        vouched.digest if vouched is not None else
+                        manifest.digest(_read(entry.path, want[1] + 1))):
+                    return False
+                else:
+                    seen += 1
+    return seen == len(expected)
+
+
+def loose_same(root: Path, expected: Expected) -> bool:
+    for rel, (digest, size) in expected.items():
+        path = os.path.join(os.fspath(root), rel)
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return False
+        if manifest.digest(_read(path, size + 1)) != digest:
+            return False
+    return True
+
+
+def stale_elsewhere(root: Path, units: Sequence[str], prune: Sequence[str]) -> bool:
+    """A generated file below `prune` outside every output directory (what `write.plan`
+    deletes as stale when every cluster is compiled)."""
+    for top in sorted(set(prune)):
+        base = root / top
+        if any(_inside(top, d) for d in units) or not base.is_dir() or base.is_symlink():
+            continue
+        with os.scandir(base) as it:
+            entries = list(it)
+        for entry in entries:
+            rel = f"{top}/{entry.name}" if top else entry.name
+            if entry.name.startswith((STAGE_PREFIX, OLD_PREFIX)) or rel in units:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                nested = [d[len(rel) + 1:] for d in units if _inside(d, rel)]
+                if write.plan_unit(root, rel, {}, skip=nested).delete:
+                    return True
+            elif entry.is_file(follow_symlinks=False) and write.is_owned(Path(entry.path)):
+                return True
+    return False
+
+
+def tree_same(root: Path, units: Mapping[str, Expected], loose: Expected,
+              prune: Sequence[str]) -> bool:
+    """The whole output tree is as recorded (any filesystem error: not the same)."""
+    try:
+        return (all(unit_same(root, unit, files) for unit, files in units.items())
+                and loose_same(root, loose)
+                and not stale_elsewhere(root, list(units), prune))
+    except OSError:
+        return False

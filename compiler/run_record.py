@@ -1,0 +1,314 @@
+"""The run record: a whole-run memo that lets a no-change `check` or `compile` skip the compile.
+
+After a successful `compile`, one entry in `.mtlsc/cache/run/` records, under a SHA-256 key of
+everything the run's result is a function of (`run_key`), what the run produced: its
+diagnostics (as data), its exit status, the manifest of the files it compiled (path -> SHA-256
+and size), the certificate material it fetched (`run_materials`) and its clock horizon
+(`run_horizon`). A later `check` or `compile` with the same key replays the record instead of
+compiling, but only after
+
+1. the clock is still before the horizon (no certificate or waiver verdict can have changed),
+2. no interrupted write is pending (the full run reports `InterruptedWrite` or recovers),
+3. the certificate material reads back equal, through the same sources (Vault included:
+   its state is outside the key, so it is always read again),
+4. the output tree on disk is exactly the recorded manifest (`run_disk`, stat-trusted).
+
+Anything missing, different or unexpected means the full run, unchanged. Entries are stored
+like render-cache entries (`cache.EntryStore`: self-keyed, payload SHA-256, JSON, temp +
+rename; a corrupt or foreign entry is ignored). Only the newest `KEEP` records are kept.
+
+The lookup imports little on purpose (no schemas, no loader, no renderer, no jsonschema, no
+cryptography unless a Vault source needs it): see docs/scale.md#the-run-record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cache_store import CACHE_DIR, EntryStore, code_salt
+from .diagnostics import Diagnostic, Location, Related, Severity, exit_code
+from .policy_files import PolicyFiles, read_policy_files
+
+if TYPE_CHECKING:
+    from .pipeline import Result
+    from .run_materials import Reread
+
+KIND = "run"
+VERSION = 1
+KEEP = 6  # newest records kept in .mtlsc/cache/run
+LOCK_FILE = "mtlsc.lock"  # lock.LOCK_FILE (lock.py imports the YAML machinery)
+# Environment variables that change what a run reads (credentials are not keyed: a lookup logs
+# in again and reads every recorded secret, so a refused credential is a miss).
+KEYED_ENV = ("VAULT_ADDR", "VAULT_NAMESPACE", "VAULT_CACERT")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The options of a `check`/`compile` that can change its output or diagnostics."""
+
+    root: Path
+    policies: Path
+    overlays: str
+    strict: bool
+    clusters: tuple[str, ...]
+    read_outside: tuple[Path, ...] = ()
+
+
+@dataclass(slots=True)
+class Inputs:
+    """What the run reads before compiling, read once and handed to the compile."""
+
+    texts: PolicyFiles
+    lock: bytes | None  # mtlsc.lock as read, None when absent
+    key: str
+
+
+@dataclass(slots=True)
+class Lookup:
+    diagnostics: list[Diagnostic] | None = None  # set on a hit
+    files: list[str] = field(default_factory=list)  # every compiled path, sorted
+    why: str = ""  # on a miss: why (tests and --debug readers)
+    reread: Reread | None = None  # sources the lookup opened, for the full run
+
+    @property
+    def hit(self) -> bool:
+        return self.diagnostics is not None
+
+
+# --- the key ---------------------------------------------------------------------------
+
+
+def shipped_schemas() -> Path | None:
+    """Where mtlsc's own schemas are (`k8s.validate.shipped_schema_root`, without importing
+    the validator)."""
+    spec = find_spec("mtlsc_schemas")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    checkout = Path(__file__).resolve().parents[1] / "schemas"
+    return checkout if (checkout / "gateway-api").is_dir() else None
+
+
+def schema_roots(root: Path) -> list[Path]:
+    """`pipeline.schema_roots`: the repository's schemas/ first, then the shipped ones."""
+    shipped = shipped_schemas()
+    local = root / "schemas"
+    roots = [local] if local.is_dir() else []
+    if shipped is not None and not any(r.resolve() == shipped.resolve() for r in roots):
+        roots.append(shipped)
+    return roots
+
+
+def _schemas_digest(root: Path) -> str:
+    """Every file below every schema root (a superset of what the render cache's per-bundle
+    fingerprints cover, so any schema change is a new key)."""
+    digest = hashlib.sha256()
+    for index, base in enumerate(schema_roots(root)):
+        for path in sorted(p for p in base.rglob("*") if p.is_file()
+                           and "__pycache__" not in p.parts):
+            digest.update(f"{index}:{path.relative_to(base).as_posix()}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def run_key(settings: Settings, texts: PolicyFiles, lock: bytes | None) -> str:
+    """SHA-256 over mtlsc's code and schemas, the options, the keyed environment, every
+    policy file's name and text (and the problems reading them), and the lock file."""
+    digest = hashlib.sha256()
+
+    def part(value: str | bytes | None) -> None:
+        data = b"\xff" if value is None else \
+            value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big") + data)
+
+    part(f"mtlsc-run-record-{VERSION}")
+    part(code_salt())
+    part(_schemas_digest(settings.root))
+    part(os.path.realpath(settings.root))
+    part(os.path.realpath(settings.policies))
+    part(settings.overlays)
+    part(repr((settings.strict, settings.clusters)))
+    part(repr(tuple(os.path.realpath(p) for p in settings.read_outside)))
+    for name in KEYED_ENV:
+        part(os.environ.get(name))
+    part(repr(len(texts)))
+    for name, text in texts.items():
+        part(name)
+        part(text)
+    part(repr([repr(d) for d in texts.problems]))
+    part(lock)
+    return digest.hexdigest()
+
+
+def read_inputs(settings: Settings) -> Inputs | None:
+    """The policy texts and lock, keyed; None when they cannot be read (the full run then
+    reads them again and reports why)."""
+    try:
+        texts = read_policy_files(settings.policies, settings.root)
+        path = settings.root / LOCK_FILE
+        lock = path.read_bytes() if path.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Inputs(texts, lock, run_key(settings, texts, lock))
+
+
+# --- diagnostics as data ---------------------------------------------------------------
+
+
+def _loc(loc: Location | None) -> list[Any] | None:
+    return None if loc is None else [loc.file, loc.line, loc.col]
+
+
+def diagnostic_to_json(d: Diagnostic) -> dict[str, Any]:
+    return {"code": d.code, "severity": d.severity.value, "message": d.message,
+            "location": _loc(d.location), "hint": d.hint, "sourceFailure": d.source_failure,
+            "clusters": list(d.clusters),
+            "related": [[r.location.file, r.location.line, r.location.col, r.message]
+                        for r in d.related]}
+
+
+def diagnostic_from_json(data: Mapping[str, Any]) -> Diagnostic:
+    loc = data["location"]
+    return Diagnostic(
+        str(data["code"]), Severity(data["severity"]), str(data["message"]),
+        None if loc is None else Location(str(loc[0]), int(loc[1]), int(loc[2])),
+        None if data["hint"] is None else str(data["hint"]), bool(data["sourceFailure"]),
+        tuple(str(c) for c in data["clusters"]),
+        tuple(Related(Location(str(r[0]), int(r[1]), int(r[2])), str(r[3]))
+              for r in data["related"]))
+
+
+# --- lookup ----------------------------------------------------------------------------
+
+
+def _parents(dirs: Sequence[str]) -> list[str]:
+    return sorted({d.rpartition("/")[0] for d in dirs})
+
+
+def lookup(inputs: Inputs, settings: Settings, now: datetime) -> Lookup:
+    """Replay the record of these inputs if everything it depends on is unchanged."""
+    from . import journal, run_disk, run_materials
+
+    root = settings.root
+    raw = EntryStore(root / CACHE_DIR, writable=False).get(KIND, inputs.key)
+    if not isinstance(raw, dict) or raw.get("version") != VERSION:
+        return Lookup(why="no record")
+    try:
+        until = raw["validUntil"]
+        if until is not None and not now < datetime.fromisoformat(until):
+            return Lookup(why="past the clock horizon")
+        units = {str(d): {str(r): (str(v[0]), int(v[1])) for r, v in files.items()}
+                 for d, files in raw["units"].items()}
+        loose = {str(r): (str(v[0]), int(v[1])) for r, v in raw["loose"].items()}
+        diagnostics = [diagnostic_from_json(d) for d in raw["diagnostics"]]
+        materials = raw["materials"]
+        files = sorted([*loose, *(f"{d}/{r}" for d, fs in units.items() for r in fs)])
+        prune = (settings.overlays,) if raw["allClusters"] else ()
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return Lookup(why="damaged record")
+    if exit_code(diagnostics) != 0 or int(raw.get("exit", -1)) != 0:
+        return Lookup(why="damaged record")
+    try:
+        if journal.pending(root) is not None or \
+                journal.leftovers(root, [*_parents(list(units)), settings.overlays]):
+            return Lookup(why="an interrupted write")
+    except OSError:
+        return Lookup(why="an interrupted write")
+    if not run_materials.local_same(materials, root, inputs.key):
+        return Lookup(why="local certificate files changed")
+    if not run_disk.tree_same(root, units, loose, prune):
+        return Lookup(why="the output tree differs")
+    reread = run_materials.vault_same(materials, root, inputs.lock, inputs.key)
+    if not reread.same:
+        return Lookup(why="Vault serves different material", reread=reread)
+    return Lookup(diagnostics, files, reread=reread)
+
+
+# --- recording -------------------------------------------------------------------------
+
+
+class Outputs:
+    """The digest and size of every compiled file, collected as the compile hands them on
+    (streamed clusters never sit in `Result.files` all at once)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[Any]] = {}
+
+    def add(self, files: Mapping[str, bytes]) -> None:
+        for path, data in files.items():
+            self.seen[path] = [hashlib.sha256(data).hexdigest(), len(data)]
+
+    def manifest(self, output_dirs: Sequence[str]
+                 ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, list[Any]]]:
+        """(per output directory: relative path -> entry, loose files -> entry)."""
+        units: dict[str, dict[str, list[Any]]] = {d: {} for d in output_dirs}
+        loose: dict[str, list[Any]] = {}
+        for path, entry in self.seen.items():
+            unit = next((d for d in output_dirs if path.startswith(d + "/")), None)
+            if unit is None:
+                loose[path] = entry
+            else:
+                units[unit][path[len(unit) + 1:]] = entry
+        return units, loose
+
+
+def valid_until(result: Result, now: datetime) -> datetime | None:
+    """The horizon of `result` (see `run_horizon`); `now` itself when it cannot be bounded."""
+    from .guardrails import load_rules
+    from .run_horizon import Validity, horizon
+    from .verify import parse_pem_certificates
+
+    if result.materials is None or result.model is None or result.policies is None:
+        return now
+    pems = [*result.materials.ca_bundles.values(),
+            *(c.chain_pem for c in result.materials.server_certs.values())]
+    validity = [Validity(c.not_valid_before_utc, c.not_valid_after_utc)
+                for pem in pems for c in parse_pem_certificates(pem)[0]]
+    windows = {c.target.expiry_warning for c in result.model.clusters}
+    rules, _ = load_rules(result.policies)
+    return horizon(now, validity, windows, [w.expires for w in result.waivers],
+                   view_days=bool(rules))
+
+
+def save(inputs: Inputs, settings: Settings, result: Result,
+         diagnostics: Sequence[Diagnostic], now: datetime, outputs: Outputs) -> bool:
+    """Record a successful compile (`diagnostics`: before writing added any; `outputs`: every
+    file it compiled). False: not recorded (a failed or unrecordable run, or a compile that
+    changed the lock it was keyed by)."""
+    from . import run_materials
+
+    lock = outputs.seen.get(LOCK_FILE)
+    if not result.ok or exit_code(diagnostics) != 0 or lock != (
+            None if inputs.lock is None else [hashlib.sha256(inputs.lock).hexdigest(),
+                                              len(inputs.lock)]):
+        return False
+    materials = run_materials.record(result, settings.root, inputs.key)
+    until = valid_until(result, now)
+    if materials is None or (until is not None and until <= now):
+        return False
+    units, loose = outputs.manifest(result.output_dirs)
+    store = EntryStore(settings.root / CACHE_DIR)
+    store.put(KIND, inputs.key, {
+        "version": VERSION, "validUntil": until.astimezone(UTC).isoformat() if until else None,
+        "exit": 0, "diagnostics": [diagnostic_to_json(d) for d in diagnostics],
+        "units": units, "loose": loose, "allClusters": result.all_clusters,
+        "materials": materials})
+    _prune(settings.root / CACHE_DIR / KIND)
+    return True
+
+
+def _prune(directory: Path) -> None:
+    """Keep the newest KEEP records (a record holds a fleet's manifest: megabytes)."""
+    try:
+        found = sorted(((p.stat().st_mtime_ns, p) for p in directory.glob("*/*")
+                        if not p.name.startswith(".")), reverse=True)
+        for _, path in found[KEEP:]:
+            path.unlink(missing_ok=True)
+    except OSError:
+        return

@@ -1,0 +1,92 @@
+"""The run record's parts that need no process: what the key covers, and the data round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from compiler import lock, pki, run_materials, run_record
+from compiler.diagnostics import Diagnostic, Location, Related, Severity
+from compiler.pipeline import schema_roots
+from compiler.policy_files import read_policy_files
+from compiler.secrets.vault_config import ExternalSecrets, VaultAuth, VaultRef, VaultSourceConfig
+from tests.support import REPO
+
+
+def test_the_light_copies_match_the_compiler() -> None:
+    """Names the lookup keeps apart so as not to import the compiler must agree with it."""
+    assert run_record.LOCK_FILE == lock.LOCK_FILE
+    assert run_materials.DEV_PKI_MARKER == pki.CA_CERT
+    for root in (REPO, Path("/nonexistent")):
+        assert run_record.schema_roots(root) == schema_roots(root)
+
+
+def _settings(root: Path, **changes: object) -> run_record.Settings:
+    base: dict[str, object] = {"root": root, "policies": root / "policies",
+                               "overlays": "overlays", "strict": False, "clusters": ()}
+    return run_record.Settings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_the_key_covers_every_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "repo"
+    (root / "policies").mkdir(parents=True)
+    (root / "policies" / "a.yaml").write_text("kind: x\n")
+    texts = read_policy_files(root / "policies", root)
+    key = run_record.run_key(_settings(root), texts, None)
+    assert run_record.run_key(_settings(root), texts, None) == key
+    variants = [
+        run_record.run_key(_settings(root, strict=True), texts, None),
+        run_record.run_key(_settings(root, clusters=("a",)), texts, None),
+        run_record.run_key(_settings(root, overlays="out"), texts, None),
+        run_record.run_key(_settings(root, read_outside=(tmp_path,)), texts, None),
+        run_record.run_key(_settings(root), texts, b""),
+        run_record.run_key(_settings(root), texts, b"version: 1\n"),
+    ]
+    (root / "policies" / "a.yaml").write_text("kind: y\n")
+    variants.append(run_record.run_key(_settings(root), read_policy_files(root / "policies",
+                                                                          root), None))
+    (root / "schemas").mkdir()
+    (root / "schemas" / "extra.json").write_text("{}")
+    variants.append(run_record.run_key(_settings(root), texts, None))
+    monkeypatch.setenv("VAULT_ADDR", "https://vault.example:8200")
+    variants.append(run_record.run_key(_settings(root), texts, None))
+    assert len({key, *variants}) == len(variants) + 1
+
+
+def test_a_vault_configuration_round_trips() -> None:
+    ref = VaultRef("kv2", "secret", "gw/ca", 3, "ca.crt", location=Location("p.yaml", 4, 9))
+    config = VaultSourceConfig(
+        "vault", "https://vault:8200", None, "ca.pem", VaultAuth("approle", "ar", role_id="r"),
+        8, 30.0, {"https-cert": VaultRef("pki", "pki", "default", chain=True)}, {"ca": ref},
+        ExternalSecrets("store"), Location("p.yaml", 1, 1))
+    data = run_materials.to_json(config)
+    assert run_materials.from_json(data) == config
+
+
+locations = st.builds(Location, st.text(max_size=8), st.integers(1, 999), st.integers(1, 99))
+diagnostics = st.builds(
+    Diagnostic, st.text(min_size=1, max_size=12), st.sampled_from(list(Severity)),
+    st.text(max_size=40), st.none() | locations, st.none() | st.text(max_size=20), st.booleans(),
+    st.lists(st.text(max_size=6), max_size=3).map(tuple),
+    st.lists(st.builds(Related, locations, st.text(max_size=10)), max_size=2).map(tuple))
+
+
+@given(diagnostics)
+def test_diagnostics_round_trip_with_every_field(d: Diagnostic) -> None:
+    assert run_record.diagnostic_from_json(run_record.diagnostic_to_json(d)) == d
+
+
+def test_the_inline_stat_key_is_the_manifests(tmp_path: Path) -> None:
+    """`run_disk.unit_same` spells `manifest.stat_key` out for speed."""
+    import os
+
+    from compiler import manifest
+
+    path = tmp_path / "f"
+    path.write_text("x")
+    st = os.lstat(path)
+    assert manifest.stat_key(st) == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                     st.st_ctime_ns)
