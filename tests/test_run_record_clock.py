@@ -86,3 +86,12 @@ def test_a_not_yet_valid_certificate_becoming_valid(tmp_path: Path, command: str
     _compile_at(root, valid_from)
     recorded, full = both(root, command, env={"MTLSC_TEST_NOW": _iso(valid_from)})
     assert recorded.outcome == "hit" and recorded.shown == full.shown
+
+
+def test_a_malformed_test_clock_is_a_usage_error(tmp_path: Path) -> None:
+    root = example(tmp_path)
+    run = mtlsc(root, "check", env={"MTLSC_TEST_NOW": "yesterday"})
+    assert run.code == 2
+    err = run.stderr.decode()
+    assert "MTLSC_TEST_NOW='yesterday' is not an ISO 8601 instant" in err
+    assert "Traceback" not in err and "InternalError" not in err

@@ -29,7 +29,11 @@ def clock() -> datetime:
     """The instant a run checks certificates and waivers against: UTC now."""
     fixed = os.environ.get(CLOCK_ENV)
     if fixed:
-        moment = datetime.fromisoformat(fixed)
+        try:
+            moment = datetime.fromisoformat(fixed)
+        except ValueError:
+            raise click.UsageError(f"{CLOCK_ENV}={fixed!r} is not an ISO 8601 instant; it "
+                                   "fixes the clock for mtlsc's own tests: unset it") from None
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     return datetime.now(UTC)
 
