@@ -48,40 +48,8 @@ TARGETS = {"cold/floor": 4.0, "cold/check-jsonschema": 0.4, "edit/cold": 0.05,
            "check/cold": 0.05, "version/import-click": 2.0, "peak_pss_mb": 1024.0}
 
 
-def _tree_pss_kb(root_pid: int) -> int:
-    """Proportional set size of a process and all its descendants, in KiB: pages shared
-    after fork are split among the processes sharing them, so the sum is real memory."""
-    total = 0
-    for pid in _tree(root_pid):
-        try:
-            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
-                total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:"))
-        except (OSError, StopIteration):
-            continue
-    return total
-
-
-def _tree(root_pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="ascii") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    out, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
-
-
-def _tree_rss_kb(root_pid: int) -> int:
-    """Resident memory of a process and all its descendants, in KiB."""
+def _processes() -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Every process's children and resident memory (KiB), from one pass over /proc."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.scandir("/proc"):
@@ -95,12 +63,35 @@ def _tree_rss_kb(root_pid: int) -> int:
         pid = int(entry.name)
         children.setdefault(int(fields[1]), []).append(pid)
         rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
-    total, todo = 0, [root_pid]
+    return children, rss
+
+
+def _tree(root_pid: int, children: dict[int, list[int]]) -> list[int]:
+    out, todo = [], [root_pid]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
+        out.append(pid)
         todo += children.get(pid, [])
+    return out
+
+
+def _tree_pss_kb(root_pid: int) -> int:
+    """Proportional set size of a process and all its descendants, in KiB: pages shared
+    after fork are split among the processes sharing them, so the sum is real memory."""
+    total = 0
+    for pid in _tree(root_pid, _processes()[0]):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
     return total
+
+
+def _tree_rss_kb(root_pid: int) -> int:
+    """Resident memory of a process and all its descendants, in KiB."""
+    children, rss = _processes()
+    return sum(rss.get(pid, 0) for pid in _tree(root_pid, children))
 
 
 PEAK_PSS = [0]  # KiB: the largest proportional set size of any run's process tree
