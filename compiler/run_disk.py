@@ -28,12 +28,16 @@ from .journal import OLD_PREFIX, STAGE_PREFIX
 
 Expected = Mapping[str, tuple[str, int]]  # relative path -> (hex SHA-256, size)
 _HEADER = HEADER.encode("utf-8")
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
-def _read(path: str, limit: int) -> bytes:
+def read_at_most(path: str, limit: int, *, regular: bool = False) -> bytes | None:
+    """Up to `limit` bytes of a file, never following a symlink; with `regular`, None when it
+    is not a regular file."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
+        if regular and not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         chunks: list[bytes] = []
         while limit > 0:
             chunk = os.read(fd, limit)
@@ -46,8 +50,8 @@ def _read(path: str, limit: int) -> bytes:
         os.close(fd)
 
 
-def _inside(rel: str, directory: str) -> bool:
-    return not directory or rel == directory or rel.startswith(directory + "/")
+def _read(path: str, limit: int) -> bytes:
+    return read_at_most(path, limit) or b""
 
 
 def unit_same(root: Path, unit: str, expected: Expected) -> bool:
@@ -110,23 +114,8 @@ def loose_same(root: Path, expected: Expected) -> bool:
 def stale_elsewhere(root: Path, units: Sequence[str], prune: Sequence[str]) -> bool:
     """A generated file below `prune` outside every output directory (what `write.plan`
     deletes as stale when every cluster is compiled)."""
-    for top in sorted(set(prune)):
-        base = root / top
-        if any(_inside(top, d) for d in units) or not base.is_dir() or base.is_symlink():
-            continue
-        with os.scandir(base) as it:
-            entries = list(it)
-        for entry in entries:
-            rel = f"{top}/{entry.name}" if top else entry.name
-            if entry.name.startswith((STAGE_PREFIX, OLD_PREFIX)) or rel in units:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                nested = [d[len(rel) + 1:] for d in units if _inside(d, rel)]
-                if write.plan_unit(root, rel, {}, skip=nested).delete:
-                    return True
-            elif entry.is_file(follow_symlinks=False) and write.is_owned(Path(entry.path)):
-                return True
-    return False
+    loose: list[str] = []
+    return bool(write.stale_units(root, sorted(set(units)), prune, loose) or loose)
 
 
 def tree_same(root: Path, units: Mapping[str, Expected], loose: Expected,

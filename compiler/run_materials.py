@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .run_disk import read_at_most
 
 if TYPE_CHECKING:
     from .load import SourceConfig
     from .pipeline import Result
     from .secrets import CertificateSource
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 DEV_PKI_MARKER = "ca-cert.pem"  # pki.CA_CERT: the file whose absence makes createDevPki write
 
 
@@ -128,25 +128,6 @@ class Reread:
     opened: dict[str, tuple[SourceConfig, CertificateSource]] = field(default_factory=dict)
 
 
-def _read_bounded(path: str, size: int) -> bytes | None:
-    """The file's bytes if it is a regular file of at most `size` + 1 bytes, else None."""
-    fd = os.open(path, _OPEN_FLAGS)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks: list[bytes] = []
-        left = size + 1
-        while left > 0:
-            chunk = os.read(fd, left)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def local_same(data: Mapping[str, Any], root: Path, salt: str) -> bool:
     """Every recorded local file still resolves to the same place and holds the same bytes."""
     try:
@@ -158,7 +139,7 @@ def local_same(data: Mapping[str, Any], root: Path, salt: str) -> bool:
             real = os.path.realpath(path)
             if real != entry["real"]:
                 return False
-            content = _read_bounded(real, int(entry["size"]))
+            content = read_at_most(real, int(entry["size"]) + 1, regular=True)
             if content is None or salted(salt, content) != entry["sha256"]:
                 return False
     except (OSError, KeyError, TypeError, ValueError):

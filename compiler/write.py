@@ -233,7 +233,7 @@ def combine(root: Path, plans: Sequence[UnitPlan], loose: Mapping[str, bytes],
     unit_dirs = sorted({u.dir for u in plans})
     plans = list(plans)
     loose_delete: list[str] = []
-    for extra in _stale_units(root, unit_dirs, prune, loose_delete):
+    for extra in stale_units(root, unit_dirs, prune, loose_delete):
         plans.append(extra)
     create: dict[str, bytes] = {}
     update: dict[str, bytes] = {}
@@ -283,7 +283,7 @@ def _by_unit(files: Mapping[str, bytes], unit_dirs: Sequence[str]) -> dict[str, 
     return out
 
 
-def _stale_units(root: Path, unit_dirs: Sequence[str], prune: Iterable[str],
+def stale_units(root: Path, unit_dirs: Sequence[str], prune: Iterable[str],
                  loose_delete: list[str]) -> list[UnitPlan]:
     """Units for directories below `prune` that hold generated files no unit produces."""
     out: list[UnitPlan] = []
