@@ -42,6 +42,7 @@ from .model_codec import (
     gateway_from_json,
     gateway_to_json,
 )
+from .model_share import Sharing
 from .precedence import Capabilities
 from .resolve import resolve
 
@@ -190,6 +191,7 @@ def resolve_all(policies: Policies, targets: Sequence[Target],
         overrides.setdefault(doc.gateway_key, []).append(doc)
     digests = [input_digest(policies, intent, overrides.get(intent.key, []))
                for intent in intents]
+    share = Sharing()  # one object for a gateway that resolves alike on several clusters
     for target in targets:
         gateways: list[Gateway] = []
         keys: list[str | None] = []
@@ -207,6 +209,7 @@ def resolve_all(policies: Policies, targets: Sequence[Target],
                 placement, gateway, problems = _place_and_resolve(
                     intent, target, caps[target.name], overrides.get(intent.key, []),
                     policies.overrides)
+                gateway = share(gateway)
                 placements.append(placement)
                 if record is not None and key is not None:
                     record.add(key, gateway, problems)

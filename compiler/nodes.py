@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Location
+
+if TYPE_CHECKING:
+    from .model import Origin
 
 Path = tuple[str | int, ...]
 
@@ -19,6 +22,9 @@ class Node:
     loc: Location
     key_loc: Location | None = None  # where the mapping key of this value stands
     layer: str = "base"
+    # The Origin made for this node (`precedence.origin`): one object however many clusters
+    # resolve the node, instead of one per cluster (memory of large fleets).
+    origin_memo: Origin | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_map(self) -> bool:

@@ -18,6 +18,7 @@ from .cache import EntryStore
 from .confine import Boundaries, check_output_paths, check_policies
 from .diagnostics import (
     Diagnostic,
+    Location,
     error,
     escalate,
     for_cluster,
@@ -33,6 +34,7 @@ from .guardrails import (
     build_views,
     check_waivers,
     enforce,
+    intent_locations,
     load_rules,
     load_waivers,
 )
@@ -75,6 +77,10 @@ class Options:
     stream_min: int = STREAM_MIN  # a sink gets the clusters of compiles this large (units)
     # Where the repository is: paths in policy files must stay inside it (confine.py).
     boundaries: Boundaries = field(default_factory=Boundaries)
+    # Let go of what only `explain`, `posture` and `diff` read (the located trees of intents
+    # and overrides, the placements, the posture) as soon as the compile is past them: the
+    # result then has none of them. `mtlsc compile` and `check` (memory of large fleets).
+    lean: bool = False
 
 
 @dataclass(slots=True)
@@ -223,6 +229,9 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
                                                                 record)
     result.diagnostics += problems
     result.diagnostics += check_references_offline(clusters, policies.sources)
+    meta = intent_locations(policies)
+    if options.lean:
+        _let_go(result, policies)
     result.model = Model(tuple(clusters))
     result.output_dirs = tuple(sorted({t.output_dir for t in targets}))
     result.all_clusters = not options.clusters
@@ -256,8 +265,8 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
             if not result.ok:
                 options.progress.end()
                 return _finish(result, options)
-        _guardrails(result, clusters, rules, now,
-                    materials if open_source is not None else None)
+        _guardrails(result, clusters, rules, meta, now,
+                    materials if open_source is not None else None, keep=not options.lean)
         large = sum(len(c.gateways) for c in clusters) >= options.stream_min
         streamed = _render_all(result, clusters, units, store, sink if large else None,
                                configs, materials, cache, envoy=open_source is not None)
@@ -302,18 +311,30 @@ def _render_all(result: Result, clusters: Sequence[ClusterModel], units: Iterabl
     return unsafe
 
 
+def _let_go(result: Result, policies: Policies) -> None:
+    """Drop the located trees of intents and overrides and the placements (`Options.lean`):
+    everything after resolving reads the model. Guardrail documents, targets and sources
+    stay (the guardrails and the run record read them)."""
+    result.placements = []
+    policies.intents, policies.overrides = [], []
+    policies.documents = []
+
+
 def _guardrails(result: Result, clusters: Sequence[ClusterModel], rules: Sequence[Rule],
-                now: datetime, materials: Materials | None) -> None:
+                meta: Mapping[str, Location], now: datetime, materials: Materials | None,
+                *, keep: bool = True) -> None:
     """Compute the posture once and enforce the guardrails on it, every run (never cached:
     verdicts depend on rules, waivers and the clock). Without certificates (`validate`),
-    rules that read them are skipped."""
+    rules that read them are skipped. `keep`: the posture stays in the result."""
     assert result.policies is not None
-    result.posture = compute_posture(clusters, materials)
+    posture = compute_posture(clusters, materials)
+    if keep:
+        result.posture = posture
     if not rules:
         return
-    views = build_views(result.posture, clusters, materials,
+    views = build_views(posture, clusters, materials,
                         {s.name: s for s in result.policies.sources}, now)
-    result.diagnostics += enforce(views, rules, result.waivers, result.policies, now.date(),
+    result.diagnostics += enforce(views, rules, result.waivers, meta, now.date(),
                                   certificates=materials is not None)
 
 

@@ -42,7 +42,13 @@ class Capabilities:
 
 
 def origin(node: Node) -> Origin:
-    return Origin(node.loc, node.layer)
+    """Where the node's value comes from; the same object for every call on one node (the
+    resolved gateways of every cluster share it)."""
+    memo = node.origin_memo
+    if memo is not None and memo.location is node.loc and memo.layer == node.layer:
+        return memo
+    made = node.origin_memo = Origin(node.loc, node.layer)
+    return made
 
 
 def cert_ref(node: Node, namespace: str) -> CertRef:

@@ -125,10 +125,11 @@ def make_fixture(spec: dict[str, Any], policies: Path) -> None:
         (policies / name).write_bytes(head + fill * count)
 
 
-def compile_root(root: Path, *, strict: bool = False) -> Result:
+def compile_root(root: Path, *, strict: bool = False, lean: bool = False) -> Result:
     texts = read_policy_files(root / "policies", root)
     store = SchemaStore(schema_roots(REPO))
-    return compile_policies(texts, source_factory(root), store, Options(strict=strict, now=NOW))
+    return compile_policies(texts, source_factory(root), store,
+                            Options(strict=strict, now=NOW, lean=lean))
 
 
 def gateway_api_crds() -> Path:

@@ -47,7 +47,7 @@ def check(root: Path, policies: str, overlays: str, clusters: tuple[str, ...], s
     from .. import write
     from .common import interrupted, plan_write, run_compile
 
-    result = run_compile(ctx, vault_offline=offline, **memo.reuse(attempt))
+    result = run_compile(ctx, vault_offline=offline, lean=True, **memo.reuse(attempt))
     plan = plan_write(ctx, result) if result.ok else None
     stopped = interrupted(ctx, result)
     if stopped is not None:

@@ -98,14 +98,16 @@ def read_lock(ctx: Context, inputs: Inputs | None = None
 def run_compile(ctx: Context, *, offline: bool = False,
                 unpin: tuple[str, ...] | None = None, vault_offline: bool = False,
                 writes: bool = False, sink: ClusterSink | None = None,
-                inputs: Inputs | None = None, opened: Opened | None = None) -> Result:
+                inputs: Inputs | None = None, opened: Opened | None = None,
+                lean: bool = False) -> Result:
     """Compile the repository. `offline`: validate only, no certificate source. `vault_offline`:
     Vault sources served from mtlsc.lock and the committed overlays (`--offline`). A command
     that `writes` first cleans up whatever an interrupted write left
     (docs/output.md#crash-safety) and fills the render cache; other commands only read it.
     `inputs` (policy texts and lock) and `opened` (certificate sources already opened, by
     name, with their configuration) come from a run-record lookup that missed: the compile
-    uses what the lookup read, and logs in to Vault only once."""
+    uses what the lookup read, and logs in to Vault only once. `lean`: the result has no
+    located trees, placements or posture (`Options.lean`)."""
     if writes:
         problem = recover(ctx)
         if problem is not None:
@@ -127,7 +129,7 @@ def run_compile(ctx: Context, *, offline: bool = False,
                       progress=progress.for_terminal(ctx.quiet), boundaries=bounds,
                       cache=ctx.root / CACHE_DIR if ctx.cache else None,
                       cache_writes=writes, jobs=ctx.jobs, stream_min=_stream_min(),
-                      now=ctx.now)
+                      now=ctx.now, lean=lean)
     if offline:
         return validate_only(texts, store, options)
     lock, problems = read_lock(ctx, inputs)
@@ -267,7 +269,7 @@ def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs |
     `inputs` and `opened`: see `run_compile`; an `observer` sees the compile's files and
     result (before writing)."""
     if show_diff:
-        result = run_compile(ctx, writes=True, inputs=inputs, opened=opened)
+        result = run_compile(ctx, writes=True, inputs=inputs, opened=opened, lean=True)
         _observe(observer, result)
         return result, write_result(ctx, result, show_diff=True), sorted(result.files)
     from ..stage import StreamingWrite  # the writing half; `check` never imports it
@@ -280,7 +282,8 @@ def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs |
         writer.add(directory, files)
 
     try:
-        result = run_compile(ctx, writes=True, sink=sink, inputs=inputs, opened=opened)
+        result = run_compile(ctx, writes=True, sink=sink, inputs=inputs, opened=opened,
+                             lean=True)
         _observe(observer, result)
         if not writer.started:
             write_result(ctx, result)

@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
-from .enforce import Waiver, check_waivers, enforce, load_rules, load_waivers, waivers_of
+from .enforce import (
+    Waiver,
+    check_waivers,
+    enforce,
+    intent_locations,
+    load_rules,
+    load_waivers,
+    waivers_of,
+)
 from .rules import Rule, Selector
 from .view import ClusterView, build_views
 
 __all__ = ["ClusterView", "Rule", "Selector", "Waiver", "build_views", "check_waivers",
-           "enforce", "load_rules", "load_waivers", "waivers_of"]
+           "enforce", "intent_locations", "load_rules", "load_waivers", "waivers_of"]

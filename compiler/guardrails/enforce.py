@@ -106,7 +106,9 @@ def selects(selector: Selector, target: Target, gw: Gateway | None,
         or (selector.implementations and implementation not in selector.implementations))
 
 
-def _metadata(policies: Policies) -> dict[str, Location]:
+def intent_locations(policies: Policies) -> dict[str, Location]:
+    """Where each intent's metadata stands (by gateway key): the fallback location of a
+    violation. Taken before the compile lets go of the located trees."""
     out = {}
     for intent in policies.intents:
         meta = intent.root.find(("metadata",))
@@ -201,11 +203,12 @@ def _verdict(rule: Rule, subject: _Subject, cluster: str) -> Diagnostic | None:
 
 
 def enforce(views: Sequence[ClusterView], rules: Sequence[Rule], waivers: Sequence[Waiver],
-            policies: Policies, today: date, *, certificates: bool) -> list[Diagnostic]:
-    """Every violation of every rule over every cluster view. Without fetched certificates
-    (`certificates=False`, i.e. `validate`) rules that read them are skipped."""
+            meta: Mapping[str, Location], today: date, *, certificates: bool
+            ) -> list[Diagnostic]:
+    """Every violation of every rule over every cluster view (`meta`: `intent_locations`).
+    Without fetched certificates (`certificates=False`, i.e. `validate`) rules that read them
+    are skipped."""
     active = {(w.gateway, w.rule) for w in waivers if w.active(today)}
-    meta = _metadata(policies)
     out: list[Diagnostic] = []
     for rule in rules:
         if rule.program is None or (rule.reads_certificates and not certificates):
