@@ -12,6 +12,7 @@ import pytest
 
 from compiler.diagnostics import Location
 from compiler.located import Node
+from compiler.model import Gateway
 from compiler.model_share import Sharing
 from compiler.precedence import origin
 from tests.fleet_support import compile_fleet, make_fleet
@@ -39,7 +40,7 @@ def test_lean_compile_equals_full_compile(case: Path, tmp_path: Path, test_pki: 
 def test_gateways_resolved_alike_are_one_object(tmp_path: Path) -> None:
     result = compile_fleet(make_fleet(tmp_path, intents=12, clusters=3))
     assert result.ok and result.model is not None
-    by_key: dict[str, list[object]] = {}
+    by_key: dict[str, list[Gateway]] = {}
     for cluster in result.model.clusters:
         for gw in cluster.gateways:
             by_key.setdefault(gw.key, []).append(gw)
