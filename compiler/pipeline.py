@@ -229,7 +229,7 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
                                                                 record)
     result.diagnostics += problems
     result.diagnostics += check_references_offline(clusters, policies.sources)
-    meta = intent_locations(policies)
+    meta = intent_locations(policies) if rules else {}  # before the trees may go
     if options.lean:
         _let_go(result, policies)
     result.model = Model(tuple(clusters))
