@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from .cache import EntryStore, canonical, code_salt
+from .cache import Blob, EntryStore, canonical, code_salt
 from .diagnostics import Diagnostic, for_cluster
 from .emit import to_yaml
 from .layering import Placement, caused_by_overrides, place, targets_of
@@ -116,7 +116,8 @@ class ResolveRecord:
                 if type(index) is not int or index < 0:
                     raise ValueError("bad pool index")
                 gateway = self.decoded[index] = gateway_from_json(json.loads(self.pool[index]))
-            found = [diagnostic_from_json(d) for d in json.loads(problems)]
+            found = [] if problems == "[]" else \
+                [diagnostic_from_json(d) for d in json.loads(problems)]
         except _DECODE_ERRORS:
             return None
         self.used[key] = (gateway, found, index)
@@ -151,7 +152,9 @@ class ResolveRecord:
                 pool.append(text)
             entries[key] = [at, json.dumps([diagnostic_to_json(d) for d in problems],
                                            separators=(",", ":"))]
-        self.store.put(KIND, record_key(), {"pool": pool, "entries": entries})
+        # each gateway's JSON text is stored raw (not escaped again as a JSON string)
+        self.store.put(KIND, record_key(), {"pool": [Blob(text) for text in pool],
+                                            "entries": entries})
 
 
 def _problems(placement: Placement, caps: Capabilities) -> list[Diagnostic]:
@@ -228,10 +231,10 @@ def yaml_memo(cache: EntryStore | None) -> Callable[[Any], bytes]:
         text = json.dumps(value, ensure_ascii=False, check_circular=False)
         key = hashlib.sha256(f"{code_salt()}\0{text}".encode()).hexdigest()
         raw = cache.get(YAML_KIND, key)
-        if isinstance(raw, str):
-            return raw.encode("utf-8")
+        if type(raw) is bytes:
+            return raw
         data = to_yaml(value)
-        cache.put(YAML_KIND, key, data.decode("utf-8"))
+        cache.put(YAML_KIND, key, Blob(data))
         return data
 
     return emit
