@@ -250,11 +250,14 @@ class Outputs:
         units: dict[str, dict[str, list[Any]]] = {d: {} for d in output_dirs}
         loose: dict[str, list[Any]] = {}
         for path, entry in self.seen.items():
-            unit = next((d for d in output_dirs if path.startswith(d + "/")), None)
-            if unit is None:
+            # the shortest output directory holding the path (the first in sorted order)
+            cut = path.find("/")
+            while cut >= 0 and path[:cut] not in units:
+                cut = path.find("/", cut + 1)
+            if cut < 0:
                 loose[path] = entry
             else:
-                units[unit][path[len(unit) + 1:]] = entry
+                units[path[:cut]][path[cut + 1:]] = entry
         return units, loose
 
 
