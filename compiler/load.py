@@ -20,7 +20,6 @@ from .schema_memo import file_digest
 from .secrets.vault_config import VaultSourceConfig, vault_config
 
 if TYPE_CHECKING:
-    from .parse_memo import ParsedFiles
     from .schema_memo import CleanFiles
 
 DEFAULT_EXPIRY_WARNING_DAYS = 30
@@ -80,29 +79,21 @@ class Policies:
     file_digests: dict[str, str | None] = field(default_factory=dict)
 
 
-def load_texts(texts: Mapping[str, str | bytes], clean: CleanFiles | None = None,
-               parsed: ParsedFiles | None = None) -> tuple[Policies, list[Diagnostic]]:
+def load_texts(texts: Mapping[str, str | bytes],
+               clean: CleanFiles | None = None) -> tuple[Policies, list[Diagnostic]]:
     """Parse and check policy files (text or bytes by display path).
 
     Given the result of `read_policy_files`, the files it could not read are reported too.
     With `clean` (`schema_memo`), files known to pass the intent schema check skip it, and
-    files found clean are added. With `parsed` (`parse_memo`), files parsed cleanly before are
-    decoded instead of parsed, and clean parses are added.
+    files found clean are added.
     """
     policies = Policies()
     diagnostics: list[Diagnostic] = list(texts.problems) if isinstance(texts, PolicyFiles) else []
     for file in sorted(texts):
         text = texts[file]
+        docs, problems = parse_documents(text, file)
+        diagnostics += problems
         digest = policies.file_digests[file] = file_digest(file, text)
-        # bytes and text of one content are parsed alike, but are not taken on trust as alike
-        memo = None if parsed is None or digest is None else \
-            f"{digest}:{'b' if isinstance(text, bytes) else 's'}"
-        docs = parsed.get(memo, file) if parsed is not None and memo is not None else None
-        if docs is None:
-            docs, problems = parse_documents(text, file)
-            diagnostics += problems
-            if parsed is not None and memo is not None and not problems:
-                parsed.add(memo, docs)
         known = digest is not None and clean is not None and digest in clean
         file_clean = True
         for doc in docs:

@@ -42,7 +42,6 @@ from .layering import Placement, check_references
 from .load import Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
-from .parse_memo import ParsedFiles
 from .posture import ClusterPosture, compute_posture
 from .precedence import Capabilities
 from .progress import Progress, Silent
@@ -179,20 +178,18 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
     stage what it gets and commit only when the returned result is ok."""
     cache = EntryStore(options.cache, writable=options.cache_writes) if options.cache else None
     clean = CleanFiles(cache) if cache is not None else None
-    parsed = ParsedFiles(cache) if cache is not None else None
     # The record of resolved gateways serves a compile, not `validate`/`explain` (which
     # show the placements of every gateway).
     record = ResolveRecord(cache) if cache is not None and open_source is not None else None
 
     def run(memo: bool, into: ClusterSink | None) -> Result:
         return _compile(texts, open_source, store, options, lock, into, cache if memo else None,
-                        clean if memo else None, record if memo else None,
-                        parsed if memo else None)
+                        clean if memo else None, record if memo else None)
 
     result = crosscheck.run_both(run, sink) if cache is not None and crosscheck.enabled() \
         else run(True, sink)
     if result.ok:  # a failed compile leaves the cache as it was
-        for memo in (clean, record, parsed):
+        for memo in (clean, record):
             if memo is not None:
                 memo.save()
     return result
@@ -201,10 +198,9 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
 def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None,
              store: SchemaStore, options: Options, lock: Mapping[LockKey, Pin] | None,
              sink: ClusterSink | None, cache: EntryStore | None,
-             clean: CleanFiles | None, record: ResolveRecord | None,
-             parsed: ParsedFiles | None = None) -> Result:
+             clean: CleanFiles | None, record: ResolveRecord | None) -> Result:
     result = Result()
-    policies, result.diagnostics = load_texts(texts, clean, parsed)
+    policies, result.diagnostics = load_texts(texts, clean)
     result.policies = policies
     if not result.ok:
         return _finish(result, options)
