@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cache_store import CACHE_DIR, EntryStore, code_salt
 from .diagnostics import Diagnostic, Location, Related, Severity, exit_code
+from .manifest import digest
 from .policy_files import PolicyFiles, read_policy_files
 
 if TYPE_CHECKING:
@@ -242,7 +243,7 @@ class Outputs:
 
     def add(self, files: Mapping[str, bytes]) -> None:
         for path, data in files.items():
-            self.seen[path] = [hashlib.sha256(data).hexdigest(), len(data)]
+            self.seen[path] = [digest(data), len(data)]
 
     def manifest(self, output_dirs: Sequence[str]
                  ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, list[Any]]]:
