@@ -17,11 +17,11 @@ import hashlib
 from datetime import timedelta
 from typing import Any
 
-from .cache_store import CACHE_DIR, MAGIC, Blob, EntryStore, code_salt
+from .cache_store import CACHE_DIR, MAGIC, EntryStore, code_salt
 from .diagnostics import Location
 from .model import Origin
 
-__all__ = ["CACHE_DIR", "MAGIC", "Blob", "EntryStore", "canonical", "code_salt", "digest"]
+__all__ = ["CACHE_DIR", "MAGIC", "EntryStore", "canonical", "code_salt", "digest"]
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 # The fast path for Origin below is only right while Origin and Location keep these fields.

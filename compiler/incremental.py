@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from .cache import Blob, EntryStore, canonical, code_salt
+from .cache import EntryStore, canonical, code_salt
 from .diagnostics import Diagnostic, for_cluster
 from .emit import to_yaml
 from .layering import Placement, caused_by_overrides, place, targets_of
@@ -152,9 +152,7 @@ class ResolveRecord:
                 pool.append(text)
             entries[key] = [at, json.dumps([diagnostic_to_json(d) for d in problems],
                                            separators=(",", ":"))]
-        # each gateway's JSON text is stored raw (not escaped again as a JSON string)
-        self.store.put(KIND, record_key(), {"pool": [Blob(text) for text in pool],
-                                            "entries": entries})
+        self.store.put(KIND, record_key(), {"pool": pool, "entries": entries})
 
 
 def _problems(placement: Placement, caps: Capabilities) -> list[Diagnostic]:
@@ -231,10 +229,10 @@ def yaml_memo(cache: EntryStore | None) -> Callable[[Any], bytes]:
         text = json.dumps(value, ensure_ascii=False, check_circular=False)
         key = hashlib.sha256(f"{code_salt()}\0{text}".encode()).hexdigest()
         raw = cache.get(YAML_KIND, key)
-        if type(raw) is bytes:
-            return raw
+        if isinstance(raw, str):
+            return raw.encode("utf-8")
         data = to_yaml(value)
-        cache.put(YAML_KIND, key, Blob(data))
+        cache.put(YAML_KIND, key, data.decode("utf-8"))
         return data
 
     return emit

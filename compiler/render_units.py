@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .cache_store import Blob
 from .consistency import differences
 from .diagnostics import Diagnostic, Location, Severity, error
 from .emit import to_yaml
@@ -213,26 +212,16 @@ def _rendered_to_json(r: Rendered | None) -> Any:
 
 
 def piece_to_json(p: Piece) -> list[Any]:
-    """The cache form of a piece: JSON, its serialized bytes as a `Blob` (stored raw)."""
-    return [list(p.identity), p.digest, p.file, Blob(p.data),
+    return [list(p.identity), p.digest, p.file, p.data.decode("utf-8"),
             [_diagnostic(d) for d in p.problems], _location(p.where),
             _rendered_to_json(p.rendered)]
 
 
 def unit_to_json(unit: Unit) -> dict[str, Any]:
     return {"pieces": [piece_to_json(p) for p in unit.pieces],
-            "envoy": None if unit.envoy is None else [unit.envoy[0], Blob(unit.envoy[1])],
+            "envoy": None if unit.envoy is None else [unit.envoy[0],
+                                                       unit.envoy[1].decode("utf-8")],
             "problems": [_diagnostic(d) for d in unit.problems]}
-
-
-def _bytes(raw: Any) -> bytes:
-    """Serialized bytes as the store gives them back (bytes from a `Blob`; text is accepted
-    too); raises TypeError on anything else."""
-    if type(raw) is bytes:
-        return raw
-    if type(raw) is str:
-        return raw.encode("utf-8")
-    raise TypeError("expected serialized bytes")
 
 
 def _loc(raw: Any) -> Location | None:
@@ -261,7 +250,7 @@ def piece_from_json(raw: Any) -> Piece:
     produce; the caller then recomputes."""
     identity, digest, file, data, problems, where, rendered = raw
     return Piece((str(identity[0]), str(identity[1]), str(identity[2])), str(digest),
-                 str(file), _bytes(data), tuple(_diag(d) for d in problems),
+                 str(file), str(data).encode("utf-8"), tuple(_diag(d) for d in problems),
                  _loc(where), _rendered(rendered))
 
 
@@ -269,5 +258,5 @@ def unit_from_json(raw: Any) -> Unit:
     """The unit of a cache payload; raises like `piece_from_json`."""
     pieces = tuple(piece_from_json(p) for p in raw["pieces"])
     envoy = raw["envoy"]
-    return Unit(pieces, None if envoy is None else (str(envoy[0]), _bytes(envoy[1])),
+    return Unit(pieces, None if envoy is None else (str(envoy[0]), str(envoy[1]).encode()),
                 tuple(_diag(d) for d in raw["problems"]))

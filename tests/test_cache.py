@@ -4,15 +4,13 @@ damaged or foreign entry is ignored."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 
 from compiler import fanout
-from compiler.cache import MAGIC, Blob, EntryStore, canonical, digest
-from compiler.cache_store import MAGIC_BLOBS
+from compiler.cache import MAGIC, EntryStore, canonical, digest
 from tests.fleet_support import CLUSTERS, compile_fleet, make_fleet, outcome
 
 
@@ -114,43 +112,6 @@ def test_entries_carry_their_key_and_a_checksum(tmp_path: Path) -> None:
     assert store.get("unit", "ab" * 32) == {"x": [1, "ü"]}
     assert store.get("unit", "cd" * 32) is None
     assert not list((tmp_path / "unit").rglob(".tmp-*"))
-
-
-def test_blobs_are_stored_raw_and_given_back_as_they_were(tmp_path: Path) -> None:
-    store = EntryStore(tmp_path)
-    yaml_text = b'# header\nkey: "quoted \\ text"\n'
-    store.put("unit", "ab" * 32, {"a": [Blob(yaml_text), Blob("t\u00fcxt"), {"x": 1}],
-                                  "b": [Blob(b"")]})
-    raw = (tmp_path / "unit" / "ab" / ("ab" * 32)).read_bytes()
-    assert raw.startswith(MAGIC_BLOBS + b"ab" * 32 + b"\n")
-    assert raw.endswith(yaml_text + "t\u00fcxt".encode())  # not escaped
-    assert store.get("unit", "ab" * 32) == {"a": [yaml_text, "t\u00fcxt", {"x": 1}],
-                                            "b": [b""]}
-
-
-def test_a_value_that_looks_like_a_blob_is_never_misread(tmp_path: Path) -> None:
-    store = EntryStore(tmp_path)
-    looks_alike = {"\0blob": [0, 1, True]}
-    store.put("unit", "ab" * 32, [looks_alike, Blob(b"q")])
-    assert store.get("unit", "ab" * 32) is None  # not stored: a miss, never a wrong value
-    store.put("unit", "cd" * 32, [looks_alike])  # no blobs: a plain entry
-    assert store.get("unit", "cd" * 32) == [looks_alike]
-
-
-@pytest.mark.parametrize("header", [
-    b'[{"\\u0000blob":[0,99,false]}]',  # past the end of the blobs
-    b'[{"\\u0000blob":[-1,1,false]}]',
-    b'[{"\\u0000blob":[0,1,"yes"]}]',
-    b'[{"\\u0000blob":[0,1]}]',
-    b'[{"\\u0000blob":[0,1,true]}]',  # not UTF-8
-])
-def test_a_planted_entry_with_bad_blobs_is_ignored(tmp_path: Path, header: bytes) -> None:
-    payload = str(len(header)).encode() + b"\n" + header + b"\xff"
-    path = tmp_path / "unit" / "ab" / ("ab" * 32)
-    path.parent.mkdir(parents=True)
-    path.write_bytes(MAGIC_BLOBS + b"ab" * 32 + b"\n" +
-                     hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
-    assert EntryStore(tmp_path).get("unit", "ab" * 32) is None
 
 
 def test_canonical_forms_are_deterministic_and_faithful() -> None:
