@@ -117,7 +117,8 @@ class ResolveRecord:
                 if type(index) is not int or index < 0:
                     raise ValueError("bad pool index")
                 gateway = self.decoded[index] = gateway_from_json(json.loads(self.pool[index]))
-            found = [diagnostic_from_json(d) for d in json.loads(problems)]
+            found = [] if problems == "[]" else \
+                [diagnostic_from_json(d) for d in json.loads(problems)]
         except _DECODE_ERRORS:
             return None
         self.used[key] = (gateway, found, index)

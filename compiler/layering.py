@@ -116,8 +116,19 @@ def duplicate_items(spec: Node) -> list[Diagnostic]:
     return out
 
 
+def _has_patch(node: Node) -> bool:
+    value = node.value
+    if isinstance(value, dict):
+        return PATCH in value or any(_has_patch(child) for child in value.values())
+    if isinstance(value, list):
+        return any(_has_patch(child) for child in value)
+    return False
+
+
 def _stray_patches(node: Node, path: tuple[str | int, ...] = ()) -> list[Diagnostic]:
     """`$patch` only means something in an override; in a base intent it is a mistake."""
+    if not _has_patch(node):  # nearly every intent: no paths to build
+        return []
     found: list[Diagnostic] = []
     for key, child in node.items():
         if key == PATCH:

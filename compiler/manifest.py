@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,8 +37,34 @@ def stat_key(st: os.stat_result) -> StatKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+_shared: dict[int, tuple[bytes, str]] | None = None  # see `shared_digests`
+
+
 def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    """The hex SHA-256 of `data` (computed once per object inside `shared_digests`)."""
+    if _shared is None:
+        return hashlib.sha256(data).hexdigest()
+    found = _shared.get(id(data))
+    if found is not None and found[0] is data:
+        return found[1]
+    text = hashlib.sha256(data).hexdigest()
+    _shared[id(data)] = (data, text)
+    return text
+
+
+@contextmanager
+def shared_digests() -> Iterator[None]:
+    """Within the block, `digest` remembers what it computed by object identity, so one
+    cluster's files handed on by the compile are digested once for the run record, the write
+    plan and the manifest, not once each. The memo holds every object it has seen until the
+    block ends, so no id can be reused by another object meanwhile."""
+    global _shared
+    outer = _shared
+    _shared = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _shared = outer
 
 
 def _path(root: Path, unit: str) -> Path:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cache_store import CACHE_DIR, EntryStore, code_salt
 from .diagnostics import Diagnostic, Location, Related, Severity, exit_code
+from .manifest import digest
 from .policy_files import PolicyFiles, read_policy_files
 
 if TYPE_CHECKING:
@@ -242,7 +243,7 @@ class Outputs:
 
     def add(self, files: Mapping[str, bytes]) -> None:
         for path, data in files.items():
-            self.seen[path] = [hashlib.sha256(data).hexdigest(), len(data)]
+            self.seen[path] = [digest(data), len(data)]
 
     def manifest(self, output_dirs: Sequence[str]
                  ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, list[Any]]]:
@@ -250,11 +251,14 @@ class Outputs:
         units: dict[str, dict[str, list[Any]]] = {d: {} for d in output_dirs}
         loose: dict[str, list[Any]] = {}
         for path, entry in self.seen.items():
-            unit = next((d for d in output_dirs if path.startswith(d + "/")), None)
-            if unit is None:
+            # the shortest output directory holding the path (the first in sorted order)
+            cut = path.find("/")
+            while cut >= 0 and path[:cut] not in units:
+                cut = path.find("/", cut + 1)
+            if cut < 0:
                 loose[path] = entry
             else:
-                units[unit][path[len(unit) + 1:]] = entry
+                units[path[:cut]][path[cut + 1:]] = entry
         return units, loose
 
 

@@ -3,6 +3,7 @@ override and the intent: in the data, and in the text, JSON, GitHub and SARIF re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -146,3 +147,21 @@ def test_merging_does_not_depend_on_the_order(found: list[Diagnostic]) -> None:
     merged = sorted_diagnostics(found)
     assert [(d.code, d.clusters, len(d.related)) for d in merged] == [
         ("B", ("c1",), 0), ("A", ("c1", "c2", "c3"), 1)]
+
+
+def test_tagging_a_diagnostic_keeps_every_other_field() -> None:
+    """`in_clusters` and `with_related` spell out the constructor: a field added to
+    Diagnostic must be carried there too, or this fails."""
+    original = Diagnostic("Code", Severity.WARNING, "message", Location("f.yaml", 1, 2),
+                          "hint", True, ("b",), (Related(Location("g.yaml", 3, 4), "r"),))
+    extra = Related(Location("a.yaml", 1, 1), "x")
+    for tagged, changed in ((original.in_clusters("a"), "clusters"),
+                            (original.with_related(extra), "related")):
+        for field in dataclasses.fields(Diagnostic):
+            if field.name != changed:
+                assert getattr(tagged, field.name) == getattr(original, field.name), field.name
+    assert original.in_clusters("a", "b").clusters == ("a", "b")
+    assert original.with_related(extra).related == (extra, *original.related)
+    assert [f.name for f in dataclasses.fields(Diagnostic)] == [
+        "code", "severity", "message", "location", "hint", "source_failure", "clusters",
+        "related"]

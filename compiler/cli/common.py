@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from .. import journal, progress, write
+from .. import journal, manifest, progress, write
 from ..cache import CACHE_DIR
 from ..confine import Boundaries
 from ..diagnostics import (
@@ -277,9 +277,10 @@ def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs |
     writer = StreamingWrite(ctx.root)
 
     def sink(directory: str, files: dict[str, bytes]) -> None:
-        if observer is not None:
-            observer.files(files)
-        writer.add(directory, files)
+        with manifest.shared_digests():  # the record, the plan and the manifest: one digest
+            if observer is not None:
+                observer.files(files)
+            writer.add(directory, files)
 
     try:
         result = run_compile(ctx, writes=True, sink=sink, inputs=inputs, opened=opened,
