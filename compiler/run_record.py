@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cache_store import CACHE_DIR, EntryStore, code_salt
 from .diagnostics import Diagnostic, Location, Related, Severity, exit_code
+from .manifest import Written
 from .policy_files import PolicyFiles, read_policy_files
 
 if TYPE_CHECKING:
@@ -240,9 +241,10 @@ class Outputs:
     def __init__(self) -> None:
         self.seen: dict[str, list[Any]] = {}
 
-    def add(self, files: Mapping[str, bytes]) -> None:
+    def add(self, files: Mapping[str, bytes | Written]) -> None:
         for path, data in files.items():
-            self.seen[path] = [hashlib.sha256(data).hexdigest(), len(data)]
+            self.seen[path] = [data.digest, data.size] if isinstance(data, Written) else \
+                [hashlib.sha256(data).hexdigest(), len(data)]
 
     def manifest(self, output_dirs: Sequence[str]
                  ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, list[Any]]]:
