@@ -95,11 +95,13 @@ def write_file(path: Path | str, data: bytes, *, durable: bool,
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        if os.fstat(fd).st_mode & 0o777 != mode:
+        st = os.fstat(fd)
+        if st.st_mode & 0o777 != mode:
             os.fchmod(fd, mode)  # the umask may have removed bits
+            st = os.fstat(fd)
         if durable:
             os.fsync(fd)
-        return os.fstat(fd)
+        return st
     finally:
         os.close(fd)
 

@@ -44,7 +44,7 @@ class Piece:
     """One emitted object of one gateway, validated and serialized."""
 
     identity: Identity
-    digest: str  # SHA-256 of the object's JSON text: equal digests mean equal objects
+    digest: str  # SHA-256 of the emitted bytes: equal digests mean equal objects
     file: str  # relative to the cluster's outputDir
     data: Content
     problems: tuple[Diagnostic, ...]
@@ -64,15 +64,14 @@ def file_name(obj: Mapping[str, Any]) -> str:
     return f"{meta['namespace']}/{obj['kind'].lower()}-{meta['name']}.yaml"
 
 
-def _digest(obj: Mapping[str, Any]) -> str:
-    text = json.dumps(obj, ensure_ascii=False, check_circular=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def piece(item: Rendered, target: Target, store: SchemaStore) -> Piece:
     if item.identity[0] == GRANT:  # validated and emitted once merged, in `assemble`
         return Piece(item.identity, "", "", b"", (), item.locate(()), item)
-    return Piece(item.identity, _digest(item.obj), file_name(item.obj), to_yaml(item.obj),
+    # The emitted bytes are a function of the object (keys in canonical order), and different
+    # objects give different bytes: their digest tells equal objects apart, and it is the
+    # digest the write manifest records.
+    data = to_yaml(item.obj)
+    return Piece(item.identity, hashlib.sha256(data).hexdigest(), file_name(item.obj), data,
                  tuple(validate(item, target, store)), item.locate(()), None)
 
 

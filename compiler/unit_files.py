@@ -32,18 +32,20 @@ def stage_unit(stage: str, unit: Unit) -> Unit:
 def _piece(stage: str, piece: Piece) -> Piece:
     if piece.rendered is not None:  # a ReferenceGrant: merged and written by the parent
         return piece
-    return replace(piece, data=_write(stage, piece.file, piece.data))
+    return replace(piece, data=_write(stage, piece.file, piece.data, piece.digest))
 
 
 def _plain(rel: str) -> bool:
     return not rel.startswith("/") and all(c not in ("", ".", "..") for c in rel.split("/"))
 
 
-def _write(stage: str, rel: str, data: Content) -> Content:
+def _write(stage: str, rel: str, data: Content, digest: str = "") -> Content:
+    """`digest`: the content's, when known (a piece's digest is the one of its bytes)."""
     if not isinstance(data, bytes) or not _plain(rel):
         return data
+    digest = digest or manifest.digest(data)
     try:
         st = fsops.write_below(stage, rel, data)
     except FileExistsError:
-        return Written(manifest.digest(data), len(data), None)
-    return Written(manifest.digest(data), len(data), manifest.stat_key(st))
+        return Written(digest, len(data), None)
+    return Written(digest, len(data), manifest.stat_key(st))

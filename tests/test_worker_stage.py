@@ -85,7 +85,8 @@ def test_workers_write_the_bytes_modes_and_manifest_of_a_whole_write(
             assert entry.key == manifest.stat_key(files[rel].lstat())
             assert entry.digest == manifest.digest(files[rel].read_bytes()) and entry.owned
     with_workers.clear()
-    assert compile_cli(staged)[0] == 0 and with_workers == []  # existing directories: compared, not staged
+    # existing directories: compared with the new files here, not staged by workers
+    assert compile_cli(staged)[0] == 0 and with_workers == []
     assert tree(staged) == tree(whole)
 
 
