@@ -38,12 +38,15 @@ from .render.gateway_api import Rendered
 from .render_units import (
     Piece,
     Unit,
+    Wire,
     finish_grant,
     piece_from_json,
     piece_to_json,
     render_unit,
     unit_from_json,
+    unit_from_wire,
     unit_to_json,
+    unit_to_wire,
 )
 from .unit_files import stage_unit
 
@@ -109,9 +112,10 @@ def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None
     return out, failed
 
 
-def _in_worker(stage: str | None, tasks: Sequence[Task]) -> tuple[list[Unit], OSError | None]:
+def _in_worker(stage: str | None, tasks: Sequence[Task]) -> Computed:
     assert _WORK is not None
-    return _compute(_WORK, tasks, stage=stage)
+    units, failed = _compute(_WORK, tasks, stage=stage)
+    return [unit_to_wire(unit) for unit in units], failed
 
 
 def _cluster_salt(cluster: ClusterModel, ca_pems: dict[str, bytes], store: SchemaStore,
@@ -276,7 +280,7 @@ class UnitStream:
         self.queued.clear()
 
 
-Computed = tuple[list[Unit], OSError | None]
+Computed = tuple[list[Wire], OSError | None]  # what a worker sends back
 
 
 def _collect(chunks: list[tuple[list[Task], Future[Computed]]], work: Work,
@@ -289,7 +293,7 @@ def _collect(chunks: list[tuple[list[Task], Future[Computed]]], work: Work,
         for (cluster, position, _), unit in zip(chunk, units, strict=True):
             progress.step(f"{work.targets[cluster].name} "
                           f"{work.clusters[cluster].gateways[position].key}")
-            out.append(unit)
+            out.append(unit_from_wire(unit))
     return out
 
 

@@ -71,8 +71,9 @@ def piece(item: Rendered, target: Target, store: SchemaStore) -> Piece:
     # objects give different bytes: their digest tells equal objects apart, and it is the
     # digest the write manifest records.
     data = to_yaml(item.obj)
-    return Piece(item.identity, hashlib.sha256(data).hexdigest(), file_name(item.obj), data,
-                 tuple(validate(item, target, store)), item.locate(()), None)
+    digest = hashlib.sha256(data)
+    return Piece(item.identity, digest.hexdigest(), file_name(item.obj), data,
+                 tuple(validate(item, target, store, digest.digest())), item.locate(()), None)
 
 
 def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
@@ -98,7 +99,9 @@ def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
     return Unit(pieces, (envoy_file(gw), to_yaml(bootstrap)), (*checked, *problems))
 
 
-def validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagnostic]:
+def validate(item: Rendered, target: Target, store: SchemaStore,
+             emitted: bytes | None = None) -> list[Diagnostic]:
+    """`emitted`: the digest of the object's emitted bytes, when known (the memo's key)."""
     kind, ns, name = item.identity
     if kind in UNVALIDATED_KINDS:
         return []
@@ -108,7 +111,7 @@ def validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagnos
                       f"{kind} in Gateway API {target.gateway_api_version}/{target.channel}",
                       item.locate(()), "import the cluster's CRDs with `mtlsc schemas import`")]
     out = []
-    for problem in validate_object(schema, item.obj):
+    for problem in validate_object(schema, item.obj, emitted):
         where = ".".join(str(p) for p in problem.path) or "(object)"
         out.append(error(problem.code, f"emitted {kind} {ns}/{name} for cluster {target.name!r} "
                          f"is rejected by the Gateway API {target.gateway_api_version}/"
@@ -207,6 +210,26 @@ def _written_first(item: Piece, first: Piece) -> bool:
         return False
     return not isinstance(first.data, Written) or (first.data.key is None and
                                                    item.data.key is not None)
+
+
+# ------------------------------------------------- transport form (worker -> main process)
+
+Wire = tuple[Any, ...]
+
+
+def unit_to_wire(unit: Unit) -> Wire:
+    """The unit as tuples, which pickle in C code (slotted dataclasses do not)."""
+    return (tuple((p.identity, p.digest, p.file, p.data, p.problems,
+                   None if p.where is None else (p.where.file, p.where.line, p.where.col),
+                   p.rendered) for p in unit.pieces), unit.envoy, unit.problems)
+
+
+def unit_from_wire(raw: Wire) -> Unit:
+    pieces, envoy, problems = raw
+    return Unit(tuple(Piece(identity, digest, file, data, found,
+                            None if where is None else Location(*where), rendered)
+                      for identity, digest, file, data, found, where, rendered in pieces),
+                envoy, problems)
 
 
 # ------------------------------------------------------------------ cache form (plain JSON)
