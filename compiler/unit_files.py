@@ -14,8 +14,6 @@ it is.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from . import fsops, manifest
 from .manifest import Written
 from .render_units import Content, Piece, Unit
@@ -32,7 +30,9 @@ def stage_unit(stage: str, unit: Unit) -> Unit:
 def _piece(stage: str, piece: Piece) -> Piece:
     if piece.rendered is not None:  # a ReferenceGrant: merged and written by the parent
         return piece
-    return replace(piece, data=_write(stage, piece.file, piece.data, piece.digest))
+    return Piece(piece.identity, piece.digest, piece.file,
+                 _write(stage, piece.file, piece.data, piece.digest), piece.problems,
+                 piece.where, None)
 
 
 def _plain(rel: str) -> bool:
