@@ -34,6 +34,7 @@ from .render.gateway_api import ObjPath, Rendered, render_gateway_objects
 Identity = tuple[str, str, str]
 Content = bytes | Written  # Written: already in the staging directory (`unit_files`)
 GRANT = "ReferenceGrant"
+GRANT_MAX_TO = 16  # spec.to maxItems of ReferenceGrant (v1beta1 and v1, Gateway API 1.4-1.6)
 # Kinds whose CRDs mtlsc does not ship: their shape is fixed by the renderer and covered by
 # golden tests (docs/vault.md).
 UNVALIDATED_KINDS = frozenset({"ExternalSecret"})
@@ -143,7 +144,8 @@ def policy_consistency(gateway: Rendered, rendered: Sequence[Rendered]) -> list[
 
 
 def merge_grants(grants: Sequence[Rendered]) -> list[Rendered]:
-    """ReferenceGrants with one identity unite their `to` lists."""
+    """ReferenceGrants with one identity unite their `to` lists; a united grant with more
+    `to` entries than Gateway API allows is split (`split_grant`)."""
     merged: dict[Identity, Rendered] = {}
     for item in grants:
         first = merged.get(item.identity)
@@ -153,7 +155,26 @@ def merge_grants(grants: Sequence[Rendered]) -> list[Rendered]:
             to = first.obj["spec"]["to"] + item.obj["spec"]["to"]
             first.obj["spec"]["to"] = sorted({tuple(sorted(t.items())): t for t in to}.values(),
                                              key=lambda t: (t["kind"], t["name"]))
-    return [merged[k] for k in sorted(merged)]
+    out = [part for k in sorted(merged) for part in split_grant(merged[k])]
+    return sorted(out, key=lambda r: r.identity)
+
+
+def split_grant(grant: Rendered) -> list[Rendered]:
+    """A ReferenceGrant lists at most `GRANT_MAX_TO` targets (`spec.to` maxItems in every
+    Gateway API version). A longer one becomes several grants over consecutive runs of the
+    sorted `to` list: the first keeps its name, the k-th (k >= 2) is named `<name>.<k>`. A dot
+    cannot occur in a namespace, so these names never meet another grant's name."""
+    to = grant.obj["spec"]["to"]
+    if len(to) <= GRANT_MAX_TO:
+        return [grant]
+    parts = []
+    for k, start in enumerate(range(0, len(to), GRANT_MAX_TO), start=1):
+        obj = json.loads(json.dumps(grant.obj))
+        obj["spec"]["to"] = obj["spec"]["to"][start:start + GRANT_MAX_TO]
+        if k > 1:
+            obj["metadata"]["name"] = f"{obj['metadata']['name']}.{k}"
+        parts.append(Rendered(obj, grant.sources))
+    return parts
 
 
 def finish_grant(grant: Rendered, target: Target, store: SchemaStore) -> Piece:

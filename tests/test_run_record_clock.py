@@ -95,3 +95,14 @@ def test_a_malformed_test_clock_is_a_usage_error(tmp_path: Path) -> None:
     err = run.stderr.decode()
     assert "MTLSC_TEST_NOW='yesterday' is not an ISO 8601 instant" in err
     assert "Traceback" not in err and "InternalError" not in err
+
+
+def test_a_fixed_clock_is_announced_once(tmp_path: Path) -> None:
+    """The test clock ships with the package: whoever sets it by mistake is told, on stderr."""
+    root = _repo(tmp_path, NOT_AFTER - timedelta(days=90), NOT_AFTER)
+    run = mtlsc(root, "compile", env={"MTLSC_TEST_NOW": "2027-01-02T03:04:05+00:00"})
+    err = run.stderr.decode()
+    assert run.code == 0, err
+    assert err.count("MTLSC_TEST_NOW is set") == 1, err
+    assert "judged at 2027-01-02T03:04:05+00:00, not now" in err
+    assert "MTLSC_TEST_NOW" not in mtlsc(root, "check").stderr.decode()

@@ -34,8 +34,17 @@ def clock() -> datetime:
         except ValueError:
             raise click.UsageError(f"{CLOCK_ENV}={fixed!r} is not an ISO 8601 instant; it "
                                    "fixes the clock for mtlsc's own tests: unset it") from None
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        if not _WARNED:
+            _WARNED.append(moment)
+            click.echo(f"mtlsc: warning: {CLOCK_ENV} is set: certificates and waivers are "
+                       f"judged at {moment.isoformat()}, not now (a clock for mtlsc's own "
+                       "tests; unset it)", err=True)
+        return moment
     return datetime.now(UTC)
+
+
+_WARNED: list[datetime] = []  # the fixed clock is announced once per process
 
 
 @dataclass(frozen=True, slots=True)
