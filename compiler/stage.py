@@ -18,6 +18,7 @@ import errno
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,7 @@ class StreamingWrite:
         self.loose: tuple[str, ...] = ()  # loose files staged (temporary names to remove)
         self.opened: dict[str, UnitPaths] = {}  # staging directories filled by workers
         self._lock: contextlib.ExitStack | None = None
+        self._flusher: threading.Thread | None = None
 
     @property
     def started(self) -> bool:
@@ -144,15 +146,26 @@ class StreamingWrite:
             paths = self.opened.pop(directory, None)
             if paths is not None:
                 self._add_opened(directory, paths, mine)
+                self._flush_soon()
                 return
             unit = plan_unit(self.root, directory, _bytes_only(mine))
             self.units.append(unit)
             if unit.changed and not unit.conflicts:
                 paths = self._journal(unit)
                 self.staged.append(_stage(self.root, unit, paths, False, self.created))
+                self._flush_soon()
             unit.forget_data()
         except OSError as exc:
             self.error = exc
+
+    def _flush_soon(self) -> None:
+        """Start writing back what is staged so far (one `syncfs` in a thread, while the
+        compile goes on), so that the `syncfs` before the swaps finds little left to do. Only
+        an optimisation: its errors are ignored (that last `syncfs` reports its own)."""
+        if self._flusher is None or not self._flusher.is_alive():
+            self._flusher = threading.Thread(target=_flush_quietly, args=(self.root,),
+                                             name="mtlsc-flush", daemon=True)
+            self._flusher.start()
 
     def _add_opened(self, directory: str, paths: UnitPaths,
                     files: Mapping[str, bytes | Written]) -> None:
@@ -263,6 +276,11 @@ def _stage(root: Path, unit: UnitPlan, names: UnitPaths, durable: bool,
             fsops.fsync_dir(stage / rel)
         fsops.fsync_dir(stage)
     return out
+
+
+def _flush_quietly(root: Path) -> None:
+    with contextlib.suppress(OSError):
+        fsops.sync_filesystem(root)
 
 
 def _stage_opened(root: Path, unit: UnitPlan, paths: UnitPaths,
