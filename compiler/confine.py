@@ -201,7 +201,7 @@ def _on_disk(p: PathValue, bounds: Boundaries) -> Diagnostic | None:
                  f"through a symbolic link (to {real})", p.location, why)
 
 
-def check_output_paths(files: Mapping[str, bytes], output_dirs: Iterable[str]) -> list[str]:
+def check_output_paths(files: Mapping[str, object], output_dirs: Iterable[str]) -> list[str]:
     """Compiled file names that are not plain paths inside their output directory (names from
     policy files are path components: a last guard behind the schema's name patterns)."""
     dirs = [d for d in output_dirs if d]

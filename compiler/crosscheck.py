@@ -18,6 +18,7 @@ from .cache import canonical
 
 if TYPE_CHECKING:
     from .pipeline import ClusterSink, Result
+    from .render_units import Content
 
 ENV = "MTLSC_CROSSCHECK"
 SHOWN = 5
@@ -31,7 +32,8 @@ def enabled() -> bool:
     return os.environ.get(ENV, "") not in ("", "0")
 
 
-def _files(name: str, fresh: Mapping[str, bytes], cached: Mapping[str, bytes]) -> list[str]:
+def _files(name: str, fresh: Mapping[str, Content], cached: Mapping[str, Content]
+           ) -> list[str]:
     out = [f"{name} {rel}: only from scratch" for rel in sorted(set(fresh) - set(cached))]
     out += [f"{name} {rel}: only incremental" for rel in sorted(set(cached) - set(fresh))]
     out += [f"{name} {rel}: different bytes" for rel in sorted(set(fresh) & set(cached))
@@ -39,8 +41,8 @@ def _files(name: str, fresh: Mapping[str, bytes], cached: Mapping[str, bytes]) -
     return out
 
 
-def differences(fresh: object, cached: object, fresh_files: Mapping[str, bytes],
-                cached_files: Mapping[str, bytes]) -> list[str]:
+def differences(fresh: object, cached: object, fresh_files: Mapping[str, Content],
+                cached_files: Mapping[str, Content]) -> list[str]:
     """What differs between two `pipeline.Result`s (compared field by field) and the files
     each produced."""
     out = _files("file", fresh_files, cached_files)
@@ -56,8 +58,8 @@ def differences(fresh: object, cached: object, fresh_files: Mapping[str, bytes],
     return out
 
 
-def check(fresh: object, cached: object, fresh_files: Mapping[str, bytes],
-          cached_files: Mapping[str, bytes]) -> None:
+def check(fresh: object, cached: object, fresh_files: Mapping[str, Content],
+          cached_files: Mapping[str, Content]) -> None:
     found = differences(fresh, cached, fresh_files, cached_files)
     if found:
         more = f" (and {len(found) - SHOWN} more)" if len(found) > SHOWN else ""
@@ -71,11 +73,11 @@ def run_both(compile_with: Callable[[bool, ClusterSink | None], Result],
     """`compile_with(memo, sink)` from scratch (memo False), then with the cache; compare.
     The clusters the incremental compile handed to its sink are handed to `sink`, in the
     same order, once both compiles are done and agree."""
-    fresh_calls: list[tuple[str, dict[str, bytes]]] = []
-    cached_calls: list[tuple[str, dict[str, bytes]]] = []
+    fresh_calls: list[tuple[str, dict[str, Content]]] = []
+    cached_calls: list[tuple[str, dict[str, Content]]] = []
 
-    def keep(into: list[tuple[str, dict[str, bytes]]]) -> ClusterSink:
-        def put(output_dir: str, files: dict[str, bytes]) -> None:
+    def keep(into: list[tuple[str, dict[str, Content]]]) -> ClusterSink:
+        def put(output_dir: str, files: dict[str, Content]) -> None:
             into.append((output_dir, files))
         return put
 

@@ -6,6 +6,13 @@ Certificates were fetched before (once, in the parent: one Vault session per run
 the resolved gateways and the clusters' CA bundles, which are public. Server certificates and
 private keys never reach a worker: rendering does not read them. Results come back in task
 order, so the output does not depend on the number of workers or on scheduling.
+
+Workers are forked after the model is complete: they find the gateways in their copy of it, so
+a task is three small values. When the compile's writer can take a cluster's files straight
+from the workers (a `Stager`: the streamed write of a new output directory), each worker
+writes its units' files into the staging directory (`unit_files`) and sends back only their
+digests and identities; a filesystem error there is handed to the stager, which reports it as
+its own.
 """
 
 from __future__ import annotations
@@ -15,10 +22,13 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
+from . import fsops
 from .cache import EntryStore, canonical, code_salt, digest
 from .fetch import Materials
 from .k8s.validate import SchemaStore
@@ -28,23 +38,38 @@ from .render.gateway_api import Rendered
 from .render_units import (
     Piece,
     Unit,
+    Wire,
     finish_grant,
     piece_from_json,
     piece_to_json,
     render_unit,
     unit_from_json,
+    unit_from_wire,
     unit_to_json,
+    unit_to_wire,
 )
+from .unit_files import stage_unit
 
 KIND = "unit"
 MIN_BATCH = 16  # fewer misses in a cluster than this are rendered in this process
 GRANT_KIND = "grant"
 
 
+class Stager(Protocol):
+    """The writer's side of worker staging (`stage.StreamingWrite`)."""
+
+    def open(self, directory: str) -> str | None:
+        """The staging directory that workers may fill for the output directory, or None."""
+
+    def fail(self, error: OSError) -> None:
+        """A worker could not write into a staging directory."""
+
+
 @dataclass(frozen=True, slots=True)
 class Work:
     """What every unit of one compile shares."""
 
+    clusters: tuple[ClusterModel, ...]
     targets: tuple[Target, ...]
     ca_pems: tuple[dict[str, bytes], ...]  # per target: public CA bundles only
     grant_versions: tuple[str, ...]  # per target: the ReferenceGrant version it serves
@@ -53,32 +78,44 @@ class Work:
     cache: EntryStore | None
 
 
-Task = tuple[int, Gateway, str | None]  # (cluster index, gateway, cache key or None)
+Task = tuple[int, int, str | None]  # (cluster index, gateway position, cache key or None)
 
 _WORK: Work | None = None  # set in each worker process by `_start`
 
 
-def _start(work: Work) -> None:
+def _start(work: Work, parent: int) -> None:
     global _WORK
     _WORK = work
+    fsops.die_with_parent(parent)  # never write into a staging directory for a dead writer
 
 
-def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None) -> list[Unit]:
+def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None,
+             stage: str | None = None) -> tuple[list[Unit], OSError | None]:
+    """The units of `tasks`, written into `stage` when given; a filesystem error stops the
+    writing (the units are still computed: the compile's diagnostics come first)."""
     out = []
-    for index, gw, key in tasks:
+    failed = None
+    for index, position, key in tasks:
+        gw = work.clusters[index].gateways[position]
         if progress is not None:
             progress.step(f"{work.targets[index].name} {gw.key}")
         unit = render_unit(gw, work.targets[index], work.ca_pems[index], work.store,
                            envoy=work.envoy, grant_version=work.grant_versions[index])
         if work.cache is not None and key is not None:
             work.cache.put(KIND, key, unit_to_json(unit))
+        if stage is not None:
+            try:
+                unit = stage_unit(stage, unit)
+            except OSError as exc:
+                failed, stage = exc, None
         out.append(unit)
-    return out
+    return out, failed
 
 
-def _in_worker(tasks: Sequence[Task]) -> list[Unit]:
+def _in_worker(stage: str | None, tasks: Sequence[Task]) -> Computed:
     assert _WORK is not None
-    return _compute(_WORK, tasks)
+    units, failed = _compute(_WORK, tasks, stage=stage)
+    return [unit_to_wire(unit) for unit in units], failed
 
 
 def _cluster_salt(cluster: ClusterModel, ca_pems: dict[str, bytes], store: SchemaStore,
@@ -159,7 +196,8 @@ def _cached(cache: EntryStore | None, key: str | None) -> Unit | None:
 def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: SchemaStore,
                *, envoy: bool, grant_versions: Sequence[str], cache: EntryStore | None,
                jobs: int, parallel_min: int, progress: Progress,
-               inputs: Sequence[Sequence[str | None]] | None = None) -> UnitStream:
+               inputs: Sequence[Sequence[str | None]] | None = None,
+               stager: Stager | None = None) -> UnitStream:
     """The units of each cluster in turn (in the cluster's gateway order), so that a caller
     can hand one cluster's output on and drop it before the next is computed. `inputs`, per
     cluster and gateway: the digest of what the resolved gateway was computed from (cheaper
@@ -169,13 +207,14 @@ def iter_units(clusters: Sequence[ClusterModel], materials: Materials, store: Sc
     `parallel_min` gateways in all) and a cluster has enough cache misses to be worth it;
     otherwise everything runs in this process. The first two clusters are looked up and
     queued right away, so the workers start while the caller still checks certificates and
-    guardrails; the caller must `close()` the stream (it stops the workers)."""
-    work = Work(tuple(c.target for c in clusters),
+    guardrails; the caller must `close()` the stream (it stops the workers). With a `stager`,
+    workers write the files of the clusters it opens a staging directory for."""
+    work = Work(tuple(clusters), tuple(c.target for c in clusters),
                 tuple(materials.ca_pems_for(c.target.certificate_source) for c in clusters),
                 tuple(grant_versions), store, envoy, cache)
     large = jobs > 1 and sum(len(c.gateways) for c in clusters) >= max(parallel_min, 2)
     stream = UnitStream(work, clusters, cache, inputs, progress,
-                        jobs if large else 1, min(MIN_BATCH, parallel_min))
+                        jobs if large else 1, min(MIN_BATCH, parallel_min), stager)
     try:
         stream.prepare(0)
         stream.prepare(1)
@@ -190,12 +229,12 @@ class UnitStream:
 
     def __init__(self, work: Work, clusters: Sequence[ClusterModel], cache: EntryStore | None,
                  inputs: Sequence[Sequence[str | None]] | None, progress: Progress,
-                 jobs: int, batch: int) -> None:
+                 jobs: int, batch: int, stager: Stager | None = None) -> None:
         self.work, self.clusters, self.cache, self.inputs = work, clusters, cache, inputs
-        self.progress, self.jobs, self.batch = progress, jobs, batch
+        self.progress, self.jobs, self.batch, self.stager = progress, jobs, batch, stager
         self.pool: ProcessPoolExecutor | None = None
         self.plans: dict[int, tuple[list[Unit | None], list[tuple[int, Task]]]] = {}
-        self.queued: dict[int, list[tuple[list[Task], Future[list[Unit]]]]] = {}
+        self.queued: dict[int, list[tuple[list[Task], Future[Computed]]]] = {}
 
     def prepare(self, index: int) -> None:
         """Look up cluster `index` in the cache and queue its misses. Only one cluster ahead
@@ -206,10 +245,12 @@ class UnitStream:
                                     self.inputs, self.progress)
         tasks = [task for _, task in self.plans[index][1]]
         if self.jobs > 1 and len(tasks) >= self.batch:
+            stage = self.stager.open(self.clusters[index].target.output_dir) \
+                if self.stager is not None else None
             self.pool = self.pool or _pool(self.work, self.jobs)
             size = max(8, math.ceil(len(tasks) / (self.jobs * 8)))
             self.queued[index] = [(tasks[at:at + size],
-                                   self.pool.submit(_in_worker, tasks[at:at + size]))
+                                   self.pool.submit(_in_worker, stage, tasks[at:at + size]))
                                   for at in range(0, len(tasks), size)]
 
     def __iter__(self) -> Iterator[list[Unit]]:
@@ -219,9 +260,11 @@ class UnitStream:
                 self.prepare(index + 1)
                 found, missing = self.plans.pop(index)
                 if index in self.queued:
-                    computed = _collect(self.queued.pop(index), self.work, self.progress)
+                    computed = _collect(self.queued.pop(index), self.work, self.progress,
+                                        self.stager)
                 else:
-                    computed = _compute(self.work, [task for _, task in missing], self.progress)
+                    computed = _compute(self.work, [task for _, task in missing],
+                                        self.progress)[0]
                 for (position, _), unit in zip(missing, computed, strict=True):
                     found[position] = unit
                 yield [unit for unit in found if unit is not None]
@@ -237,13 +280,20 @@ class UnitStream:
         self.queued.clear()
 
 
-def _collect(chunks: list[tuple[list[Task], Future[list[Unit]]]], work: Work,
-             progress: Progress) -> list[Unit]:
+Computed = tuple[list[Wire], OSError | None]  # what a worker sends back
+
+
+def _collect(chunks: list[tuple[list[Task], Future[Computed]]], work: Work,
+             progress: Progress, stager: Stager | None) -> list[Unit]:
     out: list[Unit] = []
     for chunk, future in chunks:
-        for (cluster, gw, _), unit in zip(chunk, future.result(), strict=True):
-            progress.step(f"{work.targets[cluster].name} {gw.key}")
-            out.append(unit)
+        units, failed = future.result()
+        if failed is not None and stager is not None:
+            stager.fail(failed)
+        for (cluster, position, _), unit in zip(chunk, units, strict=True):
+            progress.step(f"{work.targets[cluster].name} "
+                          f"{work.clusters[cluster].gateways[position].key}")
+            out.append(unit_from_wire(unit))
     return out
 
 
@@ -261,7 +311,7 @@ def _lookup(work: Work, index: int, cluster: ClusterModel, cache: EntryStore | N
         unit = _cached(cache, key)
         found.append(unit)
         if unit is None:
-            missing.append((position, (index, gw, key)))
+            missing.append((position, (index, position, key)))
         else:
             progress.step(f"{cluster.target.name} {gw.key}")
     return found, missing
@@ -275,4 +325,4 @@ def _pool(work: Work, jobs: int) -> ProcessPoolExecutor:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start,
-                               initargs=(work,))
+                               initargs=(work, os.getpid()))

@@ -3,18 +3,24 @@
 - `exchange(a, b)`: swap two directory entries atomically (Linux `renameat2(RENAME_EXCHANGE)`);
 - `undeletable(path)`: whether the immutable or append-only attribute (`chattr +i/+a`) stops
   mtlsc from removing an entry, so the writer can refuse before it changes anything;
-- durable writes: `write_file` and `fsync_dir`, and `sync_filesystem` for large batches.
+- durable writes: `write_file` and `fsync_dir`, and `sync_filesystem` for large batches;
+- `write_below(base, rel, data)`: `write_file`, creating missing directories below `base`
+  (never `base` itself): how a worker process fills a staging directory;
+- `die_with_parent()`: a worker process is killed when the process that started it dies, so
+  that nothing writes into a staging directory after the writer itself is gone.
 
 Every function raises OSError; the writer turns it into a FilesystemError diagnostic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import fcntl
 import os
+import signal
 import struct
 from pathlib import Path
 
@@ -80,7 +86,8 @@ def undeletable(path: Path) -> bool:
     return bool(inode_flags(path) & (_FS_IMMUTABLE_FL | _FS_APPEND_FL))
 
 
-def write_file(path: Path, data: bytes, *, durable: bool, mode: int = 0o644) -> os.stat_result:
+def write_file(path: Path | str, data: bytes, *, durable: bool,
+               mode: int = 0o644) -> os.stat_result:
     """Create `path` (which must not exist) with `data`; fsync it when `durable`."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                  mode)
@@ -88,13 +95,44 @@ def write_file(path: Path, data: bytes, *, durable: bool, mode: int = 0o644) -> 
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        if os.fstat(fd).st_mode & 0o777 != mode:
+        st = os.fstat(fd)
+        if st.st_mode & 0o777 != mode:
             os.fchmod(fd, mode)  # the umask may have removed bits
+            st = os.fstat(fd)
         if durable:
             os.fsync(fd)
-        return os.fstat(fd)
+        return st
     finally:
         os.close(fd)
+
+
+def write_below(base: str, rel: str, data: bytes) -> os.stat_result:
+    """Create `base/rel` (not durably: the writer syncs the whole filesystem once), with any
+    missing directory between `base` and the file (mode 0o777 less the umask). `base` must
+    exist: a staging directory removed meanwhile is an error, never created again."""
+    path = f"{base}/{rel}"
+    with contextlib.suppress(FileNotFoundError):
+        return write_file(path, data, durable=False)
+    parts = rel.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        # another worker may have made it first (a file in its place fails the write)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(f"{base}/{'/'.join(parts[:depth])}", 0o777)
+    return write_file(path, data, durable=False)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel (Linux prctl PR_SET_PDEATHSIG) to SIGKILL this process when its parent
+    (process id `parent`) dies; exits at once if it is gone already. Elsewhere: nothing."""
+    func = getattr(_LIBC, "prctl", None) if _LIBC is not None else None
+    if func is None:
+        return
+    func(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def fsync_dir(path: Path) -> None:

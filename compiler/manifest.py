@@ -33,6 +33,16 @@ class Entry(NamedTuple):  # a tuple: a manifest holds one per output file
     owned: bool
 
 
+class Written(NamedTuple):
+    """A file that a worker process wrote into a staging directory (instead of handing its
+    bytes back): the hex SHA-256 and size of its content, and its identity as written (None
+    when another worker had written the same file, same bytes, first)."""
+
+    digest: str
+    size: int
+    key: StatKey | None
+
+
 def stat_key(st: os.stat_result) -> StatKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 

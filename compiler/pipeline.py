@@ -26,7 +26,7 @@ from .diagnostics import (
     sorted_diagnostics,
 )
 from .emit import to_yaml
-from .fanout import grant_finisher, iter_units
+from .fanout import Stager, grant_finisher, iter_units
 from .fetch import Materials, fetch, verify
 from .guardrails import (
     Rule,
@@ -51,16 +51,18 @@ from .refcheck import check_references_offline
 from .render.envoy import envoy_file
 from .render.external_secrets import render_external_secret
 from .render.gateway_api import Rendered
-from .render_units import Piece, Unit, assemble
+from .render_units import Content, Piece, Unit, assemble
 from .schema_memo import CleanFiles
 from .secrets import CertificateSource
 from .secrets.vault_config import ExternalSecrets, VaultSourceConfig
 
 SourceFactory = Callable[[SourceConfig], CertificateSource]
-ClusterSink = Callable[[str, dict[str, bytes]], None]  # (outputDir, files by path)
+# (outputDir, files by path): bytes, or what a worker wrote into the stager's directory
+ClusterSink = Callable[[str, dict[str, Content]], None]
 
 
 STREAM_MIN = 200  # gateway x cluster units from which a sink gets the clusters
+PARALLEL_MIN = 200  # gateways to render from which worker processes start
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,7 @@ class Options:
     cache: Path | None = None  # directory of the render cache (`.mtlsc/cache`); None: off
     cache_writes: bool = True  # False: only read the cache (`check` changes no file at all)
     jobs: int = 1  # worker processes for rendering; 1: all in this process
-    parallel_min: int = 200  # fewer gateways to render than this stay in this process
+    parallel_min: int = PARALLEL_MIN  # fewer gateways to render stay in this process
     stream_min: int = STREAM_MIN  # a sink gets the clusters of compiles this large (units)
     # Where the repository is: paths in policy files must stay inside it (confine.py).
     boundaries: Boundaries = field(default_factory=Boundaries)
@@ -175,13 +177,15 @@ def _check_targets(targets: Sequence[Target], policies: Policies,
 def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactory | None,
                      store: SchemaStore, options: Options = Options(),
                      lock: Mapping[LockKey, Pin] | None = None,
-                     sink: ClusterSink | None = None) -> Result:
+                     sink: ClusterSink | None = None, stager: Stager | None = None) -> Result:
     """Compile; with `open_source=None` run offline (no certificates, no files): validate.
 
     With a `sink`, each cluster's files go to `sink(output_dir, files)` as soon as the cluster
     is done, and `result.files` keeps only the rest (the lock file), so peak memory holds one
     cluster's output rather than the fleet's. A later cluster may still fail: a sink must
-    stage what it gets and commit only when the returned result is ok."""
+    stage what it gets and commit only when the returned result is ok. The sink's `stager`
+    lets worker processes write a cluster's files themselves (`fanout.Stager`); the sink then
+    gets them as `Written` records (never with MTLSC_CROSSCHECK, which compares bytes)."""
     cache = EntryStore(options.cache, writable=options.cache_writes) if options.cache else None
     clean = CleanFiles(cache) if cache is not None else None
     # The record of resolved gateways serves a compile, not `validate`/`explain` (which
@@ -190,7 +194,8 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
 
     def run(memo: bool, into: ClusterSink | None) -> Result:
         return _compile(texts, open_source, store, options, lock, into, cache if memo else None,
-                        clean if memo else None, record if memo else None)
+                        clean if memo else None, record if memo else None,
+                        stager if into is sink else None)
 
     result = crosscheck.run_both(run, sink) if cache is not None and crosscheck.enabled() \
         else run(True, sink)
@@ -204,7 +209,8 @@ def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactor
 def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None,
              store: SchemaStore, options: Options, lock: Mapping[LockKey, Pin] | None,
              sink: ClusterSink | None, cache: EntryStore | None,
-             clean: CleanFiles | None, record: ResolveRecord | None) -> Result:
+             clean: CleanFiles | None, record: ResolveRecord | None,
+             stager: Stager | None = None) -> Result:
     result = Result()
     policies, result.diagnostics = load_texts(texts, clean)
     result.policies = policies
@@ -253,12 +259,15 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
     # Rendering needs only the resolved gateways and the CA bundles: it starts now (in the
     # workers of a large compile), while this process checks certificates and guardrails.
     # Units never depend on those checks; when they fail, the stream is closed unused.
+    large = sum(len(c.gateways) for c in clusters) >= options.stream_min
+    streamed = sink is not None and large and open_source is not None
     units = iter_units(clusters, materials, store, envoy=open_source is not None,
                        grant_versions=[reference_grant_version(store, c.target)
                                        for c in clusters],
                        cache=cache, inputs=inputs, jobs=options.jobs,
                        parallel_min=options.parallel_min,
-                       progress=options.progress)
+                       progress=options.progress,
+                       stager=stager if streamed and _apart(clusters) else None)
     try:
         if open_source is not None:
             result.diagnostics += verify(clusters, materials, now)
@@ -267,9 +276,8 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
                 return _finish(result, options)
         _guardrails(result, clusters, rules, meta, now,
                     materials if open_source is not None else None, keep=not options.lean)
-        large = sum(len(c.gateways) for c in clusters) >= options.stream_min
-        streamed = _render_all(result, clusters, units, store, sink if large else None,
-                               configs, materials, cache, envoy=open_source is not None)
+        unsafe = _render_all(result, clusters, units, store, sink if large else None,
+                             configs, materials, cache, envoy=open_source is not None)
     finally:
         units.close()
     options.progress.end()
@@ -280,9 +288,19 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
     result.diagnostics += [error("UnsafeOutputPath", f"mtlsc bug: compiled file name {rel!r} "
                                  "is not a plain path inside its output directory", None,
                                  "please report this with the policy files")
-                           for rel in [*streamed,
+                           for rel in [*unsafe,
                                        *check_output_paths(result.files, result.output_dirs)]]
     return _finish(result, options)
+
+
+def _apart(clusters: Sequence[ClusterModel]) -> bool:
+    """Whether every cluster has its own output directory, none inside another's (then each
+    is one unit of the write, and workers may stage it)."""
+    dirs = [c.target.output_dir for c in clusters]
+    unique = set(dirs)
+    return len(unique) == len(dirs) and all(
+        d and not any("/".join(d.split("/")[:n]) in unique for n in range(1, d.count("/") + 1))
+        for d in dirs)
 
 
 def _render_all(result: Result, clusters: Sequence[ClusterModel], units: Iterable[list[Unit]],
@@ -301,7 +319,7 @@ def _render_all(result: Result, clusters: Sequence[ClusterModel], units: Iterabl
                                          emit=yaml_memo(cache))
         result.diagnostics += for_cluster(problems, cluster.target.name)
         if sink is None or not envoy:
-            result.files.update(files)
+            result.files.update(_in_memory(files))
             continue
         bad = check_output_paths(files, result.output_dirs)
         unsafe += bad
@@ -318,6 +336,13 @@ def _let_go(result: Result, policies: Policies) -> None:
     result.placements = []
     policies.intents, policies.overrides = [], []
     policies.documents = []
+
+
+def _in_memory(files: Mapping[str, Content]) -> dict[str, bytes]:
+    out = {rel: data for rel, data in files.items() if isinstance(data, bytes)}
+    if len(out) != len(files):
+        raise AssertionError("mtlsc bug: files written by workers without a sink")
+    return out
 
 
 def _guardrails(result: Result, clusters: Sequence[ClusterModel], rules: Sequence[Rule],
@@ -357,8 +382,9 @@ def render_cluster(cluster: ClusterModel, units: Sequence[Unit], store: SchemaSt
                    pins: Mapping[LockKey, Pin] | None = None,
                    finish: Callable[[Rendered], Piece] | None = None,
                    emit: Callable[[Any], bytes] = to_yaml,
-                   ) -> tuple[dict[str, bytes], list[Diagnostic]]:
-    """One cluster's overlay from its gateways' units (`compiler.fanout`)."""
+                   ) -> tuple[dict[str, Content], list[Diagnostic]]:
+    """One cluster's overlay from its gateways' units (`compiler.fanout`): bytes, or what a
+    worker wrote into the cluster's staging directory."""
     target = cluster.target
     extra = _external_secrets(cluster, source, pins or {}) \
         if envoy and isinstance(source, VaultSourceConfig) else []

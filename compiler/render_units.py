@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .consistency import differences
 from .diagnostics import Diagnostic, Location, Severity, error
 from .emit import to_yaml
 from .k8s.validate import SchemaStore, validate_object
+from .manifest import Written
 from .model import Gateway, Target
 from .render.client_traffic_policy import (
     CTP_KIND,
@@ -31,6 +32,7 @@ from .render.envoy import ca_files, envoy_file, render_envoy
 from .render.gateway_api import ObjPath, Rendered, render_gateway_objects
 
 Identity = tuple[str, str, str]
+Content = bytes | Written  # Written: already in the staging directory (`unit_files`)
 GRANT = "ReferenceGrant"
 GRANT_MAX_TO = 16  # spec.to maxItems of ReferenceGrant (v1beta1 and v1, Gateway API 1.4-1.6)
 # Kinds whose CRDs mtlsc does not ship: their shape is fixed by the renderer and covered by
@@ -43,9 +45,9 @@ class Piece:
     """One emitted object of one gateway, validated and serialized."""
 
     identity: Identity
-    digest: str  # SHA-256 of the object's JSON text: equal digests mean equal objects
+    digest: str  # SHA-256 of the emitted bytes: equal digests mean equal objects
     file: str  # relative to the cluster's outputDir
-    data: bytes
+    data: Content
     problems: tuple[Diagnostic, ...]
     where: Location | None  # where the object comes from (for ObjectConflict)
     rendered: Rendered | None  # kept for ReferenceGrants only: they merge
@@ -54,7 +56,7 @@ class Piece:
 @dataclass(frozen=True, slots=True)
 class Unit:
     pieces: tuple[Piece, ...]
-    envoy: tuple[str, bytes] | None  # (file relative to outputDir, bytes)
+    envoy: tuple[str, Content] | None  # (file relative to outputDir, content)
     problems: tuple[Diagnostic, ...]  # the Gateway/Envoy self-check
 
 
@@ -63,16 +65,16 @@ def file_name(obj: Mapping[str, Any]) -> str:
     return f"{meta['namespace']}/{obj['kind'].lower()}-{meta['name']}.yaml"
 
 
-def _digest(obj: Mapping[str, Any]) -> str:
-    text = json.dumps(obj, ensure_ascii=False, check_circular=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def piece(item: Rendered, target: Target, store: SchemaStore) -> Piece:
     if item.identity[0] == GRANT:  # validated and emitted once merged, in `assemble`
         return Piece(item.identity, "", "", b"", (), item.locate(()), item)
-    return Piece(item.identity, _digest(item.obj), file_name(item.obj), to_yaml(item.obj),
-                 tuple(validate(item, target, store)), item.locate(()), None)
+    # The emitted bytes are a function of the object (keys in canonical order), and different
+    # objects give different bytes: their digest tells equal objects apart, and it is the
+    # digest the write manifest records.
+    data = to_yaml(item.obj)
+    digest = hashlib.sha256(data)
+    return Piece(item.identity, digest.hexdigest(), file_name(item.obj), data,
+                 tuple(validate(item, target, store, digest.digest())), item.locate(()), None)
 
 
 def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
@@ -98,7 +100,9 @@ def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
     return Unit(pieces, (envoy_file(gw), to_yaml(bootstrap)), (*checked, *problems))
 
 
-def validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagnostic]:
+def validate(item: Rendered, target: Target, store: SchemaStore,
+             emitted: bytes | None = None) -> list[Diagnostic]:
+    """`emitted`: the digest of the object's emitted bytes, when known (the memo's key)."""
     kind, ns, name = item.identity
     if kind in UNVALIDATED_KINDS:
         return []
@@ -108,7 +112,7 @@ def validate(item: Rendered, target: Target, store: SchemaStore) -> list[Diagnos
                       f"{kind} in Gateway API {target.gateway_api_version}/{target.channel}",
                       item.locate(()), "import the cluster's CRDs with `mtlsc schemas import`")]
     out = []
-    for problem in validate_object(schema, item.obj):
+    for problem in validate_object(schema, item.obj, emitted):
         where = ".".join(str(p) for p in problem.path) or "(object)"
         out.append(error(problem.code, f"emitted {kind} {ns}/{name} for cluster {target.name!r} "
                          f"is rejected by the Gateway API {target.gateway_api_version}/"
@@ -181,10 +185,11 @@ def finish_grant(grant: Rendered, target: Target, store: SchemaStore) -> Piece:
 
 def assemble(target: Target, units: Sequence[Unit], extra: Sequence[Rendered],
              store: SchemaStore, finish: Callable[[Rendered], Piece] | None = None,
-             ) -> tuple[dict[str, bytes], list[Diagnostic], list[tuple[str, bytes]]]:
+             ) -> tuple[dict[str, Content], list[Diagnostic], list[tuple[str, Content]]]:
     """Join one cluster's units (in gateway order) and extra objects: files by path
     relative to outputDir, diagnostics, and the Envoy configs in gateway order. `finish`
-    validates and serializes a merged ReferenceGrant (default: `finish_grant`)."""
+    validates and serializes a merged ReferenceGrant (default: `finish_grant`). Of identical
+    objects the first one wins, but a copy a worker already wrote is preferred (same bytes)."""
     merged: dict[Identity, Piece] = {}
     grants: list[Rendered] = []
     problems: list[Diagnostic] = []
@@ -194,7 +199,11 @@ def assemble(target: Target, units: Sequence[Unit], extra: Sequence[Rendered],
             grants.append(item.rendered)
             continue
         first = merged.setdefault(item.identity, item)
-        if first is item or first.digest == item.digest:
+        if first is item:
+            continue
+        if first.digest == item.digest:
+            if _written_first(item, first):
+                merged[item.identity] = replace(first, data=item.data)
             continue
         kind, ns, name = item.identity
         problems.append(error("ObjectConflict", f"two gateways emit different {kind} "
@@ -203,7 +212,7 @@ def assemble(target: Target, units: Sequence[Unit], extra: Sequence[Rendered],
     for grant in merge_grants(grants):
         merged[grant.identity] = finish(grant) if finish is not None else \
             finish_grant(grant, target, store)
-    files: dict[str, bytes] = {}
+    files: dict[str, Content] = {}
     for key in sorted(merged):
         files[merged[key].file] = merged[key].data
         problems += merged[key].problems
@@ -213,6 +222,35 @@ def assemble(target: Target, units: Sequence[Unit], extra: Sequence[Rendered],
         if unit.envoy is not None:
             envoys.append(unit.envoy)
     return files, problems, envoys
+
+
+def _written_first(item: Piece, first: Piece) -> bool:
+    """Whether `item`'s copy of an identical object is the better one to keep: it is on disk
+    and `first`'s is not, or only `item` knows the file's identity."""
+    if not isinstance(item.data, Written):
+        return False
+    return not isinstance(first.data, Written) or (first.data.key is None and
+                                                   item.data.key is not None)
+
+
+# ------------------------------------------------- transport form (worker -> main process)
+
+Wire = tuple[Any, ...]
+
+
+def unit_to_wire(unit: Unit) -> Wire:
+    """The unit as tuples, which pickle in C code (slotted dataclasses do not)."""
+    return (tuple((p.identity, p.digest, p.file, p.data, p.problems,
+                   None if p.where is None else (p.where.file, p.where.line, p.where.col),
+                   p.rendered) for p in unit.pieces), unit.envoy, unit.problems)
+
+
+def unit_from_wire(raw: Wire) -> Unit:
+    pieces, envoy, problems = raw
+    return Unit(tuple(Piece(identity, digest, file, data, found,
+                            None if where is None else Location(*where), rendered)
+                      for identity, digest, file, data, found, where, rendered in pieces),
+                envoy, problems)
 
 
 # ------------------------------------------------------------------ cache form (plain JSON)
@@ -233,15 +271,18 @@ def _rendered_to_json(r: Rendered | None) -> Any:
 
 
 def piece_to_json(p: Piece) -> list[Any]:
+    assert isinstance(p.data, bytes), "pieces are cached before they are written"
     return [list(p.identity), p.digest, p.file, p.data.decode("utf-8"),
             [_diagnostic(d) for d in p.problems], _location(p.where),
             _rendered_to_json(p.rendered)]
 
 
 def unit_to_json(unit: Unit) -> dict[str, Any]:
+    envoy = None if unit.envoy is None else unit.envoy[1]
+    assert envoy is None or isinstance(envoy, bytes), "units are cached before they are written"
     return {"pieces": [piece_to_json(p) for p in unit.pieces],
-            "envoy": None if unit.envoy is None else [unit.envoy[0],
-                                                       unit.envoy[1].decode("utf-8")],
+            "envoy": None if unit.envoy is None or envoy is None else [unit.envoy[0],
+                                                                        envoy.decode("utf-8")],
             "problems": [_diagnostic(d) for d in unit.problems]}
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cache_store import CACHE_DIR, EntryStore, code_salt
 from .diagnostics import Diagnostic, Location, Related, Severity, exit_code
-from .manifest import digest
+from .manifest import Written, digest
 from .policy_files import PolicyFiles, read_policy_files
 
 if TYPE_CHECKING:
@@ -241,9 +241,10 @@ class Outputs:
     def __init__(self) -> None:
         self.seen: dict[str, list[Any]] = {}
 
-    def add(self, files: Mapping[str, bytes]) -> None:
+    def add(self, files: Mapping[str, bytes | Written]) -> None:
         for path, data in files.items():
-            self.seen[path] = [digest(data), len(data)]
+            self.seen[path] = [data.digest, data.size] if isinstance(data, Written) else \
+                [digest(data), len(data)]
 
     def manifest(self, output_dirs: Sequence[str]
                  ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, list[Any]]]:

@@ -18,12 +18,14 @@ import errno
 import os
 import shutil
 import stat
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import fsops, journal, manifest, tree_ops
 from .journal import BACKUP_SUFFIX, TEMP_SUFFIX, Journal, UnitPaths
-from .manifest import Entry
+from .manifest import Entry, Written
 from .write import PartialWriteError, UnitPlan, WritePlan, combine, plan_unit
 
 DURABLE_LIMIT = 128  # above this many new entries: one syncfs(2) instead of one fsync each
@@ -73,7 +75,13 @@ class StreamingWrite:
     nothing visible changes before the swap. After staging, a directory's bytes are dropped:
     memory holds about one cluster's output. `abort` (a failed compile) removes what was
     staged; it is a no-op after `finish`. A filesystem error while staging is kept and raised
-    by `finish` (the compile's other diagnostics come first)."""
+    by `finish` (the compile's other diagnostics come first).
+
+    A new output directory (nothing on disk at its path) can be staged by the compile's worker
+    processes (`fanout.Stager`): `open` journals and creates its staging directory before
+    any of its work is queued, the workers write their files into it (`unit_files`), and
+    `add` gets those files as `Written` records and writes only the rest; `fail` keeps a
+    worker's filesystem error like one of its own."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -84,33 +92,89 @@ class StreamingWrite:
         self.names: list[str] = []  # every file handed over (root-relative)
         self.error: OSError | None = None
         self.loose: tuple[str, ...] = ()  # loose files staged (temporary names to remove)
+        self.opened: dict[str, UnitPaths] = {}  # staging directories filled by workers
         self._lock: contextlib.ExitStack | None = None
+        self._flusher: threading.Thread | None = None
 
     @property
     def started(self) -> bool:
         return self._lock is not None
 
-    def add(self, directory: str, files: dict[str, bytes]) -> None:
+    def _start(self) -> None:
+        if self._lock is None:
+            lock = contextlib.ExitStack()
+            lock.enter_context(journal.exclusive(self.root))
+            self._lock = lock
+            journal.recover(self.root)
+
+    def open(self, directory: str) -> str | None:
+        """The staging directory of `directory`, journaled and created, for worker processes
+        to fill; None when the output directory exists (its files are compared with the
+        live ones in `add`), was handed over already, or staging failed (kept, as in `add`)."""
+        if self.error is not None or directory in self.opened or \
+                any(u.dir == directory for u in self.units):
+            return None
+        try:
+            self._start()
+            if os.path.lexists(self.root / directory):
+                return None
+            paths = self._journal(UnitPlan(directory, False))
+            stage = self.root / paths.stage
+            for stray in (stage, self.root / paths.old):  # as in `_stage`
+                _remove(stray)
+            _make_parents(stage.parent, self.created)
+            os.mkdir(stage, 0o700)
+        except OSError as exc:
+            self.error = exc
+            return None
+        self.opened[directory] = paths
+        return os.fspath(stage)
+
+    def fail(self, error: OSError) -> None:
+        if self.error is None:
+            self.error = error
+
+    def add(self, directory: str, files: Mapping[str, bytes | Written]) -> None:
         self.names += files
         if self.error is not None:
             return
         try:
-            if self._lock is None:
-                lock = contextlib.ExitStack()
-                lock.enter_context(journal.exclusive(self.root))
-                self._lock = lock
-                journal.recover(self.root)
+            self._start()
             prefix = directory + "/"
-            unit = plan_unit(self.root, directory, {
-                rel[len(prefix):]: data for rel, data in files.items()
-                if rel.startswith(prefix)})
+            mine = {rel[len(prefix):]: data for rel, data in files.items()
+                    if rel.startswith(prefix)}
+            paths = self.opened.pop(directory, None)
+            if paths is not None:
+                self._add_opened(directory, paths, mine)
+                self._flush_soon()
+                return
+            unit = plan_unit(self.root, directory, _bytes_only(mine))
             self.units.append(unit)
             if unit.changed and not unit.conflicts:
                 paths = self._journal(unit)
                 self.staged.append(_stage(self.root, unit, paths, False, self.created))
+                self._flush_soon()
             unit.forget_data()
         except OSError as exc:
             self.error = exc
+
+    def _flush_soon(self) -> None:
+        """Start writing back what is staged so far (one `syncfs` in a thread, while the
+        compile goes on), so that the `syncfs` before the swaps finds little left to do. Only
+        an optimisation: its errors are ignored (that last `syncfs` reports its own)."""
+        if self._flusher is None or not self._flusher.is_alive():
+            self._flusher = threading.Thread(target=_flush_quietly, args=(self.root,),
+                                             name="mtlsc-flush", daemon=True)
+            self._flusher.start()
+
+    def _add_opened(self, directory: str, paths: UnitPaths,
+                    files: Mapping[str, bytes | Written]) -> None:
+        """An output directory that workers staged: write the rest of its files."""
+        if os.path.lexists(self.root / directory):
+            raise FileExistsError(errno.EEXIST, "appeared while mtlsc compiled it", directory)
+        unit = UnitPlan(directory, False, create=dict.fromkeys(sorted(files), b""))
+        self.units.append(unit)
+        self.staged.append(_stage_opened(self.root, unit, paths, files))
 
     def _journal(self, unit: UnitPlan, loose: tuple[str, ...] = ()) -> UnitPaths:
         paths = UnitPaths(unit.dir, drop=unit.drop)
@@ -126,6 +190,10 @@ class StreamingWrite:
         if self.error is not None:
             self.abort()
             raise self.error
+        if self.opened:
+            self.abort()
+            raise AssertionError(f"mtlsc bug: staged by workers but never handed over: "
+                                 f"{', '.join(sorted(self.opened))}")
         try:
             p = combine(self.root, self.units, loose, prune)
             if p.conflicts:
@@ -207,6 +275,39 @@ def _stage(root: Path, unit: UnitPlan, names: UnitPaths, durable: bool,
         for rel in sorted(unit.dirs, reverse=True):
             fsops.fsync_dir(stage / rel)
         fsops.fsync_dir(stage)
+    return out
+
+
+def _flush_quietly(root: Path) -> None:
+    with contextlib.suppress(OSError):
+        fsops.sync_filesystem(root)
+
+
+def _stage_opened(root: Path, unit: UnitPlan, paths: UnitPaths,
+                  files: Mapping[str, bytes | Written]) -> _Staged:
+    """Finish a staging directory that workers filled: write the files they did not, then
+    give it the mode a new directory gets."""
+    stage = root / paths.stage
+    out = _Staged(unit, paths)
+    for rel, data in sorted(files.items()):
+        if isinstance(data, Written):
+            key = data.key if data.key is not None else \
+                manifest.stat_key(os.lstat(stage / rel))
+            out.entries[rel] = Entry(key, data.digest, True)
+        else:
+            st = fsops.write_below(os.fspath(stage), rel, data)
+            out.entries[rel] = Entry(manifest.stat_key(st), manifest.digest(data), True)
+    os.chmod(stage, 0o777 & ~_umask())
+    return out
+
+
+def _bytes_only(files: Mapping[str, bytes | Written]) -> dict[str, bytes]:
+    """The files of an output directory that no worker wrote: all of them (workers write
+    only into directories `open` created)."""
+    out = {rel: data for rel, data in files.items() if isinstance(data, bytes)}
+    if len(out) != len(files):
+        raise AssertionError("mtlsc bug: a worker wrote files of an output directory that "
+                             "was not opened for it")
     return out
 
 

@@ -4,7 +4,8 @@ Usage: python -m tests.faults '<spec as JSON>' compile --root DIR ...
 
 The spec names functions to break, each as {"target": "os.write", "errno": 28, "nth": 3}:
 the nth call (1-based) and every later one raise OSError(errno) (only the nth with
-"once": true). `"target": "renameat2"`
+"once": true; only in the worker processes, each counting its own calls, with
+"workers": true). `"target": "renameat2"`
 makes `renameat2` unavailable, so the writer takes its two-rename fallback;
 `"target": "immutable"` makes every path whose name is in "names" behave as with chattr +i
 (the immutable flag reported, link(2) refused). `"target": "kill"` sends the process SIGKILL
@@ -25,11 +26,15 @@ from pathlib import Path
 from typing import Any
 
 
-def _failing(real: Callable[..., Any], code: int, nth: int, once: bool) -> Callable[..., Any]:
+def _failing(real: Callable[..., Any], code: int, nth: int, once: bool,
+             workers: bool = False) -> Callable[..., Any]:
     calls = 0
+    main = os.getpid()
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
+        if workers and os.getpid() == main:
+            return real(*args, **kwargs)
         calls += 1
         if calls == nth or (calls > nth and not once):
             raise OSError(code, os.strerror(code))
@@ -95,7 +100,8 @@ def install(spec: list[dict[str, Any]]) -> None:
             module_name, _, attr = target.rpartition(".")
             module = {"os": os, "fsops": fsops}[module_name]
             setattr(module, attr, _failing(getattr(module, attr), int(fault["errno"]),
-                                           int(fault.get("nth", 1)), bool(fault.get("once"))))
+                                           int(fault.get("nth", 1)), bool(fault.get("once")),
+                                           bool(fault.get("workers"))))
 
 
 def main() -> None:

@@ -31,7 +31,9 @@ from ..diagnostics import (
 from ..k8s.validate import SchemaStore
 from ..load import read_policy_files
 from ..lock import LOCK_FILE, LockError, LockKey, Pin, parse_lock
+from ..manifest import Written
 from ..pipeline import (
+    PARALLEL_MIN,
     STREAM_MIN,
     ClusterSink,
     Options,
@@ -40,6 +42,7 @@ from ..pipeline import (
     schema_roots,
     validate_only,
 )
+from ..render_units import Content
 from ..secrets import CertificateSource
 from ..secrets.factory import source_factory
 from ..secrets.offline import committed_ca_bundles, offline_summary
@@ -55,6 +58,7 @@ from .options import (
 from .options import report_written as report_counts
 
 if TYPE_CHECKING:
+    from ..fanout import Stager
     from ..load import SourceConfig
     from ..run_record import Inputs
     from ..stage import StreamingWrite
@@ -66,7 +70,7 @@ Opened = Mapping[str, tuple["SourceConfig", CertificateSource]]
 class Observer(Protocol):
     """Watches a `compile_and_write` (the run record, `cli/memo.py`)."""
 
-    def files(self, files: Mapping[str, bytes]) -> None:
+    def files(self, files: Mapping[str, bytes | Written]) -> None:
         """Compiled files (root-relative paths), as each cluster is done."""
 
     def compiled(self, result: Result) -> None:
@@ -99,7 +103,7 @@ def run_compile(ctx: Context, *, offline: bool = False,
                 unpin: tuple[str, ...] | None = None, vault_offline: bool = False,
                 writes: bool = False, sink: ClusterSink | None = None,
                 inputs: Inputs | None = None, opened: Opened | None = None,
-                lean: bool = False) -> Result:
+                lean: bool = False, stager: Stager | None = None) -> Result:
     """Compile the repository. `offline`: validate only, no certificate source. `vault_offline`:
     Vault sources served from mtlsc.lock and the committed overlays (`--offline`). A command
     that `writes` first cleans up whatever an interrupted write left
@@ -129,7 +133,7 @@ def run_compile(ctx: Context, *, offline: bool = False,
                       progress=progress.for_terminal(ctx.quiet), boundaries=bounds,
                       cache=ctx.root / CACHE_DIR if ctx.cache else None,
                       cache_writes=writes, jobs=ctx.jobs, stream_min=_stream_min(),
-                      now=ctx.now, lean=lean)
+                      parallel_min=_parallel_min(), now=ctx.now, lean=lean)
     if offline:
         return validate_only(texts, store, options)
     lock, problems = read_lock(ctx, inputs)
@@ -138,7 +142,7 @@ def run_compile(ctx: Context, *, offline: bool = False,
     cas = committed_ca_bundles(ctx.root / ctx.overlays) if vault_offline else None
     factory = source_factory(ctx.root, lock, unpin, offline=cas, read_outside=ctx.read_outside)
     result = compile_policies(texts, reusing(factory, opened or {}), store, options, lock,
-                              sink=sink)
+                              sink=sink, stager=stager)
     return with_offline_summary(result, ctx.strict) if vault_offline else result
 
 
@@ -258,6 +262,13 @@ def _stream_min() -> int:
     return int(value) if value.isdigit() else STREAM_MIN
 
 
+def _parallel_min() -> int:
+    """Compiles of at least this many gateways render in worker processes
+    (`MTLSC_PARALLEL_MIN`; tests lower it to exercise the workers on small fleets)."""
+    value = os.environ.get("MTLSC_PARALLEL_MIN", "")
+    return int(value) if value.isdigit() else PARALLEL_MIN
+
+
 def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs | None = None,
                       opened: Opened | None = None, observer: Observer | None = None,
                       ) -> tuple[Result, str, list[str]]:
@@ -276,7 +287,7 @@ def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs |
 
     writer = StreamingWrite(ctx.root)
 
-    def sink(directory: str, files: dict[str, bytes]) -> None:
+    def sink(directory: str, files: dict[str, Content]) -> None:
         with manifest.shared_digests():  # the record, the plan and the manifest: one digest
             if observer is not None:
                 observer.files(files)
@@ -284,7 +295,7 @@ def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs |
 
     try:
         result = run_compile(ctx, writes=True, sink=sink, inputs=inputs, opened=opened,
-                             lean=True)
+                             lean=True, stager=writer)
         _observe(observer, result)
         if not writer.started:
             write_result(ctx, result)

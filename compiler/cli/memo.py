@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import run_record
 from ..diagnostics import Diagnostic, exit_code
+from ..manifest import Written
 from .options import Context, emit, print_diff, report_written
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Recorder:
         self.outputs = run_record.Outputs()
         self.diagnostics: list[Diagnostic] | None = None
 
-    def files(self, files: Mapping[str, bytes]) -> None:
+    def files(self, files: Mapping[str, bytes | Written]) -> None:
         self.outputs.add(files)
 
     def compiled(self, result: Result) -> None:

@@ -91,11 +91,21 @@ class KubeSchema:
         return f"KubeSchema({self.origin!r})"
 
 
-def validate_object(schema: KubeSchema, obj: Mapping[str, Any]) -> list[SchemaError]:
+def validate_object(schema: KubeSchema, obj: Mapping[str, Any],
+                    emitted: bytes | None = None) -> list[SchemaError]:
     """Every problem the API server would report for creating `obj`, sorted by path.
 
     Memoized per schema on the object's exact JSON text: the verdict is a pure function of
-    (schema, object). Objects that are not plain JSON data are validated every time."""
+    (schema, object). Objects that are not plain JSON data are validated every time.
+    `emitted`: the SHA-256 digest of the object's emitted bytes (`emit.to_yaml`: equal for
+    equal objects, different for different ones), which then serves as the key instead of
+    a JSON dump made just for it."""
+    if emitted is not None:
+        key = b"emitted:" + emitted  # never equal to a digest of JSON text (32 bytes)
+        found = schema.verdicts.get(key)
+        if found is None:
+            found = schema.verdicts[key] = tuple(_validate(schema, obj))
+        return list(found)
     try:
         text = json.dumps(obj, ensure_ascii=False, allow_nan=False, check_circular=False)
     except (TypeError, ValueError, RecursionError):
