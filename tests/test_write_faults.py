@@ -55,6 +55,15 @@ def repo(compiled: Path, tmp_path: Path) -> Path:
     return root
 
 
+def assert_refused_unchanged(result: subprocess.CompletedProcess[str]) -> None:
+    """A filesystem fault: exit 3, a located FilesystemError saying nothing changed, no
+    traceback."""
+    assert result.returncode == 3, result.stderr
+    assert "error[FilesystemError]" in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def assert_untouched(root: Path, before: dict[str, bytes]) -> None:
     assert tree(root) == before
     assert leftovers(root) == []
@@ -88,10 +97,7 @@ def test_a_filesystem_fault_changes_nothing(repo: Path, fault: str, writer: str,
 
     result = mtlsc(repo, "compile", faults=FAULTS[fault])
 
-    assert result.returncode == 3, result.stderr
-    assert "error[FilesystemError]" in result.stderr
-    assert "nothing was changed" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_refused_unchanged(result)
     assert_untouched(repo, before)
     assert mtlsc(repo, "compile").returncode == 0  # and the next run simply works
 
