@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .model import Gateway
+from .model import FrontendTLS, Gateway, PerPort, PortValidation, Validation
 
 # The parts of a gateway worth sharing when the whole gateway differs (tuples: per item).
 _PARTS = ("listeners", "frontend", "ports", "routes", "listener_sets")
@@ -30,7 +30,7 @@ class Sharing:
 
     def __call__(self, gw: Gateway) -> Gateway:
         known = self.variants.setdefault(gw.key, [])
-        same = next((v for v in known if v == gw), None)
+        same = next((v for v in known if _same(v, gw)), None)
         if same is None:
             same = _share_parts(gw, known[0]) if known else gw
             known.append(same)
@@ -42,8 +42,31 @@ def _share_parts(gw: Gateway, base: Gateway) -> Gateway:
     changes: dict[str, Any] = {}
     for name in _PARTS:
         mine, theirs = getattr(gw, name), getattr(base, name)
-        if mine == theirs:
+        if _same(mine, theirs):
             changes[name] = theirs
         elif isinstance(mine, tuple) and isinstance(theirs, tuple) and len(mine) == len(theirs):
-            changes[name] = tuple(b if a == b else a for a, b in zip(mine, theirs, strict=True))
+            changes[name] = tuple(b if _same(a, b) else a
+                                  for a, b in zip(mine, theirs, strict=True))
     return dataclasses.replace(gw, **changes)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, and equal in what `==` leaves out: where each clientRestrictions was written
+    (`ClientRestrictions.origin`, compare=False), which guardrail violations and the
+    ClientTrafficPolicy's sources point at. Equal restrictions from different files (a
+    cluster override repeating the base) stay apart."""
+    return a == b and _hidden(a) == _hidden(b)
+
+
+def _hidden(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, Gateway):
+        return _hidden(value.frontend) + _hidden(value.ports)
+    if isinstance(value, FrontendTLS):
+        return _hidden(value.default) + _hidden(value.per_port)
+    if isinstance(value, PerPort | PortValidation):
+        return _hidden(value.validation)
+    if isinstance(value, Validation):
+        return (value.restrictions.origin,)
+    if isinstance(value, tuple):
+        return tuple(h for item in value for h in _hidden(item))
+    return ()

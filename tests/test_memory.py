@@ -12,7 +12,7 @@ import pytest
 
 from compiler.diagnostics import Location
 from compiler.located import Node
-from compiler.model import Gateway
+from compiler.model import Gateway, Origin
 from compiler.model_share import Sharing
 from compiler.precedence import origin
 from tests.fleet_support import compile_fleet, make_fleet
@@ -78,3 +78,30 @@ def test_origin_is_made_once_per_node() -> None:
     assert again.layer == "cluster c1 (o)" and again.location == first.location
     node.loc = Location("policies/a.yaml", 4, 5)
     assert origin(node).location.line == 4
+
+
+def test_equal_restrictions_written_elsewhere_stay_apart(tmp_path: Path) -> None:
+    """`ClientRestrictions.origin` is left out of `==`, yet guardrail violations and the
+    ClientTrafficPolicy point at it: a cluster override repeating the base's restrictions
+    must keep its own origin, so such gateways (and their frontends/ports) are not shared."""
+    result = compile_fleet(make_fleet(tmp_path, intents=12, clusters=2))
+    assert result.model is not None
+    gw = next(g for c in result.model.clusters for g in c.gateways
+              if g.frontend is not None and g.frontend.default is not None)
+    assert gw.frontend is not None and gw.frontend.default is not None
+    default = gw.frontend.default
+    elsewhere = Origin(Location("policies/overrides/o.yaml", 9, 7), "cluster c1 (o)")
+    moved = replace(default, restrictions=replace(default.restrictions, origin=elsewhere))
+    copy = replace(gw, frontend=replace(gw.frontend, default=moved),
+                   ports=tuple(replace(p, validation=moved) if p.validation == default else p
+                               for p in gw.ports))
+    assert copy == gw  # what `==` sees ...
+    share = Sharing()
+    assert share(gw) is gw
+    made = share(copy)
+    assert made is not gw  # ... is not all there is
+    assert made.frontend is not None and made.frontend.default is not None
+    assert made.frontend.default.restrictions.origin == elsewhere
+    assert all(p.validation.restrictions.origin == elsewhere for p in made.ports
+               if p.validation is not None and p.validation == default)
+    assert made.routes is gw.routes and made.listeners is gw.listeners  # the rest is shared
