@@ -18,6 +18,7 @@ from compiler.intent_fastcheck import compile_kind, compiled_kinds, draft7, rese
 from compiler.intent_schema import KINDS, check_document, intent_schema
 from compiler.located import parse_documents
 from compiler.nodes import Document
+from tests.k8s.codegen_support import paths
 from tests.support import REPO
 
 DEFS = intent_schema()["$defs"]
@@ -84,16 +85,6 @@ JUNK = st.one_of(st.none(), st.booleans(), st.integers(-3, 70000), st.floats(all
                                  st.sampled_from(["a", 1, None]), max_size=2))
 
 
-def _paths(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [at]
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            out += _paths(sub, (*at, key))
-    elif isinstance(value, list):
-        for index, sub in enumerate(value):
-            out += _paths(sub, (*at, index))
-    return out
-
 
 def _mutate(document: Any, path: tuple[Any, ...], how: str, junk: Any) -> Any:
     doc = copy.deepcopy(document)
@@ -122,7 +113,7 @@ def test_never_accepts_what_jsonschema_rejects(data: st.DataObject) -> None:
     plain = document.root.plain()
     mutated = plain
     for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(_paths(mutated)))
+        path = data.draw(st.sampled_from(paths(mutated)))
         how = data.draw(st.sampled_from(["replace", "delete", "duplicate", "extra"]))
         mutated = _mutate(mutated, path, how, data.draw(JUNK))
     if CHECKS[kind](mutated):  # type: ignore[misc]

@@ -15,6 +15,7 @@ from compiler.k8s._jsonschema_support import structural_errors
 from compiler.k8s.validate import KubeSchema, SchemaStore
 from compiler.pipeline import schema_roots
 from tests.fleet_support import compile_fleet, make_fleet
+from tests.k8s.codegen_support import paths
 from tests.support import REPO
 
 BUNDLES = [("v1.6.1", "standard"), ("v1.5.1", "experimental"), ("v1.4.0", "experimental")]
@@ -55,16 +56,6 @@ def test_valid_objects_are_recognized_fast(samples: list[tuple[KubeSchema, Any]]
             assert schema.certainly_valid(obj), obj
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [path]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            out += _paths(item, (*path, index))
-    return out
-
 
 def _mutate(obj: Any, path: tuple[Any, ...], how: str, odd: Any) -> Any:
     obj = copy.deepcopy(obj)
@@ -88,7 +79,7 @@ def _mutate(obj: Any, path: tuple[Any, ...], how: str, odd: Any) -> Any:
 def test_mutations_never_fool_the_fast_check(samples: list[tuple[KubeSchema, Any]],
                                              data: st.DataObject) -> None:
     schema, obj = data.draw(st.sampled_from(samples))
-    path = data.draw(st.sampled_from(_paths(obj)))
+    path = data.draw(st.sampled_from(paths(obj)))
     how = data.draw(st.sampled_from(["replace", "delete", "extra"]))
     odd = data.draw(st.sampled_from(ODD_VALUES))
     _sound(schema, _mutate(obj, path, how, odd))
