@@ -126,7 +126,9 @@ _PR_SET_PDEATHSIG = 1
 
 def die_with_parent(parent: int) -> None:
     """Ask the kernel (Linux prctl PR_SET_PDEATHSIG) to SIGKILL this process when its parent
-    (process id `parent`) dies; exits at once if it is gone already. Elsewhere: nothing."""
+    (process id `parent`) dies; exits at once if it is gone already. Elsewhere: nothing.
+    The kernel ties the signal to the *thread* that forked the worker, so the pool must be
+    started from a thread that lives as long as the compile (the main thread does)."""
     func = getattr(_LIBC, "prctl", None) if _LIBC is not None else None
     if func is None:
         return
