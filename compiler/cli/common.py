@@ -117,8 +117,8 @@ def run_compile(ctx: Context, *, offline: bool = False,
         if problem is not None:
             return Result(diagnostics=[problem])
     try:
-        texts = inputs.texts if inputs is not None else read_policy_files(ctx.policies,
-                                                                          ctx.root)
+        texts = inputs.texts if inputs is not None and inputs.texts is not None \
+            else read_policy_files(ctx.policies, ctx.root)
     except (OSError, UnicodeDecodeError) as exc:
         return Result(diagnostics=[io_failure(f"cannot read policies: {exc}",
                                                "check the --policies directory")])
