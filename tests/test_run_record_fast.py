@@ -185,3 +185,18 @@ def test_a_fingerprint_covers_names_and_identities(tmp_path: Path) -> None:
     second = run_disk.fingerprint(tmp_path, "out")
     (unit / "ns" / "link").symlink_to("a.yaml")
     assert run_disk.fingerprint(tmp_path, "out") != second
+
+
+def test_a_policy_file_name_that_is_not_utf8_is_cached_and_replayed(tmp_path: Path) -> None:
+    """Git allows any bytes in a file name; Python shows the bad ones as lone surrogates,
+    which UTF-8 cannot encode: cache entries escape them instead of failing the compile."""
+    root = example(tmp_path)
+    gateways = root / "policies" / "gateways"
+    os.rename(gateways / "mtls.yaml", os.fsdecode(os.fsencode(gateways) + b"/mt\xffls.yaml"))
+    first = mtlsc(root, "compile")
+    assert first.code == 0, first.stderr
+    shown = b"gateways/mt\\udcffls.yaml:"  # as the output streams escape it
+    assert shown in first.stderr
+    recorded, full = both(root, "check")
+    assert_same(recorded, full, "hit")
+    assert shown in recorded.stderr
