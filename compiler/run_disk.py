@@ -162,20 +162,98 @@ def stale_elsewhere(root: Path, units: Sequence[str], prune: Sequence[str]) -> b
 
 def tree_same(root: Path, dirs: Sequence[str],
               expected: Callable[[], Mapping[str, Expected] | None], loose: Expected,
-              prune: Sequence[str], fingerprints: Mapping[str, str]) -> bool:
+              prune: Sequence[str], fingerprints: Mapping[str, tuple[str, int]]) -> bool:
     """The whole output tree is as recorded (any filesystem error: not the same): each
-    output directory of `dirs` by its fingerprint when one was recorded, else file by file
-    against `expected()` (the recorded files; None when they cannot be read: not the same)."""
-    def same(unit: str) -> bool:
-        recorded = fingerprints.get(unit)
-        if recorded is not None and fingerprint(root, unit) == recorded:
-            return True
-        files = expected()
-        return files is not None and unit in files and unit_same(root, unit, files[unit])
-
+    output directory of `dirs` by its fingerprint when one was recorded (with the number of
+    files it covers), else file by file against `expected()` (the recorded files; None when
+    they cannot be read: not the same)."""
     try:
+        now = scan_all(root, {unit: count for unit, (_, count) in fingerprints.items()})
+
+        def same(unit: str) -> bool:
+            recorded = fingerprints.get(unit)
+            if recorded is not None and now.get(unit) == recorded[0]:
+                return True
+            files = expected()
+            return files is not None and unit in files and unit_same(root, unit, files[unit])
+
         return (all(same(unit) for unit in dirs)
                 and loose_same(root, loose)
                 and not stale_elsewhere(root, list(dirs), prune))
     except OSError:
         return False
+
+
+PARALLEL_MIN = 4096  # files below which fingerprints are taken in this process alone
+
+
+def scan_all(root: Path, units: Mapping[str, int]) -> dict[str, str | None]:
+    """The `fingerprint` of each output directory of `units` (with the number of files each
+    is expected to hold). Scanning is mostly `lstat`, kernel time that a second CPU halves:
+    with more than one CPU for this process and enough files, a forked child takes about half
+    of the directories and sends their fingerprints back through a pipe. Anything wrong with
+    the child (it failed, died, or said something else) and its share is scanned here."""
+    order = sorted(units, key=lambda u: (-units[u], u))
+    if len(order) < 2 or sum(units.values()) < PARALLEL_MIN or _cpus() < 2:
+        return {unit: fingerprint(root, unit) for unit in order}
+    mine: list[str] = []
+    theirs: list[str] = []
+    loads = [0, 0]
+    for unit in order:  # the larger directories first, each to the less loaded side
+        side = 0 if loads[0] <= loads[1] else 1
+        (mine, theirs)[side].append(unit)
+        loads[side] += units[unit]
+    child = _fork_scan(root, theirs)
+    found = {unit: fingerprint(root, unit) for unit in mine}
+    sent = child() if child is not None else None
+    if sent is None or sorted(sent) != sorted(theirs):
+        sent = {unit: fingerprint(root, unit) for unit in theirs}
+    return {**found, **sent}
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _fork_scan(root: Path, units: Sequence[str]
+               ) -> Callable[[], dict[str, str | None] | None] | None:
+    """Fork a child that prints `unit NUL fingerprint` lines for `units`; returns how to
+    collect them (None: no child could be started)."""
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    if pid == 0:  # the child: scan, write, and leave without running any exit handler
+        status = 1
+        try:
+            os.close(read_end)
+            lines = "".join(f"{unit}\0{fingerprint(root, unit) or ''}\n" for unit in units)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(lines.encode("utf-8", "surrogateescape"))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+
+    def collect() -> dict[str, str | None] | None:
+        with os.fdopen(read_end, "rb") as fh:
+            data = fh.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            return None
+        sent: dict[str, str | None] = {}
+        for line in data.decode("utf-8", "surrogateescape").splitlines():
+            unit, _, value = line.partition("\0")
+            sent[unit] = value or None
+        return sent
+
+    return collect

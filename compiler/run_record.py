@@ -24,26 +24,18 @@ cryptography unless a Vault source needs it): see docs/scale.md#the-run-record.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import policy_memo
-from .cache_store import CACHE_DIR, EntryStore, code_salt
+from .cache_store import CACHE_DIR, EntryStore
 from .diagnostics import Diagnostic, Location, Related, Severity, exit_code
 from .manifest import Written, digest
-from .policy_files import (
-    PolicyDigests,
-    PolicyFiles,
-    StatKey,
-    digest_policy_files,
-    digests_of,
-    read_policy_files,
-)
+from .policy_files import digests_of
+from .run_inputs import LOCK_FILE, Inputs, Settings
 
 if TYPE_CHECKING:
     from .pipeline import Result
@@ -51,40 +43,8 @@ if TYPE_CHECKING:
 
 KIND = "run"
 FILES_KIND = "run-files"  # the recorded files of each record, apart (see `_Units`)
-VERSION = 2
+VERSION = 3
 KEEP = 6  # newest records kept in .mtlsc/cache/run
-LOCK_FILE = "mtlsc.lock"  # lock.LOCK_FILE (lock.py imports the YAML machinery)
-# Environment variables that change what a run reads (credentials are not keyed: a lookup logs
-# in again and reads every recorded secret, so a refused credential is a miss).
-KEYED_ENV = ("VAULT_ADDR", "VAULT_NAMESPACE", "VAULT_CACERT")
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """The options of a `check`/`compile` that can change its output or diagnostics."""
-
-    root: Path
-    policies: Path
-    overlays: str
-    strict: bool
-    clusters: tuple[str, ...]
-    read_outside: tuple[Path, ...] = ()
-
-
-@dataclass(slots=True)
-class Inputs:
-    """What the run reads before compiling, read once and handed to the compile (a lookup
-    that trusted the policy memo has digests only: `texts` is None)."""
-
-    texts: PolicyFiles | None
-    lock: bytes | None  # mtlsc.lock as read, None when absent
-    key: str
-    # of the policy files read in place, as opened, and the filesystem clock before reading
-    # them: what `policy_memo.save` records (None: not to be recorded)
-    identities: dict[str, StatKey] = field(default_factory=dict)
-    clock: int | None = None
-
-
 @dataclass(slots=True)
 class Lookup:
     diagnostics: list[Diagnostic] | None = None  # set on a hit
@@ -95,102 +55,6 @@ class Lookup:
     @property
     def hit(self) -> bool:
         return self.diagnostics is not None
-
-
-# --- the key ---------------------------------------------------------------------------
-
-
-def shipped_schemas() -> Path | None:
-    """Where mtlsc's own schemas are (`k8s.validate.shipped_schema_root`, without importing
-    the validator)."""
-    spec = find_spec("mtlsc_schemas")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    checkout = Path(__file__).resolve().parents[1] / "schemas"
-    return checkout if (checkout / "gateway-api").is_dir() else None
-
-
-def schema_roots(root: Path) -> list[Path]:
-    """`pipeline.schema_roots`: the repository's schemas/ first, then the shipped ones."""
-    shipped = shipped_schemas()
-    local = root / "schemas"
-    roots = [local] if local.is_dir() else []
-    if shipped is not None and not any(r.resolve() == shipped.resolve() for r in roots):
-        roots.append(shipped)
-    return roots
-
-
-def _schemas_digest(root: Path) -> str:
-    """Every file below every schema root (a superset of what the render cache's per-bundle
-    fingerprints cover, so any schema change is a new key)."""
-    digest = hashlib.sha256()
-    for index, base in enumerate(schema_roots(root)):
-        for path in sorted(p for p in base.rglob("*") if p.is_file()
-                           and "__pycache__" not in p.parts):
-            digest.update(f"{index}:{path.relative_to(base).as_posix()}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def run_key(settings: Settings, texts: PolicyDigests, lock: bytes | None) -> str:
-    """SHA-256 over mtlsc's code and schemas, the options, the keyed environment, every
-    policy file's name and text digest (and the problems reading them), and the lock file."""
-    digest = hashlib.sha256()
-
-    def part(value: str | bytes | None) -> None:
-        data = b"\xff" if value is None else \
-            value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
-        digest.update(len(data).to_bytes(8, "big") + data)
-
-    part(f"mtlsc-run-record-{VERSION}")
-    part(code_salt())
-    part(_schemas_digest(settings.root))
-    part(os.path.realpath(settings.root))
-    part(os.path.realpath(settings.policies))
-    part(settings.overlays)
-    part(repr((settings.strict, settings.clusters)))
-    part(repr(tuple(os.path.realpath(p) for p in settings.read_outside)))
-    for name in KEYED_ENV:
-        part(os.environ.get(name))
-    part(repr(len(texts)))
-    for name, text_digest in texts.items():
-        part(name)
-        part(text_digest)
-    part(repr([repr(d) for d in texts.problems]))
-    part(lock)
-    return digest.hexdigest()
-
-
-def read_inputs(settings: Settings, *, memo: bool = False) -> Inputs | None:
-    """The policy texts and lock, keyed; None when they cannot be read (the full run then
-    reads them again and reports why). `memo`: the files are to be recorded in the policy
-    memo (a `compile`): the filesystem clock is read first and each file's identity kept."""
-    cache = settings.root / CACHE_DIR
-    clock = policy_memo.clock(cache) if memo else None
-    identities: dict[str, StatKey] = {}
-    try:
-        texts = read_policy_files(settings.policies, settings.root, identities=identities)
-        lock = _read_lock(settings.root)
-    except (OSError, UnicodeDecodeError):
-        return None
-    return Inputs(texts, lock, run_key(settings, digests_of(texts), lock), identities, clock)
-
-
-def lookup_inputs(settings: Settings) -> Inputs | None:
-    """The key of the policy files and lock, taking the digests of unchanged policy files
-    from the policy memo (`texts` is None: a missed lookup reads them with `read_inputs`)."""
-    known = policy_memo.load(settings.root / CACHE_DIR, settings.root, settings.policies)
-    try:
-        digests = digest_policy_files(settings.policies, settings.root, known)
-        lock = _read_lock(settings.root)
-    except (OSError, UnicodeDecodeError):
-        return None
-    return Inputs(None, lock, run_key(settings, digests, lock))
-
-
-def _read_lock(root: Path) -> bytes | None:
-    path = root / LOCK_FILE
-    return path.read_bytes() if path.is_file() else None
 
 
 # --- diagnostics as data ---------------------------------------------------------------
@@ -246,7 +110,7 @@ def lookup(inputs: Inputs, settings: Settings, now: datetime, *,
         diagnostics = [diagnostic_from_json(d) for d in raw["diagnostics"]]
         materials = raw["materials"]
         prune = (settings.overlays,) if raw["allClusters"] else ()
-        trees = {str(d): str(f) for d, f in raw["trees"].items()}
+        trees = {str(d): (str(f[0]), int(f[1])) for d, f in raw["trees"].items()}
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return Lookup(why="damaged record")
     if exit_code(diagnostics) != 0 or int(raw.get("exit", -1)) != 0:
@@ -366,7 +230,7 @@ def save(inputs: Inputs, settings: Settings, result: Result,
     if materials is None or (until is not None and until <= now):
         return False
     units, loose = outputs.manifest(result.output_dirs)
-    trees = {unit: found for unit, files in units.items()
+    trees = {unit: [found, len(files)] for unit, files in units.items()
              if (found := _fingerprint(settings.root, unit, files)) is not None}
     store = EntryStore(settings.root / CACHE_DIR)
     store.put(FILES_KIND, inputs.key, {"units": units})  # first: a record needs its files

@@ -8,51 +8,53 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from compiler import lock, pki, run_materials, run_record
+from compiler import lock, pki, run_inputs, run_materials, run_record
 from compiler.diagnostics import Diagnostic, Location, Related, Severity
 from compiler.pipeline import schema_roots
-from compiler.policy_files import read_policy_files
+from compiler.policy_files import digests_of, read_policy_files
 from compiler.secrets.vault_config import ExternalSecrets, VaultAuth, VaultRef, VaultSourceConfig
 from tests.support import REPO
 
 
 def test_the_light_copies_match_the_compiler() -> None:
     """Names the lookup keeps apart so as not to import the compiler must agree with it."""
-    assert run_record.LOCK_FILE == lock.LOCK_FILE
+    assert run_inputs.LOCK_FILE == lock.LOCK_FILE
     assert run_materials.DEV_PKI_MARKER == pki.CA_CERT
     for root in (REPO, Path("/nonexistent")):
-        assert run_record.schema_roots(root) == schema_roots(root)
+        assert run_inputs.schema_roots(root) == schema_roots(root)
 
 
-def _settings(root: Path, **changes: object) -> run_record.Settings:
+def _settings(root: Path, **changes: object) -> run_inputs.Settings:
     base: dict[str, object] = {"root": root, "policies": root / "policies",
                                "overlays": "overlays", "strict": False, "clusters": ()}
-    return run_record.Settings(**{**base, **changes})  # type: ignore[arg-type]
+    return run_inputs.Settings(**{**base, **changes})  # type: ignore[arg-type]
 
 
 def test_the_key_covers_every_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "repo"
     (root / "policies").mkdir(parents=True)
     (root / "policies" / "a.yaml").write_text("kind: x\n")
-    texts = read_policy_files(root / "policies", root)
-    key = run_record.run_key(_settings(root), texts, None)
-    assert run_record.run_key(_settings(root), texts, None) == key
+    texts = digests_of(read_policy_files(root / "policies", root))
+    key = run_inputs.run_key(_settings(root), texts, None)
+    assert run_inputs.run_key(_settings(root), texts, None) == key
     variants = [
-        run_record.run_key(_settings(root, strict=True), texts, None),
-        run_record.run_key(_settings(root, clusters=("a",)), texts, None),
-        run_record.run_key(_settings(root, overlays="out"), texts, None),
-        run_record.run_key(_settings(root, read_outside=(tmp_path,)), texts, None),
-        run_record.run_key(_settings(root), texts, b""),
-        run_record.run_key(_settings(root), texts, b"version: 1\n"),
+        run_inputs.run_key(_settings(root, strict=True), texts, None),
+        run_inputs.run_key(_settings(root, clusters=("a",)), texts, None),
+        run_inputs.run_key(_settings(root, overlays="out"), texts, None),
+        run_inputs.run_key(_settings(root, read_outside=(tmp_path,)), texts, None),
+        run_inputs.run_key(_settings(root), texts, b""),
+        run_inputs.run_key(_settings(root), texts, b"version: 1\n"),
     ]
     (root / "policies" / "a.yaml").write_text("kind: y\n")
-    variants.append(run_record.run_key(_settings(root), read_policy_files(root / "policies",
-                                                                          root), None))
+    variants.append(run_inputs.run_key(_settings(root), digests_of(
+        read_policy_files(root / "policies", root)), None))
     (root / "schemas").mkdir()
     (root / "schemas" / "extra.json").write_text("{}")
-    variants.append(run_record.run_key(_settings(root), texts, None))
+    variants.append(run_inputs.run_key(_settings(root), texts, None))
+    (root / "schemas" / "extra.json").write_text("[]")  # same name and size, new content
+    variants.append(run_inputs.run_key(_settings(root), texts, None))
     monkeypatch.setenv("VAULT_ADDR", "https://vault.example:8200")
-    variants.append(run_record.run_key(_settings(root), texts, None))
+    variants.append(run_inputs.run_key(_settings(root), texts, None))
     assert len({key, *variants}) == len(variants) + 1
 
 
@@ -90,3 +92,14 @@ def test_the_inline_stat_key_is_the_manifests(tmp_path: Path) -> None:
     st = os.lstat(path)
     assert manifest.stat_key(st) == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
                                      st.st_ctime_ns)
+
+
+def test_the_code_identity_names_the_libraries_installed() -> None:
+    """The run key's view of the code: stable while nothing changes, and the installed
+    distributions of the libraries whose messages reach diagnostics, by name and version."""
+    from importlib.metadata import version
+
+    assert run_inputs.code_identity() == run_inputs.code_identity()
+    for name in ("jsonschema", "cryptography"):
+        assert f"{name}-{version(name)}.dist-info:" in run_inputs.distribution(name)
+    assert run_inputs.distribution("no-such-library-here") == "absent"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from compiler import policy_memo, run_disk
 from compiler.policy_files import digest_policy_files, digests_of, read_policy_files
 from tests.record_support import both, example, mtlsc
@@ -200,3 +202,40 @@ def test_a_policy_file_name_that_is_not_utf8_is_cached_and_replayed(tmp_path: Pa
     recorded, full = both(root, "check")
     assert_same(recorded, full, "hit")
     assert shown in recorded.stderr
+
+
+def _three_units(tmp_path: Path) -> dict[str, int]:
+    for name, count in (("a", 5), ("b", 3), ("c", 1)):
+        (tmp_path / name / "ns").mkdir(parents=True)
+        for i in range(count):
+            (tmp_path / name / "ns" / f"{i}.yaml").write_text(f"{name}{i}\n")
+    return {"a": 5, "b": 3, "c": 1}
+
+
+def test_fingerprints_taken_by_a_forked_child_are_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    units = _three_units(tmp_path)
+    alone = {unit: run_disk.fingerprint(tmp_path, unit) for unit in units}
+    monkeypatch.setattr(run_disk, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(run_disk, "_cpus", lambda: 2)
+    forked: list[list[str]] = []
+    real = run_disk._fork_scan
+
+    def spy(root: Path, share: list[str]) -> object:
+        forked.append(list(share))
+        return real(root, share)
+
+    monkeypatch.setattr(run_disk, "_fork_scan", spy)
+    assert run_disk.scan_all(tmp_path, units) == alone
+    assert forked and forked[0] and set(forked[0]) < set(units)  # the child had a share
+
+
+@pytest.mark.parametrize("answer", [None, {"b": "0" * 64}, {"b": None, "zz": None}])
+def test_a_child_that_fails_or_lies_about_its_share_is_not_believed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: object) -> None:
+    units = _three_units(tmp_path)
+    alone = {unit: run_disk.fingerprint(tmp_path, unit) for unit in units}
+    monkeypatch.setattr(run_disk, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(run_disk, "_cpus", lambda: 2)
+    monkeypatch.setattr(run_disk, "_fork_scan", lambda root, share: lambda: answer)
+    assert run_disk.scan_all(tmp_path, units) == alone  # its share is scanned again

@@ -60,7 +60,7 @@ from .options import report_written as report_counts
 if TYPE_CHECKING:
     from ..fanout import Stager
     from ..load import SourceConfig
-    from ..run_record import Inputs
+    from ..run_inputs import Inputs
     from ..stream_write import StreamingWrite
 
 __all__ = ["Context", "common_options", "emit", "make_context", "offline_option", "print_diff"]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import run_record
+from .. import run_inputs, run_record
 from ..diagnostics import Diagnostic, exit_code
 from ..manifest import Written
 from .options import Context, emit, print_diff, report_written
@@ -32,12 +32,12 @@ LOG_ENV = "MTLSC_TEST_RECORD_LOG"
 class Attempt:
     """A lookup that missed: what it read, for the full run to reuse."""
 
-    inputs: run_record.Inputs
+    inputs: run_inputs.Inputs
     opened: Opened
 
 
-def settings(ctx: Context) -> run_record.Settings:
-    return run_record.Settings(ctx.root, ctx.policies, ctx.overlays, ctx.strict, ctx.clusters,
+def settings(ctx: Context) -> run_inputs.Settings:
+    return run_inputs.Settings(ctx.root, ctx.policies, ctx.overlays, ctx.strict, ctx.clusters,
                                ctx.read_outside)
 
 
@@ -47,7 +47,7 @@ def replay(ctx: Context, command: str, *, show_diff: bool = False) -> Attempt | 
     if not ctx.cache:
         return None
     wanted = settings(ctx)
-    inputs = run_record.lookup_inputs(wanted)
+    inputs = run_inputs.lookup_inputs(wanted)
     if inputs is None:
         return None
     found = run_record.lookup(inputs, wanted, ctx.now, names=command != "check")
@@ -57,7 +57,7 @@ def replay(ctx: Context, command: str, *, show_diff: bool = False) -> Attempt | 
     if found.diagnostics is None:
         # The full run reads every policy file (the lookup trusted the memo's digests) and
         # keys the record by exactly what it read; a compile records the files for the memo.
-        full = run_record.read_inputs(wanted, memo=command == "compile")
+        full = run_inputs.read_inputs(wanted, memo=command == "compile")
         return Attempt(full, opened) if full is not None else None
     diagnostics = found.diagnostics
     if command == "check":
