@@ -76,7 +76,11 @@ class EntryStore:
     def put(self, kind: str, key: str, value: Any) -> None:
         if not self.writable:
             return
-        payload = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        try:
+            payload = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (a file name that is not UTF-8): escaped
+            payload = json.dumps(value, separators=(",", ":")).encode("ascii")
         data = (MAGIC + key.encode("ascii") + b"\n"
                 + hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n" + payload)
         path = self._path(kind, key)

@@ -56,7 +56,7 @@ GRANT_KIND = "grant"
 
 
 class Stager(Protocol):
-    """The writer's side of worker staging (`stage.StreamingWrite`)."""
+    """The writer's side of worker staging (`stream_write.StreamingWrite`)."""
 
     def open(self, directory: str) -> str | None:
         """The staging directory that workers may fill for the output directory, or None."""

@@ -20,14 +20,18 @@ that `load_texts` reports them with everything else.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from .diagnostics import Diagnostic, Location, error
 from .policy_text import MAX_FILE_BYTES, decode, too_large
 
 SUFFIXES = (".yaml", ".yml")
+StatKey = tuple[int, int, int, int, int]  # device, inode, size, mtime and ctime (ns)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -39,34 +43,104 @@ class PolicyFiles(dict[str, str]):
         self.problems: list[Diagnostic] = []
 
 
-def read_policy_files(policies_dir: Path, root: Path) -> PolicyFiles:
+class PolicyDigests(dict[str, bytes]):
+    """The SHA-256 of every policy file's text (`text_digest`) by display path, plus the
+    problems of the entries that could not be read: what a run record is keyed by."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[Diagnostic] = []
+
+
+def text_digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def digests_of(texts: PolicyFiles) -> PolicyDigests:
+    out = PolicyDigests()
+    out.update((name, text_digest(text)) for name, text in texts.items())
+    out.problems = list(texts.problems)
+    return out
+
+
+def read_policy_files(policies_dir: Path, root: Path, *,
+                      identities: dict[str, StatKey] | None = None) -> PolicyFiles:
     """Every policy file below `policies_dir`, keyed by its path relative to `root`.
 
     A link inside the repository is shown under its target's path, so a file linked into the
-    policies directory next to itself is read once.
+    policies directory next to itself is read once. `identities` receives the identity
+    (`stat_key`) of every regular file read in place (not through a link), as it was opened.
     """
+    def take(path: str, shown: str, real_root: str) -> tuple[str, str | Diagnostic]:
+        return _taken(_read(path, shown, real_root, identities), shown, real_root)
+
+    out = PolicyFiles()
+    for shown, value in _gather(policies_dir, root, take):
+        if isinstance(value, str):
+            out[shown] = value
+        else:
+            out.problems.append(value)
+    return out
+
+
+def digest_policy_files(policies_dir: Path, root: Path,
+                        known: Mapping[str, tuple[StatKey, bytes]]) -> PolicyDigests:
+    """`digests_of(read_policy_files(...))`, without reading the files `known` vouches for:
+    a regular file whose identity (`lstat`) is exactly the one recorded gets the recorded
+    digest; every other entry is read (and checked) as `read_policy_files` reads it."""
+    def take(path: str, shown: str, real_root: str) -> tuple[str, bytes | Diagnostic]:
+        vouched = known.get(shown)
+        if vouched is not None:
+            try:
+                st = os.lstat(path)
+                if stat.S_ISREG(st.st_mode) and stat_key(st) == vouched[0]:
+                    return shown, vouched[1]
+            except OSError:
+                pass  # read below, which says why it cannot be read
+        shown, value = _taken(_read(path, shown, real_root), shown, real_root)
+        return shown, text_digest(value) if isinstance(value, str) else value
+
+    out = PolicyDigests()
+    for shown, value in _gather(policies_dir, root, take):
+        if isinstance(value, bytes):
+            out[shown] = value
+        else:
+            out.problems.append(value)
+    return out
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """A file's identity: any change to the file (content, `touch`, `chmod`) changes it."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+_T = TypeVar("_T")
+
+
+def _gather(policies_dir: Path, root: Path,
+            take: Callable[[str, str, str], tuple[str, _T | Diagnostic]]
+            ) -> list[tuple[str, _T | Diagnostic]]:
+    """`take(path, shown, real_root)` of every policy-file entry, sorted by display path."""
     real_root = os.path.realpath(root)
-    found: dict[str, str | Diagnostic] = {}
+    found: dict[str, _T | Diagnostic] = {}
     paths, unlisted = _walk(os.path.realpath(policies_dir))
     for path in paths:
-        shown = _display(path, real_root)
-        value = _read(path, shown, real_root)
-        if isinstance(value, tuple):
-            shown, value = _display(value[0], real_root), value[1]
+        shown, value = take(path, _display(path, real_root), real_root)
         found[shown] = value
     for directory, exc in unlisted:
         shown = _display(directory, real_root)
         found[shown] = error("UnreadableFile", f"cannot list {shown}: {exc.strerror or exc}",
                              Location(shown, 1, 1), "check the directory's permissions",
                              source_failure=True)
-    out = PolicyFiles()
-    for shown in sorted(found):
-        value = found[shown]
-        if isinstance(value, str):
-            out[shown] = value
-        else:
-            out.problems.append(value)
-    return out
+    return [(shown, found[shown]) for shown in sorted(found)]
+
+
+def _taken(value: str | Diagnostic | tuple[str, str], shown: str,
+           real_root: str) -> tuple[str, str | Diagnostic]:
+    """A link's text is shown under its target's path."""
+    if isinstance(value, tuple):
+        return _display(value[0], real_root), value[1]
+    return shown, value
 
 
 def _walk(top: str) -> tuple[list[str], list[tuple[str, OSError]]]:
@@ -94,6 +168,9 @@ def _walk(top: str) -> tuple[list[str], list[tuple[str, OSError]]]:
 
 
 def _display(path: str, real_root: str) -> str:
+    if os.sep == "/" and path.startswith(real_root) and path[len(real_root):len(real_root) + 1] \
+            == "/" and "/." not in path and "//" not in path:
+        return path[len(real_root) + 1:]  # a plain path below the root (walks give these)
     rel = os.path.relpath(path, real_root)
     return Path(path).as_posix() if rel.startswith("..") else Path(rel).as_posix()
 
@@ -102,8 +179,10 @@ def _inside(path: str, real_root: str) -> bool:
     return path == real_root or path.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
-def _read(path: str, shown: str, real_root: str) -> str | Diagnostic | tuple[str, str]:
-    """The file's text (with its target's path for a link), or why it cannot be used."""
+def _read(path: str, shown: str, real_root: str,
+          identities: dict[str, StatKey] | None = None) -> str | Diagnostic | tuple[str, str]:
+    """The file's text (with its target's path for a link), or why it cannot be used;
+    `identities` gets a regular file's identity as opened."""
     at = Location(shown, 1, 1)
     try:
         info = os.lstat(path)
@@ -128,7 +207,8 @@ def _read(path: str, shown: str, real_root: str) -> str | Diagnostic | tuple[str
             return _special(info.st_mode, shown, at)
         if info.st_size > MAX_FILE_BYTES:
             return too_large(info.st_size, shown)
-        data = _bounded_read(path, shown, at)
+        data = _bounded_read(path, shown, at,
+                             identities if target is None and identities is not None else None)
     except OSError as exc:
         return error("UnreadableFile", f"cannot read {shown}: {exc.strerror or exc}", at,
                      "check the file's permissions, or remove it", source_failure=True)
@@ -153,12 +233,15 @@ def _special(mode: int, shown: str, at: Location) -> Diagnostic:
                  "was not opened", at, "remove it from the policies directory")
 
 
-def _bounded_read(path: str, shown: str, at: Location) -> bytes | Diagnostic:
+def _bounded_read(path: str, shown: str, at: Location,
+                  identities: dict[str, StatKey] | None = None) -> bytes | Diagnostic:
     fd = os.open(path, _OPEN_FLAGS)
     try:
         info = os.fstat(fd)  # what was opened, in case the entry changed since lstat
         if not stat.S_ISREG(info.st_mode):
             return _special(info.st_mode, shown, at)
+        if identities is not None:
+            identities[shown] = stat_key(info)  # before reading: a later write changes it
         chunks: list[bytes] = []
         size = 0
         while size <= MAX_FILE_BYTES:

@@ -13,13 +13,23 @@ recorded manifest (path -> SHA-256 and size) instead of the compiled bytes:
 
 Anything else (a missing or extra generated file, an edit, a directory in the way, an
 unreadable entry) answers False, and the caller runs the full `check`, which reports it.
+
+Most lookups are answered before that, by an output directory's **fingerprint**: a SHA-256
+over the sorted name and identity (dev/inode/size/mtime/ctime) of every entry below it
+except directories. A compile records it from the hash manifest it has just saved, when the
+manifest vouches for every compiled file with its recorded content (`fingerprint_of`); a
+lookup scans the directory and compares (`fingerprint`). Equal fingerprints mean the same
+entries with the same identities as the manifest's, which the manifest's own rule (a file's
+identity changes with any change to it) makes the recorded files; a directory holding
+anything else (a foreign file, a link) never matches and is compared file by file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from . import manifest, write
@@ -52,6 +62,47 @@ def read_at_most(path: str, limit: int, *, regular: bool = False) -> bytes | Non
 
 def _read(path: str, limit: int) -> bytes:
     return read_at_most(path, limit) or b""
+
+
+def _line(rel: str, key: manifest.StatKey) -> str:
+    # a name never holds NUL, and the five numbers end at the newline: one decoding only
+    return f"{rel}\0{key[0]}\0{key[1]}\0{key[2]}\0{key[3]}\0{key[4]}\n"
+
+
+def _digest_lines(lines: list[str]) -> str:
+    lines.sort()
+    return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def fingerprint_of(identities: Iterable[tuple[str, manifest.StatKey]]) -> str:
+    """The fingerprint of a directory whose only non-directory entries have these names
+    (relative) and identities."""
+    return _digest_lines([_line(rel, key) for rel, key in identities])
+
+
+def fingerprint(root: Path, unit: str) -> str | None:
+    """The fingerprint of the output directory `unit` as it is now (None: not a directory)."""
+    base = os.path.join(os.fspath(root), unit)
+    if not stat.S_ISDIR(os.lstat(base).st_mode):
+        return None
+    lines: list[str] = []
+    todo = [""]
+    skip = (STAGE_PREFIX, OLD_PREFIX)  # an interrupted write's leftovers: looked at apart
+    is_dir = stat.S_ISDIR
+    while todo:
+        rel_dir = todo.pop()
+        prefix = rel_dir + "/" if rel_dir else ""
+        with os.scandir(os.path.join(base, rel_dir) if rel_dir else base) as it:
+            for entry in it:
+                if entry.name.startswith(skip):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if is_dir(st.st_mode):
+                    todo.append(prefix + entry.name)
+                else:
+                    lines.append(f"{prefix}{entry.name}\0{st.st_dev}\0{st.st_ino}\0"
+                                 f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n")
+    return _digest_lines(lines)
 
 
 def unit_same(root: Path, unit: str, expected: Expected) -> bool:
@@ -118,12 +169,22 @@ def stale_elsewhere(root: Path, units: Sequence[str], prune: Sequence[str]) -> b
     return bool(write.stale_units(root, sorted(set(units)), prune, loose) or loose)
 
 
-def tree_same(root: Path, units: Mapping[str, Expected], loose: Expected,
-              prune: Sequence[str]) -> bool:
-    """The whole output tree is as recorded (any filesystem error: not the same)."""
+def tree_same(root: Path, dirs: Sequence[str],
+              expected: Callable[[], Mapping[str, Expected] | None], loose: Expected,
+              prune: Sequence[str], fingerprints: Mapping[str, str]) -> bool:
+    """The whole output tree is as recorded (any filesystem error: not the same): each
+    output directory of `dirs` by its fingerprint when one was recorded, else file by file
+    against `expected()` (the recorded files; None when they cannot be read: not the same)."""
+    def same(unit: str) -> bool:
+        recorded = fingerprints.get(unit)
+        if recorded is not None and fingerprint(root, unit) == recorded:
+            return True
+        files = expected()
+        return files is not None and unit in files and unit_same(root, unit, files[unit])
+
     try:
-        return (all(unit_same(root, unit, files) for unit, files in units.items())
+        return (all(same(unit) for unit in dirs)
                 and loose_same(root, loose)
-                and not stale_elsewhere(root, list(units), prune))
+                and not stale_elsewhere(root, list(dirs), prune))
     except OSError:
         return False

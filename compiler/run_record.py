@@ -32,17 +32,26 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import policy_memo
 from .cache_store import CACHE_DIR, EntryStore, code_salt
 from .diagnostics import Diagnostic, Location, Related, Severity, exit_code
 from .manifest import Written, digest
-from .policy_files import PolicyFiles, read_policy_files
+from .policy_files import (
+    PolicyDigests,
+    PolicyFiles,
+    StatKey,
+    digest_policy_files,
+    digests_of,
+    read_policy_files,
+)
 
 if TYPE_CHECKING:
     from .pipeline import Result
     from .run_materials import Reread
 
 KIND = "run"
-VERSION = 1
+FILES_KIND = "run-files"  # the recorded files of each record, apart (see `_Units`)
+VERSION = 2
 KEEP = 6  # newest records kept in .mtlsc/cache/run
 LOCK_FILE = "mtlsc.lock"  # lock.LOCK_FILE (lock.py imports the YAML machinery)
 # Environment variables that change what a run reads (credentials are not keyed: a lookup logs
@@ -64,11 +73,16 @@ class Settings:
 
 @dataclass(slots=True)
 class Inputs:
-    """What the run reads before compiling, read once and handed to the compile."""
+    """What the run reads before compiling, read once and handed to the compile (a lookup
+    that trusted the policy memo has digests only: `texts` is None)."""
 
-    texts: PolicyFiles
+    texts: PolicyFiles | None
     lock: bytes | None  # mtlsc.lock as read, None when absent
     key: str
+    # of the policy files read in place, as opened, and the filesystem clock before reading
+    # them: what `policy_memo.save` records (None: not to be recorded)
+    identities: dict[str, StatKey] = field(default_factory=dict)
+    clock: int | None = None
 
 
 @dataclass(slots=True)
@@ -118,9 +132,9 @@ def _schemas_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def run_key(settings: Settings, texts: PolicyFiles, lock: bytes | None) -> str:
+def run_key(settings: Settings, texts: PolicyDigests, lock: bytes | None) -> str:
     """SHA-256 over mtlsc's code and schemas, the options, the keyed environment, every
-    policy file's name and text (and the problems reading them), and the lock file."""
+    policy file's name and text digest (and the problems reading them), and the lock file."""
     digest = hashlib.sha256()
 
     def part(value: str | bytes | None) -> None:
@@ -139,24 +153,44 @@ def run_key(settings: Settings, texts: PolicyFiles, lock: bytes | None) -> str:
     for name in KEYED_ENV:
         part(os.environ.get(name))
     part(repr(len(texts)))
-    for name, text in texts.items():
+    for name, text_digest in texts.items():
         part(name)
-        part(text)
+        part(text_digest)
     part(repr([repr(d) for d in texts.problems]))
     part(lock)
     return digest.hexdigest()
 
 
-def read_inputs(settings: Settings) -> Inputs | None:
+def read_inputs(settings: Settings, *, memo: bool = False) -> Inputs | None:
     """The policy texts and lock, keyed; None when they cannot be read (the full run then
-    reads them again and reports why)."""
+    reads them again and reports why). `memo`: the files are to be recorded in the policy
+    memo (a `compile`): the filesystem clock is read first and each file's identity kept."""
+    cache = settings.root / CACHE_DIR
+    clock = policy_memo.clock(cache) if memo else None
+    identities: dict[str, StatKey] = {}
     try:
-        texts = read_policy_files(settings.policies, settings.root)
-        path = settings.root / LOCK_FILE
-        lock = path.read_bytes() if path.is_file() else None
+        texts = read_policy_files(settings.policies, settings.root, identities=identities)
+        lock = _read_lock(settings.root)
     except (OSError, UnicodeDecodeError):
         return None
-    return Inputs(texts, lock, run_key(settings, texts, lock))
+    return Inputs(texts, lock, run_key(settings, digests_of(texts), lock), identities, clock)
+
+
+def lookup_inputs(settings: Settings) -> Inputs | None:
+    """The key of the policy files and lock, taking the digests of unchanged policy files
+    from the policy memo (`texts` is None: a missed lookup reads them with `read_inputs`)."""
+    known = policy_memo.load(settings.root / CACHE_DIR, settings.root, settings.policies)
+    try:
+        digests = digest_policy_files(settings.policies, settings.root, known)
+        lock = _read_lock(settings.root)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Inputs(None, lock, run_key(settings, digests, lock))
+
+
+def _read_lock(root: Path) -> bytes | None:
+    path = root / LOCK_FILE
+    return path.read_bytes() if path.is_file() else None
 
 
 # --- diagnostics as data ---------------------------------------------------------------
@@ -192,43 +226,77 @@ def _parents(dirs: Sequence[str]) -> list[str]:
     return sorted({d.rpartition("/")[0] for d in dirs})
 
 
-def lookup(inputs: Inputs, settings: Settings, now: datetime) -> Lookup:
-    """Replay the record of these inputs if everything it depends on is unchanged."""
+def lookup(inputs: Inputs, settings: Settings, now: datetime, *,
+           names: bool = True) -> Lookup:
+    """Replay the record of these inputs if everything it depends on is unchanged. `names`:
+    the hit lists every compiled file (`compile` prints them; `check` does not)."""
     from . import journal, run_disk, run_materials
 
     root = settings.root
-    raw = EntryStore(root / CACHE_DIR, writable=False).get(KIND, inputs.key)
+    store = EntryStore(root / CACHE_DIR, writable=False)
+    raw = store.get(KIND, inputs.key)
     if not isinstance(raw, dict) or raw.get("version") != VERSION:
         return Lookup(why="no record")
     try:
         until = raw["validUntil"]
         if until is not None and not now < datetime.fromisoformat(until):
             return Lookup(why="past the clock horizon")
-        units = {str(d): {str(r): (str(v[0]), int(v[1])) for r, v in files.items()}
-                 for d, files in raw["units"].items()}
+        dirs = [str(d) for d in raw["dirs"]]
         loose = {str(r): (str(v[0]), int(v[1])) for r, v in raw["loose"].items()}
         diagnostics = [diagnostic_from_json(d) for d in raw["diagnostics"]]
         materials = raw["materials"]
-        files = sorted([*loose, *(f"{d}/{r}" for d, fs in units.items() for r in fs)])
         prune = (settings.overlays,) if raw["allClusters"] else ()
+        trees = {str(d): str(f) for d, f in raw["trees"].items()}
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return Lookup(why="damaged record")
     if exit_code(diagnostics) != 0 or int(raw.get("exit", -1)) != 0:
         return Lookup(why="damaged record")
     try:
         if journal.pending(root) is not None or \
-                journal.leftovers(root, [*_parents(list(units)), settings.overlays]):
+                journal.leftovers(root, [*_parents(dirs), settings.overlays]):
             return Lookup(why="an interrupted write")
     except OSError:
         return Lookup(why="an interrupted write")
     if not run_materials.local_same(materials, root, inputs.key):
         return Lookup(why="local certificate files changed")
-    if not run_disk.tree_same(root, units, loose, prune):
-        return Lookup(why="the output tree differs")
+    units = _Units(store, inputs.key, dirs)
+    if not run_disk.tree_same(root, dirs, units.expected, loose, prune, trees):
+        return Lookup(why="the output tree differs" if units.expected() is not None
+                      else "damaged record")
     reread = run_materials.vault_same(materials, root, inputs.lock, inputs.key)
     if not reread.same:
         return Lookup(why="Vault serves different material", reread=reread)
+    files: list[str] = []
+    if names:
+        found = units.expected()
+        if found is None:
+            return Lookup(why="damaged record", reread=reread)
+        files = sorted([*loose, *(f"{d}/{r}" for d, fs in found.items() for r in fs)])
     return Lookup(diagnostics, files, reread=reread)
+
+
+class _Units:
+    """The recorded files of each output directory (path -> SHA-256 and size), kept in an
+    entry of their own (`FILES_KIND`) and read only when a lookup needs them: the
+    directories' fingerprints usually answer, and the entry is most of a record's size."""
+
+    def __init__(self, store: EntryStore, key: str, dirs: Sequence[str]) -> None:
+        self.store, self.key, self.dirs = store, key, dirs
+        self.read = False
+        self.found: dict[str, dict[str, tuple[str, int]]] | None = None
+
+    def expected(self) -> dict[str, dict[str, tuple[str, int]]] | None:
+        if not self.read:
+            self.read = True
+            raw: Any = self.store.get(FILES_KIND, self.key)
+            try:
+                units = {str(d): {str(r): (str(v[0]), int(v[1])) for r, v in files.items()}
+                         for d, files in raw["units"].items()}
+                if sorted(units) == sorted(self.dirs):
+                    self.found = units
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+                pass
+        return self.found
 
 
 # --- recording -------------------------------------------------------------------------
@@ -298,14 +366,37 @@ def save(inputs: Inputs, settings: Settings, result: Result,
     if materials is None or (until is not None and until <= now):
         return False
     units, loose = outputs.manifest(result.output_dirs)
+    trees = {unit: found for unit, files in units.items()
+             if (found := _fingerprint(settings.root, unit, files)) is not None}
     store = EntryStore(settings.root / CACHE_DIR)
+    store.put(FILES_KIND, inputs.key, {"units": units})  # first: a record needs its files
     store.put(KIND, inputs.key, {
         "version": VERSION, "validUntil": until.astimezone(UTC).isoformat() if until else None,
         "exit": 0, "diagnostics": [diagnostic_to_json(d) for d in diagnostics],
-        "units": units, "loose": loose, "allClusters": result.all_clusters,
+        "dirs": sorted(units), "loose": loose, "trees": trees,
+        "allClusters": result.all_clusters,
         "materials": materials})
     _prune(settings.root / CACHE_DIR / KIND)
+    _prune(settings.root / CACHE_DIR / FILES_KIND)
+    if inputs.clock is not None and inputs.texts is not None:
+        policy_memo.save(settings.root / CACHE_DIR, settings.root, settings.policies,
+                         inputs.identities, digests_of(inputs.texts), inputs.clock)
     return True
+
+
+def _fingerprint(root: Path, unit: str, files: Mapping[str, list[Any]]) -> str | None:
+    """The output directory's fingerprint (`run_disk`), from the hash manifest the write has
+    just saved, when it vouches for every compiled file with the compiled content."""
+    from . import manifest, run_disk
+
+    known = manifest.load(root, unit)
+    identities = []
+    for rel, (sha, size) in files.items():
+        entry = known.get(rel)
+        if entry is None or entry.digest != sha or entry.key[2] != size:
+            return None
+        identities.append((rel, entry.key))
+    return run_disk.fingerprint_of(identities) if identities else None
 
 
 def _prune(directory: Path) -> None:

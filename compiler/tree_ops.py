@@ -21,7 +21,7 @@ from .manifest import StatKey, stat_key
 
 REMOVE_THREADS = 4
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# A link that fails with one of these is carried by a copy instead (stage._link).
+# A link that fails with one of these is carried by a copy instead (`tree_ops.link_or_copy`).
 COPY_INSTEAD = frozenset({errno.EPERM, errno.EMLINK, errno.EXDEV, errno.EOPNOTSUPP})
 
 

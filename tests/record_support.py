@@ -59,8 +59,9 @@ def record_files(root: Path) -> list[Path]:
     return sorted(p for p in (root / ".mtlsc" / "cache" / "run").glob("*/*") if p.is_file())
 
 
-def record_of(root: Path) -> dict[str, Any]:
-    """The payload of the only run record (format: cache_store.EntryStore)."""
-    [path] = record_files(root)
+def record_of(root: Path, kind: str = "run") -> dict[str, Any]:
+    """The payload of the only run record (format: cache_store.EntryStore); `kind="run-files"`:
+    its recorded files (run_record.FILES_KIND)."""
+    [path] = sorted(p for p in (root / ".mtlsc" / "cache" / kind).glob("*/*") if p.is_file())
     payload: dict[str, Any] = json.loads(path.read_bytes().split(b"\n", 3)[3])
     return payload

@@ -183,7 +183,7 @@ def test_a_streamed_compile_is_recorded_too(tmp_path: Path) -> None:
     root = example(tmp_path)
     stream = {"MTLSC_STREAM_MIN": "1"}
     assert mtlsc(root, "compile", env=stream).code == 0
-    files = sum(len(u) for u in record_of(root)["units"].values())
+    files = sum(len(u) for u in record_of(root, "run-files")["units"].values())
     assert files == sum(1 for p in (root / "overlays").rglob("*") if p.is_file())
     for command in (("check",), ("compile",), ("compile", "--format", "json")):
         recorded, full = both(root, *command, env=stream)

@@ -1,8 +1,8 @@
 """Worker processes write a new output directory's files straight into its staging directory
-(`unit_files`, `stage.StreamingWrite.open`). The guarantees of docs/output.md hold as when the
-main process writes: the same bytes, modes and write manifest; a fault in a worker ends in the
-same FilesystemError with nothing changed; a kill leaves every cluster absent or complete; and
-workers die with the main process, so nothing writes into a staging directory after it.
+(`unit_files`, `stream_write.StreamingWrite.open`). The guarantees of docs/output.md hold as
+when the main process writes: the same bytes, modes and write manifest; a fault in a worker ends
+in the same FilesystemError with nothing changed; a kill leaves every cluster absent or complete;
+and workers die with the main process, so nothing writes into a staging directory after it.
 
 Forced on small repositories with MTLSC_STREAM_MIN=1 (stream), MTLSC_PARALLEL_MIN=1 and
 MTLSC_JOBS=2 (workers).
@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from compiler import manifest
 from compiler.cli import main
-from compiler.stage import StreamingWrite
+from compiler.stream_write import StreamingWrite
 from tests.fleet_support import make_fleet
 from tests.test_crash import CLUSTERS, command, env, leftovers, snapshot, write_policies
 from tests.test_write_faults import assert_refused_unchanged, mtlsc, tree

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from ..fanout import Stager
     from ..load import SourceConfig
     from ..run_record import Inputs
-    from ..stage import StreamingWrite
+    from ..stream_write import StreamingWrite
 
 __all__ = ["Context", "common_options", "emit", "make_context", "offline_option", "print_diff"]
 Opened = Mapping[str, tuple["SourceConfig", CertificateSource]]
@@ -117,8 +117,8 @@ def run_compile(ctx: Context, *, offline: bool = False,
         if problem is not None:
             return Result(diagnostics=[problem])
     try:
-        texts = inputs.texts if inputs is not None else read_policy_files(ctx.policies,
-                                                                          ctx.root)
+        texts = inputs.texts if inputs is not None and inputs.texts is not None \
+            else read_policy_files(ctx.policies, ctx.root)
     except (OSError, UnicodeDecodeError) as exc:
         return Result(diagnostics=[io_failure(f"cannot read policies: {exc}",
                                                "check the --policies directory")])
@@ -274,7 +274,7 @@ def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs |
                       ) -> tuple[Result, str, list[str]]:
     """`mtlsc compile`: compile, then write (I/O failures become diagnostics). A large compile
     is written while it compiles: each cluster is staged as soon as it is done, while the
-    workers render the next (`stage.StreamingWrite`); the swap still happens only when the
+    workers render the next (`stream_write.StreamingWrite`); the swap still happens only when the
     whole compile succeeded. Returns the result, the diff when asked for (`--diff` writes the
     classic way: it needs every old and new file at once) and the names of the files.
     `inputs` and `opened`: see `run_compile`; an `observer` sees the compile's files and
@@ -283,7 +283,7 @@ def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs |
         result = run_compile(ctx, writes=True, inputs=inputs, opened=opened, lean=True)
         _observe(observer, result)
         return result, write_result(ctx, result, show_diff=True), sorted(result.files)
-    from ..stage import StreamingWrite  # the writing half; `check` never imports it
+    from ..stream_write import StreamingWrite  # the writing half; `check` never imports it
 
     writer = StreamingWrite(ctx.root)
 

@@ -47,15 +47,18 @@ def replay(ctx: Context, command: str, *, show_diff: bool = False) -> Attempt | 
     if not ctx.cache:
         return None
     wanted = settings(ctx)
-    inputs = run_record.read_inputs(wanted)
+    inputs = run_record.lookup_inputs(wanted)
     if inputs is None:
         return None
-    found = run_record.lookup(inputs, wanted, ctx.now)
+    found = run_record.lookup(inputs, wanted, ctx.now, names=command != "check")
     if os.environ.get(LOG_ENV):
         atexit.register(_log, os.environ[LOG_ENV], found.why or "hit")
     opened = dict(found.reread.opened) if found.reread is not None else {}
     if found.diagnostics is None:
-        return Attempt(inputs, opened)
+        # The full run reads every policy file (the lookup trusted the memo's digests) and
+        # keys the record by exactly what it read; a compile records the files for the memo.
+        full = run_record.read_inputs(wanted, memo=command == "compile")
+        return Attempt(full, opened) if full is not None else None
     diagnostics = found.diagnostics
     if command == "check":
         emit(diagnostics, ctx.fmt, diff="")
