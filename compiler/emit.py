@@ -255,3 +255,25 @@ def dumps(data: Mapping[str, Any]) -> str:
 
 def to_yaml(obj: Mapping[str, Any], *, header: bool = True) -> bytes:
     return ((HEADER if header else "") + dumps(obj)).encode("utf-8")
+
+
+def to_yaml_reusing(obj: Mapping[str, Any], key: str, block: str | None) -> tuple[bytes, str]:
+    """`to_yaml(obj)`, and the text that the top-level entry `key` emits to in it. Each
+    top-level entry emits to lines of its own, a function of its key and value alone: `block`,
+    that text from an earlier call whose `obj[key]` was equal, stands in for emitting the
+    value again (None: emit it)."""
+    if not obj:
+        return to_yaml(obj), ""
+    out = [HEADER]
+    mine = ""
+    for name, _ in _plan(obj, "", True):
+        if name != key:
+            _mapping({name: obj[name]}, "", True, out)
+            continue
+        if block is None:
+            part: list[str] = []
+            _mapping({name: obj[name]}, "", True, part)
+            block = "".join(part)
+        out.append(block)
+        mine = block
+    return "".join(out).encode("utf-8"), mine

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from . import fsops
 from .cache import EntryStore, canonical, code_salt, digest
+from .emit_memo import EmitMemo
 from .fetch import Materials
 from .k8s.validate import SchemaStore
 from .model import ClusterModel, Gateway, Target
@@ -81,16 +82,18 @@ class Work:
 Task = tuple[int, int, str | None]  # (cluster index, gateway position, cache key or None)
 
 _WORK: Work | None = None  # set in each worker process by `_start`
+_MEMO: EmitMemo | None = None  # each worker's own, from `_start`
 
 
 def _start(work: Work, parent: int) -> None:
-    global _WORK
-    _WORK = work
+    global _WORK, _MEMO
+    _WORK, _MEMO = work, EmitMemo()
     fsops.die_with_parent(parent)  # never write into a staging directory for a dead writer
 
 
 def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None,
-             stage: str | None = None) -> tuple[list[Unit], OSError | None]:
+             stage: str | None = None, memo: EmitMemo | None = None,
+             ) -> tuple[list[Unit], OSError | None]:
     """The units of `tasks`, written into `stage` when given; a filesystem error stops the
     writing (the units are still computed: the compile's diagnostics come first)."""
     out = []
@@ -100,7 +103,8 @@ def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None
         if progress is not None:
             progress.step(f"{work.targets[index].name} {gw.key}")
         unit = render_unit(gw, work.targets[index], work.ca_pems[index], work.store,
-                           envoy=work.envoy, grant_version=work.grant_versions[index])
+                           envoy=work.envoy, grant_version=work.grant_versions[index],
+                           memo=memo)
         if work.cache is not None and key is not None:
             work.cache.put(KIND, key, unit_to_json(unit))
         if stage is not None:
@@ -114,7 +118,7 @@ def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None
 
 def _in_worker(stage: str | None, tasks: Sequence[Task]) -> Computed:
     assert _WORK is not None
-    units, failed = _compute(_WORK, tasks, stage=stage)
+    units, failed = _compute(_WORK, tasks, stage=stage, memo=_MEMO)
     return [unit_to_wire(unit) for unit in units], failed
 
 
@@ -235,6 +239,7 @@ class UnitStream:
         self.pool: ProcessPoolExecutor | None = None
         self.plans: dict[int, tuple[list[Unit | None], list[tuple[int, Task]]]] = {}
         self.queued: dict[int, list[tuple[list[Task], Future[Computed]]]] = {}
+        self.memo = EmitMemo()  # for the units computed in this process
 
     def prepare(self, index: int) -> None:
         """Look up cluster `index` in the cache and queue its misses. Only one cluster ahead
@@ -264,7 +269,7 @@ class UnitStream:
                                         self.stager)
                 else:
                     computed = _compute(self.work, [task for _, task in missing],
-                                        self.progress)[0]
+                                        self.progress, memo=self.memo)[0]
                 for (position, _), unit in zip(missing, computed, strict=True):
                     found[position] = unit
                 yield [unit for unit in found if unit is not None]
@@ -278,6 +283,7 @@ class UnitStream:
             self.pool = None
         self.plans.clear()
         self.queued.clear()
+        self.memo = EmitMemo()
 
 
 Computed = tuple[list[Wire], OSError | None]  # what a worker sends back

@@ -1,0 +1,65 @@
+"""Within one process, the bytes that a gateway's objects and Envoy config emit to, kept for
+the next cluster that renders the same gateway alike.
+
+A gateway that resolves alike on several clusters is one object in the model (`model_share`).
+What `render_gateway_objects` and `render_client_traffic_policies` make of it is a function of
+that object and the cluster's CA bundles (the ReferenceGrant version the cluster serves changes
+only the grants, which are emitted once merged, in `assemble`); the `static_resources` of its
+Envoy config, of the object, the CA bundles and the cluster's Envoy settings. Equal values
+emit to equal bytes, so a process that renders the gateway for another cluster takes the
+bytes (and their digests) emitted before instead of emitting again: emitting is about a third
+of the work of a unit. Only emitting is saved: the objects are still rendered (their
+identities must match what was kept, or the entry is not used) and validated against the
+cluster's own schemas, and the Envoy config's cluster-specific entries (`node`, `admin`) are
+emitted every time.
+
+Entries are keyed by the gateway object itself (held, so its `id` stays its own) and hold
+emitted text only; the oldest are dropped beyond `LIMIT` bytes, so memory stays bounded in a
+fleet of any size (a worker meets a gateway again about one cluster later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from .model import Gateway
+
+LIMIT = 48 << 20  # bytes of emitted text kept per process
+
+Emitted = tuple[bytes, str, bytes]  # (emitted bytes, SHA-256 hex digest, raw digest)
+
+
+class EmitMemo:
+    """Emitted text by (what it is, gateway object, the cluster's inputs to it)."""
+
+    def __init__(self, limit: int = LIMIT) -> None:
+        self.limit = limit
+        self.size = 0
+        self.hits = 0
+        self.entries: dict[tuple[Hashable, ...], tuple[Gateway, Any, int]] = {}
+
+    def get(self, what: str, gw: Gateway, inputs: Hashable) -> Any:
+        found = self.entries.get((what, id(gw), inputs))
+        if found is None or found[0] is not gw:
+            return None
+        self.hits += 1
+        return found[1]
+
+    def put(self, what: str, gw: Gateway, inputs: Hashable, value: Any, size: int) -> None:
+        if size > self.limit:
+            return
+        key = (what, id(gw), inputs)
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.size -= old[2]
+        while self.entries and self.size + size > self.limit:
+            oldest = next(iter(self.entries))
+            self.size -= self.entries.pop(oldest)[2]
+        self.entries[key] = (gw, value, size)
+        self.size += size
+
+
+def bundles_key(ca_pems: Mapping[str, bytes]) -> tuple[tuple[str, bytes], ...]:
+    """The CA bundles as a key (equal bundles of different clusters are equal keys)."""
+    return tuple(sorted(ca_pems.items()))
