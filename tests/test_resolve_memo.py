@@ -52,9 +52,9 @@ def _same_as_resolve(texts: Mapping[str, str | bytes], store: SchemaStore) -> in
     memo = SpecMemo()
     reused = 0
     for placement, caps in _placements(policies, store):
-        before = len(memo.done)
+        before = len(memo.parts)
         assert memo.resolve(placement, caps) == resolve(placement, caps)
-        reused += len(memo.done) == before
+        reused += len(memo.parts) == before
     return reused
 
 
@@ -89,7 +89,7 @@ def test_checks_that_name_the_cluster_are_made_per_cluster(store: SchemaStore) -
     memo = SpecMemo()
     results = {p.target.name: memo.resolve(p, caps) for p, caps in _placements(policies, store)
                if p.target.name.startswith("ngf")}
-    assert len(memo.done) == 1 and results["ngf"][0] is results["ngf2"][0]
+    assert len(memo.parts) == 1 and results["ngf"][0] is results["ngf2"][0]
     for name, (_, found) in results.items():
         named = [d.message for d in found if d.code == "ImplementationDivergence"]
         assert named and all(f"cluster {name!r}" in m for m in named), found
