@@ -23,8 +23,8 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,6 +50,7 @@ from .render_units import (
     unit_to_wire,
 )
 from .unit_files import stage_unit
+from .worker_pool import PinnedPool, pinned_chunks
 
 KIND = "unit"
 MIN_BATCH = 16  # fewer misses in a cluster than this are rendered in this process
@@ -236,7 +237,7 @@ class UnitStream:
                  jobs: int, batch: int, stager: Stager | None = None) -> None:
         self.work, self.clusters, self.cache, self.inputs = work, clusters, cache, inputs
         self.progress, self.jobs, self.batch, self.stager = progress, jobs, batch, stager
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: PinnedPool | None = None
         self.plans: dict[int, tuple[list[Unit | None], list[tuple[int, Task]]]] = {}
         self.queued: dict[int, list[tuple[list[Task], Future[Computed]]]] = {}
         self.memo = EmitMemo()  # for the units computed in this process
@@ -254,9 +255,13 @@ class UnitStream:
                 if self.stager is not None else None
             self.pool = self.pool or _pool(self.work, self.jobs)
             size = max(8, math.ceil(len(tasks) / (self.jobs * 8)))
-            self.queued[index] = [(tasks[at:at + size],
-                                   self.pool.submit(_in_worker, stage, tasks[at:at + size]))
-                                  for at in range(0, len(tasks), size)]
+            clusters = self.work.clusters
+            # A gateway goes to the same worker on every cluster: its `emit_memo` has it.
+            self.queued[index] = [
+                (chunk, self.pool.submit(rank, _in_worker, stage, chunk))
+                for rank, chunk in pinned_chunks(
+                    tasks, lambda task: clusters[task[0]].gateways[task[1]].key, self.jobs,
+                    size)]
 
     def __iter__(self) -> Iterator[list[Unit]]:
         try:
@@ -264,13 +269,15 @@ class UnitStream:
                 self.prepare(index)
                 self.prepare(index + 1)
                 found, missing = self.plans.pop(index)
+                computed: Iterable[tuple[Task, Unit]]
                 if index in self.queued:
                     computed = _collect(self.queued.pop(index), self.work, self.progress,
                                         self.stager)
                 else:
-                    computed = _compute(self.work, [task for _, task in missing],
-                                        self.progress, memo=self.memo)[0]
-                for (position, _), unit in zip(missing, computed, strict=True):
+                    tasks = [task for _, task in missing]
+                    computed = zip(tasks, _compute(self.work, tasks, self.progress,
+                                                   memo=self.memo)[0], strict=True)
+                for (_, position, _), unit in computed:
                     found[position] = unit
                 yield [unit for unit in found if unit is not None]
         finally:
@@ -279,7 +286,8 @@ class UnitStream:
     def close(self) -> None:
         """Stop the workers (queued work is cancelled); safe to call more than once."""
         if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+            self.pool.shutdown(future for chunks in self.queued.values()
+                               for _, future in chunks)
             self.pool = None
         self.plans.clear()
         self.queued.clear()
@@ -290,16 +298,18 @@ Computed = tuple[list[Wire], OSError | None]  # what a worker sends back
 
 
 def _collect(chunks: list[tuple[list[Task], Future[Computed]]], work: Work,
-             progress: Progress, stager: Stager | None) -> list[Unit]:
-    out: list[Unit] = []
+             progress: Progress, stager: Stager | None) -> list[tuple[Task, Unit]]:
+    """Each task of the chunks (in turn) with its unit."""
+    out: list[tuple[Task, Unit]] = []
     for chunk, future in chunks:
         units, failed = future.result()
         if failed is not None and stager is not None:
             stager.fail(failed)
-        for (cluster, position, _), unit in zip(chunk, units, strict=True):
+        for task, unit in zip(chunk, units, strict=True):
+            cluster, position, _ = task
             progress.step(f"{work.targets[cluster].name} "
                           f"{work.clusters[cluster].gateways[position].key}")
-            out.append(unit_from_wire(unit))
+            out.append((task, unit_from_wire(unit)))
     return out
 
 
@@ -323,12 +333,11 @@ def _lookup(work: Work, index: int, cluster: ClusterModel, cache: EntryStore | N
     return found, missing
 
 
-def _pool(work: Work, jobs: int) -> ProcessPoolExecutor:
+def _pool(work: Work, jobs: int) -> PinnedPool:
     # Forked workers share the parent's pages until something writes to them; a garbage
     # collection in a worker would write to every object's header. Frozen objects are never
     # collected, so the model stays shared (and the workers' memory small).
     gc.freeze()
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start,
-                               initargs=(work, os.getpid()))
+    return PinnedPool(jobs, context, _start, (work, os.getpid()))
