@@ -14,8 +14,9 @@ cluster's own schemas, and the Envoy config's cluster-specific entries (`node`, 
 emitted every time.
 
 Entries are keyed by the gateway object itself (held, so its `id` stays its own) and hold
-emitted text only; the oldest are dropped beyond `LIMIT` bytes, so memory stays bounded in a
-fleet of any size (a worker meets a gateway again about one cluster later).
+emitted text only, at most `LIMIT` bytes of it, so memory stays bounded in a fleet of any size
+(a worker meets a gateway again one cluster later; in a fleet too large for the memo, the
+gateways it holds are re-used on every cluster, the others emitted each time).
 """
 
 from __future__ import annotations
@@ -47,15 +48,13 @@ class EmitMemo:
         return found[1]
 
     def put(self, what: str, gw: Gateway, inputs: Hashable, value: Any, size: int) -> None:
-        if size > self.limit:
-            return
+        """Keep `value` unless the memo is full. Nothing is dropped for it: the clusters
+        render their gateways in the same order, so a full memo that dropped its oldest
+        entries would drop each just before it is needed again, and one that keeps them
+        serves them on every later cluster."""
         key = (what, id(gw), inputs)
-        old = self.entries.pop(key, None)
-        if old is not None:
-            self.size -= old[2]
-        while self.entries and self.size + size > self.limit:
-            oldest = next(iter(self.entries))
-            self.size -= self.entries.pop(oldest)[2]
+        if key in self.entries or self.size + size > self.limit:
+            return
         self.entries[key] = (gw, value, size)
         self.size += size
 
