@@ -277,3 +277,15 @@ def to_yaml_reusing(obj: Mapping[str, Any], key: str, block: str | None) -> tupl
         out.append(block)
         mine = block
     return "".join(out).encode("utf-8"), mine
+
+
+def to_yaml_joining(obj: Mapping[str, Any], key: str, block: str) -> bytes:
+    """`to_yaml` of `obj` with one more top-level entry, `key` (not in `obj`), whose value
+    emitted to `block` (as `to_yaml_reusing` returned it)."""
+    out = [HEADER]
+    for name, _ in _plan({**obj, key: None}, "", True):
+        if name == key:
+            out.append(block)
+        else:
+            _mapping({name: obj[name]}, "", True, out)
+    return "".join(out).encode("utf-8")

@@ -8,10 +8,12 @@ only the grants, which are emitted once merged, in `assemble`); the `static_reso
 Envoy config, of the object, the CA bundles and the cluster's Envoy settings. Equal values
 emit to equal bytes, so a process that renders the gateway for another cluster takes the
 bytes (and their digests) emitted before instead of emitting again: emitting is about a third
-of the work of a unit. Only emitting is saved: the objects are still rendered (their
-identities must match what was kept, or the entry is not used) and validated against the
-cluster's own schemas, and the Envoy config's cluster-specific entries (`node`, `admin`) are
-emitted every time.
+of the work of a unit. The objects are still rendered (their identities must match what was
+kept, or the entry is not used) and validated against the cluster's own schemas. Of the Envoy
+config, only the entries that name the cluster or come from its settings (`node`, `admin`:
+`render.envoy.envoy_node`) are rendered and emitted again; the static resources are taken
+with the verdict of the Gateway/Envoy self-check (`render_units.consistency`), a function of
+the same inputs.
 
 Entries are keyed by the gateway object itself (held, so its `id` stays its own) and hold
 emitted text only, at most `LIMIT` bytes of it, so memory stays bounded in a fleet of any size

@@ -19,7 +19,7 @@ from typing import Any
 
 from .consistency import differences
 from .diagnostics import Diagnostic, Location, Severity, error
-from .emit import to_yaml, to_yaml_reusing
+from .emit import to_yaml, to_yaml_joining, to_yaml_reusing
 from .emit_memo import EmitMemo, Emitted, bundles_key
 from .k8s.validate import SchemaStore, validate_object
 from .manifest import Written
@@ -29,7 +29,7 @@ from .render.client_traffic_policy import (
     policy_differences,
     render_client_traffic_policies,
 )
-from .render.envoy import ca_files, envoy_file, render_envoy
+from .render.envoy import ca_files, envoy_file, envoy_node, render_envoy
 from .render.gateway_api import ObjPath, Rendered, render_gateway_objects
 
 Identity = tuple[str, str, str]
@@ -99,17 +99,6 @@ def _emitted_objects(rendered: Sequence[Rendered], gw: Gateway, inputs: Hashable
     return out
 
 
-def _envoy_bytes(bootstrap: Mapping[str, Any], gw: Gateway, inputs: Hashable,
-                 memo: EmitMemo | None) -> bytes:
-    if memo is None:
-        return to_yaml(bootstrap)
-    known = memo.get("envoy", gw, inputs)
-    data, block = to_yaml_reusing(bootstrap, "static_resources", known)
-    if known is None:
-        memo.put("envoy", gw, inputs, block, len(block))
-    return data
-
-
 def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
                 store: SchemaStore, *, envoy: bool, grant_version: str = "v1beta1",
                 memo: EmitMemo | None = None) -> Unit:
@@ -123,6 +112,13 @@ def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
     checked = tuple(policy_consistency(rendered[0], rendered))
     if not (envoy and target.envoy.enabled):
         return Unit(pieces, None, checked)
+    inputs = (target.envoy, bundles)
+    known = memo.get("envoy", gw, inputs) if memo is not None else None
+    if known is not None:  # the static resources and their self-check, as on another cluster
+        block, problems = known
+        data = to_yaml_joining(envoy_node(gw, target.name, target.envoy), "static_resources",
+                               block)
+        return Unit(pieces, (envoy_file(gw), data), (*checked, *problems))
     bootstrap = render_envoy(gw, target.name, ca_pems, target.envoy)
     # Within one cluster a CA ConfigMap's content is a function of its name (one source), so
     # the gateway's own ConfigMaps are the ones the merged overlay holds.
@@ -133,9 +129,12 @@ def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
     sets = {r.identity[1:]: r.obj for r in rendered if r.identity[0] == "ListenerSet"}
     attached = [sets[(ls.namespace, ls.name)] for ls in gw.listener_sets
                 if (ls.namespace, ls.name) in sets]
-    problems = consistency(rendered[0], bootstrap, configmaps,
-                           ca_files(gw, ca_pems, target.envoy), attached)
-    data = _envoy_bytes(bootstrap, gw, (target.envoy, bundles), memo)
+    problems = tuple(consistency(rendered[0], bootstrap, configmaps,
+                                 ca_files(gw, ca_pems, target.envoy), attached))
+    if memo is None:
+        return Unit(pieces, (envoy_file(gw), to_yaml(bootstrap)), (*checked, *problems))
+    data, block = to_yaml_reusing(bootstrap, "static_resources", None)
+    memo.put("envoy", gw, inputs, (block, problems), len(block))
     return Unit(pieces, (envoy_file(gw), data), (*checked, *problems))
 
 

@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from compiler.emit import HEADER, dumps, to_yaml, to_yaml_reusing
+from compiler.emit import HEADER, dumps, to_yaml, to_yaml_joining, to_yaml_reusing
 
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**63),
@@ -61,3 +61,4 @@ def test_a_top_level_entry_emits_to_lines_of_its_own(data: dict[str, Any], key: 
     assert to_yaml_reusing({key: value, **other}, key, block) == \
         (to_yaml({**other, key: value}), block)
     assert to_yaml_reusing(data, "absent-key-longer-than-12", None) == (to_yaml(data), "")
+    assert to_yaml_joining(other, key, block) == to_yaml({**other, key: value})
