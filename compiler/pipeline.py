@@ -350,8 +350,11 @@ def _guardrails(result: Result, clusters: Sequence[ClusterModel], rules: Sequenc
                 *, keep: bool = True) -> None:
     """Compute the posture once and enforce the guardrails on it, every run (never cached:
     verdicts depend on rules, waivers and the clock). Without certificates (`validate`),
-    rules that read them are skipped. `keep`: the posture stays in the result."""
+    rules that read them are skipped. `keep`: the posture stays in the result (without it
+    and without rules, nothing reads the posture: it is not computed)."""
     assert result.policies is not None
+    if not keep and not rules:
+        return
     posture = compute_posture(clusters, materials)
     if keep:
         result.posture = posture

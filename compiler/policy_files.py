@@ -35,21 +35,25 @@ StatKey = tuple[int, int, int, int, int]  # device, inode, size, mtime and ctime
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
-class PolicyFiles(dict[str, str]):
+_T = TypeVar("_T")
+
+
+class Found(dict[str, _T]):
+    """What was found of each policy file by display path, plus the problems of the entries
+    that could not be read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[Diagnostic] = []
+
+
+class PolicyFiles(Found[str]):
     """Policy texts by display path, plus the problems of the entries that could not be read."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.problems: list[Diagnostic] = []
 
-
-class PolicyDigests(dict[str, bytes]):
+class PolicyDigests(Found[bytes]):
     """The SHA-256 of every policy file's text (`text_digest`) by display path, plus the
     problems of the entries that could not be read: what a run record is keyed by."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.problems: list[Diagnostic] = []
 
 
 def text_digest(text: str) -> bytes:
@@ -75,11 +79,7 @@ def read_policy_files(policies_dir: Path, root: Path, *,
         return _taken(_read(path, shown, real_root, identities), shown, real_root)
 
     out = PolicyFiles()
-    for shown, value in _gather(policies_dir, root, take):
-        if isinstance(value, str):
-            out[shown] = value
-        else:
-            out.problems.append(value)
+    _gather(policies_dir, root, take, out)
     return out
 
 
@@ -101,11 +101,7 @@ def digest_policy_files(policies_dir: Path, root: Path,
         return shown, text_digest(value) if isinstance(value, str) else value
 
     out = PolicyDigests()
-    for shown, value in _gather(policies_dir, root, take):
-        if isinstance(value, bytes):
-            out[shown] = value
-        else:
-            out.problems.append(value)
+    _gather(policies_dir, root, take, out)
     return out
 
 
@@ -114,13 +110,11 @@ def stat_key(st: os.stat_result) -> StatKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-_T = TypeVar("_T")
-
-
 def _gather(policies_dir: Path, root: Path,
-            take: Callable[[str, str, str], tuple[str, _T | Diagnostic]]
-            ) -> list[tuple[str, _T | Diagnostic]]:
-    """`take(path, shown, real_root)` of every policy-file entry, sorted by display path."""
+            take: Callable[[str, str, str], tuple[str, _T | Diagnostic]],
+            out: Found[_T]) -> None:
+    """Fill `out` with `take(path, shown, real_root)` of every policy-file entry, in the order
+    of display paths."""
     real_root = os.path.realpath(root)
     found: dict[str, _T | Diagnostic] = {}
     paths, unlisted = _walk(os.path.realpath(policies_dir))
@@ -132,7 +126,12 @@ def _gather(policies_dir: Path, root: Path,
         found[shown] = error("UnreadableFile", f"cannot list {shown}: {exc.strerror or exc}",
                              Location(shown, 1, 1), "check the directory's permissions",
                              source_failure=True)
-    return [(shown, found[shown]) for shown in sorted(found)]
+    for shown in sorted(found):
+        value = found[shown]
+        if isinstance(value, Diagnostic):
+            out.problems.append(value)
+        else:
+            out[shown] = value
 
 
 def _taken(value: str | Diagnostic | tuple[str, str], shown: str,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from . import manifest, write
@@ -85,9 +85,15 @@ def fingerprint(root: Path, unit: str) -> str | None:
     base = os.path.join(os.fspath(root), unit)
     if not stat.S_ISDIR(os.lstat(base).st_mode):
         return None
-    lines: list[str] = []
+    return _digest_lines([f"{rel}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}"
+                          f"\0{st.st_ctime_ns}\n" for rel, _, st in _entries(base)])
+
+
+def _entries(base: str) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
+    """Every entry below the directory `base` but directories (relative name, entry, `lstat`),
+    leaving out an interrupted write's leftovers (looked at apart)."""
     todo = [""]
-    skip = (STAGE_PREFIX, OLD_PREFIX)  # an interrupted write's leftovers: looked at apart
+    skip = (STAGE_PREFIX, OLD_PREFIX)
     is_dir = stat.S_ISDIR
     while todo:
         rel_dir = todo.pop()
@@ -100,9 +106,7 @@ def fingerprint(root: Path, unit: str) -> str | None:
                 if is_dir(st.st_mode):
                     todo.append(prefix + entry.name)
                 else:
-                    lines.append(f"{prefix}{entry.name}\0{st.st_dev}\0{st.st_ino}\0"
-                                 f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n")
-    return _digest_lines(lines)
+                    yield prefix + entry.name, entry, st
 
 
 def unit_same(root: Path, unit: str, expected: Expected) -> bool:
@@ -115,39 +119,26 @@ def unit_same(root: Path, unit: str, expected: Expected) -> bool:
         return not expected
     known = manifest.load(root, unit)
     seen = 0
-    todo = [""]
-    skip = (STAGE_PREFIX, OLD_PREFIX)  # an interrupted write's leftovers: looked at apart
-    is_dir, is_reg = stat.S_ISDIR, stat.S_ISREG
-    while todo:
-        rel_dir = todo.pop()
-        prefix = rel_dir + "/" if rel_dir else ""
-        with os.scandir(os.path.join(base, rel_dir) if rel_dir else base) as it:
-            for entry in it:
-                if entry.name.startswith(skip):
-                    continue
-                rel = prefix + entry.name
-                st = entry.stat(follow_symlinks=False)
-                mode = st.st_mode
-                if is_dir(mode):
-                    todo.append(rel)
-                    continue
-                want = expected.get(rel)
-                vouched = known.get(rel)
-                if vouched is not None and vouched.key != (st.st_dev, st.st_ino, st.st_size,
-                                                           st.st_mtime_ns, st.st_ctime_ns):
-                    vouched = None
-                if want is None:
-                    if not is_reg(mode):
-                        continue  # carried along untouched by `compile`
-                    if vouched.owned if vouched is not None else \
-                            _read(entry.path, len(_HEADER)) == _HEADER:
-                        return False  # a stale generated file: `check` reports it
-                elif not is_reg(mode) or st.st_size != want[1] or want[0] != (
-                        vouched.digest if vouched is not None else
-                        manifest.digest(_read(entry.path, want[1] + 1))):
-                    return False
-                else:
-                    seen += 1
+    is_reg = stat.S_ISREG
+    for rel, entry, st in _entries(base):
+        mode = st.st_mode
+        want = expected.get(rel)
+        vouched = known.get(rel)
+        if vouched is not None and vouched.key != (st.st_dev, st.st_ino, st.st_size,
+                                                   st.st_mtime_ns, st.st_ctime_ns):
+            vouched = None
+        if want is None:
+            if not is_reg(mode):
+                continue  # carried along untouched by `compile`
+            if vouched.owned if vouched is not None else \
+                    _read(entry.path, len(_HEADER)) == _HEADER:
+                return False  # a stale generated file: `check` reports it
+        elif not is_reg(mode) or st.st_size != want[1] or want[0] != (
+                vouched.digest if vouched is not None else
+                manifest.digest(_read(entry.path, want[1] + 1))):
+            return False
+        else:
+            seen += 1
     return seen == len(expected)
 
 

@@ -105,3 +105,25 @@ def test_equal_restrictions_written_elsewhere_stay_apart(tmp_path: Path) -> None
     assert all(p.validation.restrictions.origin == elsewhere for p in made.ports
                if p.validation is not None and p.validation == default)
     assert made.routes is gw.routes and made.listeners is gw.listeners  # the rest is shared
+
+
+@pytest.mark.parametrize("case", ["ok-default-only", "guardrail-violation"])
+def test_a_lean_compile_computes_the_posture_only_for_guardrails(
+        case: str, tmp_path: Path, test_pki: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing reads the posture of a lean compile without guardrail rules, so it is skipped
+    (a fleet-sized pass); with rules it is what the rules read."""
+    from compiler import pipeline
+
+    calls: list[int] = []
+    real = pipeline.compute_posture
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "compute_posture", counted)
+    root = prepare_case(CASES / case, tmp_path, test_pki)
+    compile_root(root, lean=True)
+    assert len(calls) == (1 if case.startswith("guardrail-") else 0)
+    compile_root(root)
+    assert len(calls) == (2 if case.startswith("guardrail-") else 1)
