@@ -4,8 +4,10 @@ processes.
 
 Certificates were fetched before (once, in the parent: one Vault session per run); workers get
 the resolved gateways and the clusters' CA bundles, which are public. Server certificates and
-private keys never reach a worker: rendering does not read them. Results come back in task
-order, so the output does not depend on the number of workers or on scheduling.
+private keys never reach a worker: rendering does not read them. Results are placed by
+gateway position, so the output does not depend on the number of workers or on scheduling.
+A gateway goes to the same worker on every cluster (`worker_pool`), which keeps what it
+emitted for the next cluster (`emit_memo`).
 
 Workers are forked after the model is complete: they find the gateways in their copy of it, so
 a task is three small values. When the compile's writer can take a cluster's files straight
