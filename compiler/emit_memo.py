@@ -28,7 +28,7 @@ from typing import Any
 
 from .model import Gateway
 
-LIMIT = 32 << 20  # bytes of emitted text kept per process (2,000 x 5 needs about 29 MB)
+LIMIT = 32 << 20  # bytes of emitted text kept per process (a 2,000 x 5 worker: about 19 MB)
 
 Emitted = tuple[bytes, str, bytes]  # (emitted bytes, SHA-256 hex digest, raw digest)
 
