@@ -153,15 +153,19 @@ def _value(value: Any, indent: str, top: bool, out: list[str], key_line: str) ->
         out.append(f"{key_line} {scalar(value)}\n")
 
 
-# (top level?, indent, keys in insertion order) -> ((key, "<indent><key>:"), ...) in output
-# order: the renderers build the same shapes over and over, so each shape is sorted once.
-_PLANS: dict[tuple[bool, str, tuple[Any, ...]], tuple[tuple[str, str], ...]] = {}
+# (top level?, indent, keys in insertion order...) -> ((key, "<indent><key>:"), ...) in
+# output order: the renderers build the same shapes over and over, so each shape is sorted once.
+_PLANS: dict[tuple[Any, ...], tuple[tuple[str, str], ...]] = {}
 _PLANS_MAX = 1 << 14
+# A one-line string value -> " <scalar>\n", the rest of its "key: value" line (the same
+# names, namespaces and ports recur in thousands of files). Multi-line strings are not kept.
+_LINES: dict[str, str] = {}
+_LINES_MAX = 1 << 16
 
 
 def _plan(data: Mapping[str, Any], indent: str, top: bool) -> tuple[tuple[str, str], ...]:
     keys = tuple(data)
-    found = _PLANS.get((top, indent, keys))
+    found = _PLANS.get((top, indent, *keys))
     if found is not None:
         return found
     order = _TOP_ORDER if top else _NESTED_ORDER
@@ -171,26 +175,48 @@ def _plan(data: Mapping[str, Any], indent: str, top: bool) -> tuple[tuple[str, s
             raise TypeError("mapping keys must be strings")
         plan.append((key, f"{indent}{scalar(key)}:"))
     if len(_PLANS) < _PLANS_MAX:
-        _PLANS[(top, indent, keys)] = tuple(plan)
+        _PLANS[(top, indent, *keys)] = tuple(plan)
     return tuple(plan)
 
 
+def _line_rest(value: str) -> str | None:
+    """" <scalar>\n" for a one-line string, None for a multi-line one."""
+    if "\n" in value:
+        return None
+    rest = f" {_string(value)}\n"
+    if len(_LINES) < _LINES_MAX:
+        _LINES[value] = rest
+    return rest
+
+
 def _mapping(data: Mapping[str, Any], indent: str, top: bool, out: list[str]) -> None:
-    inner = indent + INDENT
-    for key, key_line in _plan(data, indent, top):
+    try:  # the plan of a known shape, without a call (most mappings are small)
+        plan = _PLANS[(top, indent, *data)]
+    except KeyError:
+        plan = _plan(data, indent, top)
+    append = out.append
+    for key, key_line in plan:
         value = data[key]
         kind = type(value)
         # the exact built-in types the renderers produce, inline; everything else: _value
-        if kind is str and "\n" not in value:
-            out.append(f"{key_line} {_string(value)}\n")
+        if kind is str:
+            rest = _LINES.get(value) or _line_rest(value)
+            if rest is None:
+                _value(value, indent, False, out, key_line)
+            else:
+                append(key_line + rest)
         elif kind is dict and value:
-            out.append(key_line + "\n")
-            _mapping(value, inner, False, out)
+            append(key_line + "\n")
+            _mapping(value, indent + INDENT, False, out)
         elif kind is list and value:
-            out.append(key_line + "\n")
+            append(key_line + "\n")
             _sequence(value, indent, out)
         elif kind is int:
-            out.append(f"{key_line} {value}\n")
+            append(f"{key_line} {value}\n")
+        elif value is True:
+            append(key_line + " true\n")
+        elif value is False:
+            append(key_line + " false\n")
         else:
             _value(value, indent, False, out, key_line)
 
@@ -229,3 +255,37 @@ def dumps(data: Mapping[str, Any]) -> str:
 
 def to_yaml(obj: Mapping[str, Any], *, header: bool = True) -> bytes:
     return ((HEADER if header else "") + dumps(obj)).encode("utf-8")
+
+
+def to_yaml_reusing(obj: Mapping[str, Any], key: str, block: str | None) -> tuple[bytes, str]:
+    """`to_yaml(obj)`, and the text that the top-level entry `key` emits to in it. Each
+    top-level entry emits to lines of its own, a function of its key and value alone: `block`,
+    that text from an earlier call whose `obj[key]` was equal, stands in for emitting the
+    value again (None: emit it)."""
+    if not obj:
+        return to_yaml(obj), ""
+    out = [HEADER]
+    mine = ""
+    for name, _ in _plan(obj, "", True):
+        if name != key:
+            _mapping({name: obj[name]}, "", True, out)
+            continue
+        if block is None:
+            part: list[str] = []
+            _mapping({name: obj[name]}, "", True, part)
+            block = "".join(part)
+        out.append(block)
+        mine = block
+    return "".join(out).encode("utf-8"), mine
+
+
+def to_yaml_joining(obj: Mapping[str, Any], key: str, block: str) -> bytes:
+    """`to_yaml` of `obj` with one more top-level entry, `key` (not in `obj`), whose value
+    emitted to `block` (as `to_yaml_reusing` returned it)."""
+    out = [HEADER]
+    for name, _ in _plan({**obj, key: None}, "", True):
+        if name == key:
+            out.append(block)
+        else:
+            _mapping({name: obj[name]}, "", True, out)
+    return "".join(out).encode("utf-8")

@@ -4,8 +4,10 @@ processes.
 
 Certificates were fetched before (once, in the parent: one Vault session per run); workers get
 the resolved gateways and the clusters' CA bundles, which are public. Server certificates and
-private keys never reach a worker: rendering does not read them. Results come back in task
-order, so the output does not depend on the number of workers or on scheduling.
+private keys never reach a worker: rendering does not read them. Results are placed by
+gateway position, so the output does not depend on the number of workers or on scheduling.
+A gateway goes to the same worker on every cluster (`worker_pool`), which keeps what it
+emitted for the next cluster (`emit_memo`).
 
 Workers are forked after the model is complete: they find the gateways in their copy of it, so
 a task is three small values. When the compile's writer can take a cluster's files straight
@@ -23,13 +25,14 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
 from . import fsops
 from .cache import EntryStore, canonical, code_salt, digest
+from .emit_memo import EmitMemo
 from .fetch import Materials
 from .k8s.validate import SchemaStore
 from .model import ClusterModel, Gateway, Target
@@ -49,6 +52,7 @@ from .render_units import (
     unit_to_wire,
 )
 from .unit_files import stage_unit
+from .worker_pool import PinnedPool, pinned_chunks
 
 KIND = "unit"
 MIN_BATCH = 16  # fewer misses in a cluster than this are rendered in this process
@@ -81,16 +85,18 @@ class Work:
 Task = tuple[int, int, str | None]  # (cluster index, gateway position, cache key or None)
 
 _WORK: Work | None = None  # set in each worker process by `_start`
+_MEMO: EmitMemo | None = None  # each worker's own, from `_start`
 
 
 def _start(work: Work, parent: int) -> None:
-    global _WORK
-    _WORK = work
+    global _WORK, _MEMO
+    _WORK, _MEMO = work, EmitMemo()
     fsops.die_with_parent(parent)  # never write into a staging directory for a dead writer
 
 
 def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None,
-             stage: str | None = None) -> tuple[list[Unit], OSError | None]:
+             stage: str | None = None, memo: EmitMemo | None = None,
+             ) -> tuple[list[Unit], OSError | None]:
     """The units of `tasks`, written into `stage` when given; a filesystem error stops the
     writing (the units are still computed: the compile's diagnostics come first)."""
     out = []
@@ -100,7 +106,8 @@ def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None
         if progress is not None:
             progress.step(f"{work.targets[index].name} {gw.key}")
         unit = render_unit(gw, work.targets[index], work.ca_pems[index], work.store,
-                           envoy=work.envoy, grant_version=work.grant_versions[index])
+                           envoy=work.envoy, grant_version=work.grant_versions[index],
+                           memo=memo)
         if work.cache is not None and key is not None:
             work.cache.put(KIND, key, unit_to_json(unit))
         if stage is not None:
@@ -114,7 +121,7 @@ def _compute(work: Work, tasks: Sequence[Task], progress: Progress | None = None
 
 def _in_worker(stage: str | None, tasks: Sequence[Task]) -> Computed:
     assert _WORK is not None
-    units, failed = _compute(_WORK, tasks, stage=stage)
+    units, failed = _compute(_WORK, tasks, stage=stage, memo=_MEMO)
     return [unit_to_wire(unit) for unit in units], failed
 
 
@@ -232,9 +239,10 @@ class UnitStream:
                  jobs: int, batch: int, stager: Stager | None = None) -> None:
         self.work, self.clusters, self.cache, self.inputs = work, clusters, cache, inputs
         self.progress, self.jobs, self.batch, self.stager = progress, jobs, batch, stager
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: PinnedPool | None = None
         self.plans: dict[int, tuple[list[Unit | None], list[tuple[int, Task]]]] = {}
         self.queued: dict[int, list[tuple[list[Task], Future[Computed]]]] = {}
+        self.memo = EmitMemo()  # for the units computed in this process
 
     def prepare(self, index: int) -> None:
         """Look up cluster `index` in the cache and queue its misses. Only one cluster ahead
@@ -249,9 +257,13 @@ class UnitStream:
                 if self.stager is not None else None
             self.pool = self.pool or _pool(self.work, self.jobs)
             size = max(8, math.ceil(len(tasks) / (self.jobs * 8)))
-            self.queued[index] = [(tasks[at:at + size],
-                                   self.pool.submit(_in_worker, stage, tasks[at:at + size]))
-                                  for at in range(0, len(tasks), size)]
+            clusters = self.work.clusters
+            # A gateway goes to the same worker on every cluster: its `emit_memo` has it.
+            self.queued[index] = [
+                (chunk, self.pool.submit(rank, _in_worker, stage, chunk))
+                for rank, chunk in pinned_chunks(
+                    tasks, lambda task: clusters[task[0]].gateways[task[1]].key, self.jobs,
+                    size)]
 
     def __iter__(self) -> Iterator[list[Unit]]:
         try:
@@ -259,13 +271,15 @@ class UnitStream:
                 self.prepare(index)
                 self.prepare(index + 1)
                 found, missing = self.plans.pop(index)
+                computed: Iterable[tuple[Task, Unit]]
                 if index in self.queued:
                     computed = _collect(self.queued.pop(index), self.work, self.progress,
                                         self.stager)
                 else:
-                    computed = _compute(self.work, [task for _, task in missing],
-                                        self.progress)[0]
-                for (position, _), unit in zip(missing, computed, strict=True):
+                    tasks = [task for _, task in missing]
+                    computed = zip(tasks, _compute(self.work, tasks, self.progress,
+                                                   memo=self.memo)[0], strict=True)
+                for (_, position, _), unit in computed:
                     found[position] = unit
                 yield [unit for unit in found if unit is not None]
         finally:
@@ -274,26 +288,30 @@ class UnitStream:
     def close(self) -> None:
         """Stop the workers (queued work is cancelled); safe to call more than once."""
         if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+            self.pool.shutdown(future for chunks in self.queued.values()
+                               for _, future in chunks)
             self.pool = None
         self.plans.clear()
         self.queued.clear()
+        self.memo = EmitMemo()
 
 
 Computed = tuple[list[Wire], OSError | None]  # what a worker sends back
 
 
 def _collect(chunks: list[tuple[list[Task], Future[Computed]]], work: Work,
-             progress: Progress, stager: Stager | None) -> list[Unit]:
-    out: list[Unit] = []
+             progress: Progress, stager: Stager | None) -> list[tuple[Task, Unit]]:
+    """Each task of the chunks (in turn) with its unit."""
+    out: list[tuple[Task, Unit]] = []
     for chunk, future in chunks:
         units, failed = future.result()
         if failed is not None and stager is not None:
             stager.fail(failed)
-        for (cluster, position, _), unit in zip(chunk, units, strict=True):
+        for task, unit in zip(chunk, units, strict=True):
+            cluster, position, _ = task
             progress.step(f"{work.targets[cluster].name} "
                           f"{work.clusters[cluster].gateways[position].key}")
-            out.append(unit_from_wire(unit))
+            out.append((task, unit_from_wire(unit)))
     return out
 
 
@@ -317,12 +335,11 @@ def _lookup(work: Work, index: int, cluster: ClusterModel, cache: EntryStore | N
     return found, missing
 
 
-def _pool(work: Work, jobs: int) -> ProcessPoolExecutor:
+def _pool(work: Work, jobs: int) -> PinnedPool:
     # Forked workers share the parent's pages until something writes to them; a garbage
     # collection in a worker would write to every object's header. Frozen objects are never
     # collected, so the model stays shared (and the workers' memory small).
     gc.freeze()
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start,
-                               initargs=(work, os.getpid()))
+    return PinnedPool(jobs, context, _start, (work, os.getpid()))

@@ -44,7 +44,7 @@ from .model_codec import (
 )
 from .model_share import Sharing
 from .precedence import Capabilities
-from .resolve import resolve
+from .resolve import SpecMemo, resolve
 
 KIND = "resolve-record"
 YAML_KIND = "yaml"
@@ -162,9 +162,9 @@ def _problems(placement: Placement, caps: Capabilities) -> list[Diagnostic]:
 
 def _place_and_resolve(intent: IntentDoc, target: Target, caps: Capabilities,
                        mine: Sequence[OverrideDoc], every: Sequence[OverrideDoc],
-                       ) -> tuple[Placement, Gateway, list[Diagnostic]]:
+                       memo: SpecMemo) -> tuple[Placement, Gateway, list[Diagnostic]]:
     placement, problems = place(intent, target, mine)
-    gateway, found = resolve(placement, caps)
+    gateway, found = memo.resolve(placement, caps)
     problems += found
     if len(placement.layers) > 1 and problems:
         check = functools.partial(_problems, caps=caps)
@@ -193,6 +193,7 @@ def resolve_all(policies: Policies, targets: Sequence[Target],
     digests = [input_digest(policies, intent, overrides.get(intent.key, []))
                for intent in intents]
     share = Sharing()  # one object for a gateway that resolves alike on several clusters
+    memo = SpecMemo()  # an intent without overrides: its spec resolved once for all clusters
     for target in targets:
         gateways: list[Gateway] = []
         keys: list[str | None] = []
@@ -209,7 +210,7 @@ def resolve_all(policies: Policies, targets: Sequence[Target],
             else:
                 placement, gateway, problems = _place_and_resolve(
                     intent, target, caps[target.name], overrides.get(intent.key, []),
-                    policies.overrides)
+                    policies.overrides, memo)
                 gateway = share(gateway)
                 placements.append(placement)
                 if record is not None and key is not None:

@@ -54,8 +54,9 @@ def _same(a: Any, b: Any) -> bool:
     """Equal, and equal in what `==` leaves out: where each clientRestrictions was written
     (`ClientRestrictions.origin`, compare=False), which guardrail violations and the
     ClientTrafficPolicy's sources point at. Equal restrictions from different files (a
-    cluster override repeating the base) stay apart."""
-    return a == b and _hidden(a) == _hidden(b)
+    cluster override repeating the base) stay apart. The same object is the same value (the
+    spec memo of `resolve` hands one gateway to every cluster that resolves it alike)."""
+    return a is b or (a == b and _hidden(a) == _hidden(b))
 
 
 def _hidden(value: Any) -> tuple[Any, ...]:

@@ -198,6 +198,7 @@ def _port(port: PortValidation, profile: Profile | None, impl: ImplementationRef
 
 def gateway_posture(gw: Gateway, impl: ImplementationRef | None,
                     ca_pems: Mapping[str, bytes]) -> GatewayPosture:
+    """Reads the implementation's name and version only (`compute_posture` relies on it)."""
     profile = load_profile(impl.name) if impl else None
     return GatewayPosture(gw.namespace, gw.name, gw.class_name,
                           impl.name if impl else "unknown", impl.version if impl else None,
@@ -215,10 +216,11 @@ def _policy(gw: Gateway, port: PortValidation) -> str | None:
 def compute_posture(clusters: Sequence[ClusterModel],
                     materials: Materials | None) -> tuple[ClusterPosture, ...]:
     out = []
-    # A gateway taken from the incremental record is one object on every cluster where it
-    # resolved alike: its posture is computed once per (object, implementation, CA bundles).
-    seen: dict[int, tuple[Gateway, ImplementationRef | None, frozenset[tuple[str, bytes]],
-                          GatewayPosture]] = {}
+    # A gateway is one object on every cluster where it resolved alike (`model_share`): its
+    # posture is computed once per (object, implementation name and version, CA bundles);
+    # where the cluster maps the class to its implementation does not enter it.
+    seen: dict[int, tuple[Gateway, tuple[str, str | None] | None,
+                          frozenset[tuple[str, bytes]], GatewayPosture]] = {}
     for cluster in sorted(clusters, key=lambda c: c.target.name):
         target = cluster.target
         pems = materials.ca_pems_for(target.certificate_source) if materials else {}
@@ -226,10 +228,11 @@ def compute_posture(clusters: Sequence[ClusterModel],
         found = []
         for gw in sorted(cluster.gateways, key=lambda g: g.key):
             impl = target.implementation_ref(gw.class_name)
+            served = (impl.name, impl.version) if impl is not None else None
             known = seen.get(id(gw))
-            if known is None or known[0] is not gw or known[1] != impl or \
+            if known is None or known[0] is not gw or known[1] != served or \
                     known[2] != bundles:
-                known = seen[id(gw)] = (gw, impl, bundles, gateway_posture(gw, impl, pems))
+                known = seen[id(gw)] = (gw, served, bundles, gateway_posture(gw, impl, pems))
             found.append(known[3])
         out.append(ClusterPosture(target.name, tuple(found)))
     return tuple(out)

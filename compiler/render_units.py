@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .consistency import differences
 from .diagnostics import Diagnostic, Location, Severity, error
-from .emit import to_yaml
+from .emit import to_yaml, to_yaml_joining, to_yaml_reusing
+from .emit_memo import EmitMemo, Emitted, bundles_key
 from .k8s.validate import SchemaStore, validate_object
 from .manifest import Written
 from .model import Gateway, Target
@@ -28,7 +29,7 @@ from .render.client_traffic_policy import (
     policy_differences,
     render_client_traffic_policies,
 )
-from .render.envoy import ca_files, envoy_file, render_envoy
+from .render.envoy import ca_files, envoy_file, envoy_node, render_envoy
 from .render.gateway_api import ObjPath, Rendered, render_gateway_objects
 
 Identity = tuple[str, str, str]
@@ -65,26 +66,59 @@ def file_name(obj: Mapping[str, Any]) -> str:
     return f"{meta['namespace']}/{obj['kind'].lower()}-{meta['name']}.yaml"
 
 
-def piece(item: Rendered, target: Target, store: SchemaStore) -> Piece:
+def _emit(obj: Mapping[str, Any]) -> Emitted:
+    data = to_yaml(obj)
+    digest = hashlib.sha256(data)
+    return data, digest.hexdigest(), digest.digest()
+
+
+def piece(item: Rendered, target: Target, store: SchemaStore,
+          emitted: Emitted | None = None) -> Piece:
+    """`emitted`: what `item.obj` emits to, when known (`emit_memo`)."""
     if item.identity[0] == GRANT:  # validated and emitted once merged, in `assemble`
         return Piece(item.identity, "", "", b"", (), item.locate(()), item)
     # The emitted bytes are a function of the object (keys in canonical order), and different
     # objects give different bytes: their digest tells equal objects apart, and it is the
     # digest the write manifest records.
-    data = to_yaml(item.obj)
-    digest = hashlib.sha256(data)
-    return Piece(item.identity, digest.hexdigest(), file_name(item.obj), data,
-                 tuple(validate(item, target, store, digest.digest())), item.locate(()), None)
+    data, hexdigest, raw = emitted or _emit(item.obj)
+    return Piece(item.identity, hexdigest, file_name(item.obj), data,
+                 tuple(validate(item, target, store, raw)), item.locate(()), None)
+
+
+def _emitted_objects(rendered: Sequence[Rendered], gw: Gateway, inputs: Hashable,
+                     memo: EmitMemo | None) -> Sequence[Emitted | None]:
+    """What each rendered object emits to (None for ReferenceGrants), through the memo."""
+    identities = tuple(r.identity for r in rendered)
+    found = memo.get("objects", gw, inputs) if memo is not None else None
+    if found is not None and found[0] == identities:
+        return found[1]  # type: ignore[no-any-return]
+    out = tuple(None if r.identity[0] == GRANT else _emit(r.obj) for r in rendered)
+    if memo is not None:
+        memo.put("objects", gw, inputs, (identities, out),
+                 sum(len(e[0]) for e in out if e is not None))
+    return out
 
 
 def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
-                store: SchemaStore, *, envoy: bool, grant_version: str = "v1beta1") -> Unit:
+                store: SchemaStore, *, envoy: bool, grant_version: str = "v1beta1",
+                memo: EmitMemo | None = None) -> Unit:
+    """`memo`: emitted text kept from other clusters' units of the same gateway object."""
     rendered = render_gateway_objects(gw, ca_pems, grant_version) + \
         render_client_traffic_policies(gw)
-    pieces = tuple(piece(r, target, store) for r in rendered)
+    bundles = bundles_key(ca_pems) if memo is not None else ()
+    # The ReferenceGrant version changes nothing but the grants (emitted in `assemble`).
+    emitted = _emitted_objects(rendered, gw, bundles, memo)
+    pieces = tuple(piece(r, target, store, e) for r, e in zip(rendered, emitted, strict=True))
     checked = tuple(policy_consistency(rendered[0], rendered))
     if not (envoy and target.envoy.enabled):
         return Unit(pieces, None, checked)
+    inputs = (target.envoy, bundles)
+    known = memo.get("envoy", gw, inputs) if memo is not None else None
+    if known is not None:  # the static resources and their self-check, as on another cluster
+        block, problems = known
+        data = to_yaml_joining(envoy_node(gw, target.name, target.envoy), "static_resources",
+                               block)
+        return Unit(pieces, (envoy_file(gw), data), (*checked, *problems))
     bootstrap = render_envoy(gw, target.name, ca_pems, target.envoy)
     # Within one cluster a CA ConfigMap's content is a function of its name (one source), so
     # the gateway's own ConfigMaps are the ones the merged overlay holds.
@@ -95,9 +129,13 @@ def render_unit(gw: Gateway, target: Target, ca_pems: Mapping[str, bytes],
     sets = {r.identity[1:]: r.obj for r in rendered if r.identity[0] == "ListenerSet"}
     attached = [sets[(ls.namespace, ls.name)] for ls in gw.listener_sets
                 if (ls.namespace, ls.name) in sets]
-    problems = consistency(rendered[0], bootstrap, configmaps,
-                           ca_files(gw, ca_pems, target.envoy), attached)
-    return Unit(pieces, (envoy_file(gw), to_yaml(bootstrap)), (*checked, *problems))
+    problems = tuple(consistency(rendered[0], bootstrap, configmaps,
+                                 ca_files(gw, ca_pems, target.envoy), attached))
+    if memo is None:
+        return Unit(pieces, (envoy_file(gw), to_yaml(bootstrap)), (*checked, *problems))
+    data, block = to_yaml_reusing(bootstrap, "static_resources", None)
+    memo.put("envoy", gw, inputs, (block, problems), len(block))
+    return Unit(pieces, (envoy_file(gw), data), (*checked, *problems))
 
 
 def validate(item: Rendered, target: Target, store: SchemaStore,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .diagnostics import Diagnostic, error, warning
 from .enforcement import check_enforcement
@@ -22,10 +22,69 @@ from .precedence import (
 
 
 def resolve(placement: Placement, caps: Capabilities) -> tuple[Gateway, list[Diagnostic]]:
+    part = _resolve_spec(placement, placement.target.implementation_for(
+        _class_name(placement.spec)))
+    return _finish(part, None if part.broken else _frontend_checks(part, caps), placement)
+
+
+@dataclass(frozen=True, slots=True)
+class _SpecPart:
+    """What `resolve` finds from the spec and the implementation's name alone; the same on
+    every cluster where the implementation's name is the same. The checks that depend on the
+    capabilities (`_frontend_checks`) or name the cluster (`_finish`) are made apart."""
+
+    gateway: Gateway
+    head: tuple[Diagnostic, ...]  # listeners, listener sets, conflicts, clientValidation
+    broken: bool  # clientValidation has errors: its other checks would only follow on
+    listeners: tuple[Listener, ...]  # the gateway's and the tenants', as written
+    client_validation: Node | None
+    tail: tuple[Diagnostic, ...]  # routes
+    sets: tuple[ListenerSet, ...]  # as written (the order of their diagnostics)
+    tenant: tuple[Listener, ...]
+    allowed: str | None
+
+
+class SpecMemo:
+    """`resolve` for the placements of one compile, with the part of the work that does not
+    depend on the cluster done once per (spec object, implementation name), and the frontend
+    checks once per (spec object, implementation name, capabilities): an intent without
+    overrides has the same spec on every cluster it is placed on. The diagnostics and the
+    gateway are exactly those of `resolve`."""
+
+    def __init__(self) -> None:
+        # by id(spec): the spec (kept alive, so that the id stays its own) and what it gave
+        self.parts: dict[tuple[int, str | None], tuple[Node, _SpecPart]] = {}
+        self.checks: dict[tuple[int, str | None, Capabilities],
+                          tuple[Node, tuple[Diagnostic, ...]]] = {}
+
+    def resolve(self, placement: Placement,
+                caps: Capabilities) -> tuple[Gateway, list[Diagnostic]]:
+        spec = placement.spec
+        implementation = placement.target.implementation_for(_class_name(spec))
+        found = self.parts.get((id(spec), implementation))
+        if found is None or found[0] is not spec:
+            found = self.parts[id(spec), implementation] = \
+                (spec, _resolve_spec(placement, implementation))
+        part = found[1]
+        if part.broken:
+            return _finish(part, None, placement)
+        checked = self.checks.get((id(spec), implementation, caps))
+        if checked is None or checked[0] is not spec:
+            checked = self.checks[id(spec), implementation, caps] = \
+                (spec, _frontend_checks(part, caps))
+        return _finish(part, checked[1], placement)
+
+
+def _class_name(spec: Node) -> str:
+    return str(spec.scalar("gatewayClassName"))
+
+
+def _resolve_spec(placement: Placement, implementation: str | None) -> _SpecPart:
+    """Everything of `resolve` that reads neither the capabilities nor the cluster's name or
+    implementation reference (only the implementation's name)."""
     spec = placement.spec
     intent = placement.intent
-    class_name = str(spec.scalar("gatewayClassName"))
-    implementation = placement.target.implementation_for(class_name)
+    class_name = _class_name(spec)
     listeners, problems = _listeners(spec.seq("listeners"), intent.namespace)
     sets, tenant, found = _listener_sets(spec.seq("listenerSets"))
     problems += found
@@ -36,16 +95,7 @@ def resolve(placement: Placement, caps: Capabilities) -> tuple[Gateway, list[Dia
     ports = effective_ports([*listeners, *tenant], frontend)
     allowed = spec.scalar("allowedListeners")
     allowed_node = spec.get("allowedListeners")
-    impl_ref = placement.target.implementation_ref(class_name)
-    problems += check_listener_sets(sets, tenant, ports, allowed, intent.namespace, impl_ref,
-                                    placement.target.name)
-    if not found:  # a broken clientValidation would only cause follow-on warnings
-        problems += check_frontend(frontend, ports, [*listeners, *tenant], caps, implementation,
-                                   class_name, cv_node)
-        problems += check_enforcement(frontend, impl_ref, placement.target.name, ports,
-                                      tenant, intent.namespace)
-    routes, found = _routes(spec.seq("routes"), listeners, intent.namespace, sets, tenant)
-    problems += found
+    routes, tail = _routes(spec.seq("routes"), listeners, intent.namespace, sets, tenant)
     gateway = Gateway(
         name=intent.name,
         namespace=intent.namespace,
@@ -61,7 +111,33 @@ def resolve(placement: Placement, caps: Capabilities) -> tuple[Gateway, list[Dia
         allowed_listeners=str(allowed) if allowed is not None else None,
         allowed_listeners_origin=origin(allowed_node) if allowed_node is not None else None,
     )
-    return gateway, problems
+    return _SpecPart(gateway, tuple(problems), bool(found), (*listeners, *tenant), cv_node,
+                     tuple(tail), tuple(sets), tuple(tenant), allowed)
+
+
+def _frontend_checks(part: _SpecPart, caps: Capabilities) -> tuple[Diagnostic, ...]:
+    gw = part.gateway
+    return tuple(check_frontend(gw.frontend, gw.ports, list(part.listeners), caps,
+                                gw.implementation, gw.class_name, part.client_validation))
+
+
+def _finish(part: _SpecPart, checked: tuple[Diagnostic, ...] | None,
+            placement: Placement) -> tuple[Gateway, list[Diagnostic]]:
+    """The gateway and the diagnostics of `placement`, in `resolve`'s order, with the checks
+    that name the cluster. `checked`: the frontend checks (None when clientValidation is
+    broken)."""
+    gw = part.gateway
+    target = placement.target
+    impl_ref = target.implementation_ref(gw.class_name)
+    problems = list(part.head)
+    problems += check_listener_sets(part.sets, part.tenant, gw.ports, part.allowed,
+                                    gw.namespace, impl_ref, target.name)
+    if checked is not None:
+        problems += checked
+        problems += check_enforcement(gw.frontend, impl_ref, target.name, gw.ports,
+                                      list(part.tenant), gw.namespace)
+    problems += part.tail
+    return gw, problems
 
 
 def _listener_sets(nodes: Sequence[Node]) -> tuple[list[ListenerSet], list[Listener],

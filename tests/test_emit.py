@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from compiler.emit import HEADER, dumps, to_yaml
+from compiler.emit import HEADER, dumps, to_yaml, to_yaml_joining, to_yaml_reusing
 
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**63),
@@ -47,3 +47,18 @@ def test_canonical_layout() -> None:
         "apiVersion: v1\nkind: K\nmetadata:\n  name: m\n  namespace: ns\n  labels:\n"
         '    z: "yes"\ndata:\n  ca.crt: |\n    A\n    B\nspec:\n  a:\n  - name: nm\n    x: 1\n'
         "  - s\n  b: 1\n  e: {}\n  l: []\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), DATA, max_size=5), st.text(max_size=12), DATA)
+def test_a_top_level_entry_emits_to_lines_of_its_own(data: dict[str, Any], key: str,
+                                                      value: Any) -> None:
+    """`to_yaml_reusing`: the text kept for one top-level entry stands in for emitting an
+    equal value again, beside any other entries."""
+    whole, block = to_yaml_reusing({**data, key: value}, key, None)
+    assert whole == to_yaml({**data, key: value})
+    other = {k: v for k, v in data.items() if k != key}
+    assert to_yaml_reusing({key: value, **other}, key, block) == \
+        (to_yaml({**other, key: value}), block)
+    assert to_yaml_reusing(data, "absent-key-longer-than-12", None) == (to_yaml(data), "")
+    assert to_yaml_joining(other, key, block) == to_yaml({**other, key: value})

@@ -97,9 +97,9 @@ def test_the_next_cluster_is_queued_while_one_is_handed_on(
         pool = real_pool(*args, **kwargs)  # type: ignore[arg-type]
         submit = pool.submit
 
-        def recording_submit(fn, stage, chunk):  # type: ignore[no-untyped-def]
+        def recording_submit(rank, fn, stage, chunk):  # type: ignore[no-untyped-def]
             submitted.append({index for index, _, _ in chunk})
-            return submit(fn, stage, chunk)
+            return submit(rank, fn, stage, chunk)
         pool.submit = recording_submit  # type: ignore[method-assign]
         return pool
 

@@ -283,17 +283,26 @@ def render_envoy(gw: Gateway, cluster: str, ca_pems: Mapping[str, bytes],
                  settings: EnvoySettings) -> dict[str, Any]:
     """The bootstrap for one gateway on one cluster."""
     backends = {cluster_name(b): b for r in gw.routes for b in r.backends}
-    bootstrap: dict[str, Any] = {
-        "node": {"id": f"{cluster}/{gw.namespace}/{gw.name}", "cluster": f"{gw.namespace}/"
-                 f"{gw.name}"},
+    entries = envoy_node(gw, cluster, settings)
+    return {
+        "node": entries.pop("node"),
         "static_resources": {
             "listeners": _listeners(gw, ca_pems, settings),
             "clusters": [_cluster(backends[k], settings) for k in sorted(backends)],
         },
+        **entries,
     }
+
+
+def envoy_node(gw: Gateway, cluster: str, settings: EnvoySettings) -> dict[str, Any]:
+    """The bootstrap's entries besides `static_resources` (which is a function of the gateway,
+    the CA bundles and the settings alone): `node`, which names the cluster, and `admin`."""
+    entries: dict[str, Any] = {
+        "node": {"id": f"{cluster}/{gw.namespace}/{gw.name}", "cluster": f"{gw.namespace}/"
+                 f"{gw.name}"}}
     if settings.admin_port is not None:
-        bootstrap["admin"] = {"address": _socket("127.0.0.1", settings.admin_port)}
-    return bootstrap
+        entries["admin"] = {"address": _socket("127.0.0.1", settings.admin_port)}
+    return entries
 
 
 def envoy_file(gw: Gateway) -> str:
