@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -87,7 +88,7 @@ def _schemas_identity(root: Path) -> str:
     render cache's per-bundle fingerprints cover, so any schema change is a new key)."""
     digest = hashlib.sha256()
     for index, base in enumerate(schema_roots(root)):
-        for rel, key in sorted(_identities(os.fspath(base))):
+        for rel, key in sorted(_identities(os.fspath(base)), key=_first):
             digest.update(f"{index}:{rel}\0{key}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
@@ -100,28 +101,51 @@ def code_identity() -> str:
     entries; that reads every file, too slow for a lookup made on every `check`."""
     digest = hashlib.sha256(f"{VERSION}\0{sys.version}\n".encode())
     package = os.path.dirname(os.path.abspath(__file__))
-    for rel, key in sorted(_identities(package)):
+    for rel, key in sorted(_identities(package), key=_first):
         digest.update(f"{rel}\0{key}\n".encode("utf-8", "surrogateescape"))
     for name in ("jsonschema", "cryptography"):
         digest.update(f"{name}\0{distribution(name)}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
-def _identities(top: str) -> list[tuple[str, StatKey]]:
-    """The relative name and identity of every file below `top` (no bytecode caches)."""
-    out: list[tuple[str, StatKey]] = []
+def _identities(top: str) -> list[tuple[str, StatKey | str]]:
+    """The relative name and identity of every file below `top` (no bytecode caches),
+    following links as the schema store's reads do (a directory reached twice is listed
+    once). What cannot be looked at is named for what it is, never an error: the full run
+    reports it, and the key only needs to differ."""
+    out: list[tuple[str, StatKey | str]] = []
+    seen: set[tuple[int, int]] = set()
     pending = [""]
     while pending:
         rel_dir = pending.pop()
-        with os.scandir(os.path.join(top, rel_dir) if rel_dir else top) as it:
-            for entry in it:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name != "__pycache__":
-                        pending.append(rel)
-                elif not entry.name.endswith(".pyc"):
-                    out.append((rel, stat_key(entry.stat())))
+        try:
+            here = os.stat(os.path.join(top, rel_dir) if rel_dir else top)
+            if (here.st_dev, here.st_ino) in seen:
+                out.append((rel_dir, "loop"))
+                continue
+            seen.add((here.st_dev, here.st_ino))
+            with os.scandir(os.path.join(top, rel_dir) if rel_dir else top) as it:
+                entries = list(it)
+        except OSError as exc:
+            out.append((rel_dir, f"unreadable {exc.errno}"))
+            continue
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            try:
+                st = entry.stat()  # through a link: its target's identity
+            except OSError as exc:
+                out.append((rel, f"unreadable {exc.errno}"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if entry.name != "__pycache__":
+                    pending.append(rel)
+            elif not entry.name.endswith(".pyc"):
+                out.append((rel, stat_key(st)))
     return out
+
+
+def _first(item: tuple[str, object]) -> str:
+    return item[0]
 
 
 def distribution(name: str) -> str:

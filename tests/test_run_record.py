@@ -103,3 +103,26 @@ def test_the_code_identity_names_the_libraries_installed() -> None:
     for name in ("jsonschema", "cryptography"):
         assert f"{name}-{version(name)}.dist-info:" in run_inputs.distribution(name)
     assert run_inputs.distribution("no-such-library-here") == "absent"
+
+
+def test_links_in_the_schemas_are_followed_and_never_fail_the_key(tmp_path: Path) -> None:
+    """The repository's schemas/ may hold links: a dangling one or a loop only makes another
+    key (the full run reports what it cannot read), and a schema reached through a linked
+    directory is keyed by its content's identity."""
+    root = tmp_path / "repo"
+    (root / "policies").mkdir(parents=True)
+    (root / "policies" / "a.yaml").write_text("kind: x\n")
+    elsewhere = tmp_path / "crds"
+    elsewhere.mkdir()
+    (elsewhere / "gateway.json").write_text("{}")
+    (root / "schemas").mkdir()
+    (root / "schemas" / "linked").symlink_to(elsewhere)
+    texts = digests_of(read_policy_files(root / "policies", root))
+    before = run_inputs.run_key(_settings(root), texts, None)
+    (elsewhere / "gateway.json").write_text("[]")  # changed behind the link
+    changed = run_inputs.run_key(_settings(root), texts, None)
+    (root / "schemas" / "dangling.json").symlink_to(tmp_path / "missing.json")
+    (root / "schemas" / "loop").symlink_to(root / "schemas")
+    odd = run_inputs.run_key(_settings(root), texts, None)
+    assert len({before, changed, odd}) == 3
+    assert run_inputs.run_key(_settings(root), texts, None) == odd
