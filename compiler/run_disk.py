@@ -204,8 +204,10 @@ def scan_all(root: Path, units: Mapping[str, int]) -> dict[str, str | None]:
         (mine, theirs)[side].append(unit)
         loads[side] += units[unit]
     child = _fork_scan(root, theirs)
-    found = {unit: fingerprint(root, unit) for unit in mine}
-    sent = child() if child is not None else None
+    try:
+        found = {unit: fingerprint(root, unit) for unit in mine}
+    finally:  # the child is waited for even when this side fails
+        sent = child() if child is not None else None
     if sent is None or sorted(sent) != sorted(theirs):
         sent = {unit: fingerprint(root, unit) for unit in theirs}
     return {**found, **sent}
