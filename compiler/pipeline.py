@@ -39,7 +39,7 @@ from .guardrails import (
     load_waivers,
 )
 from .incremental import ResolveRecord, resolve_all, yaml_memo
-from .k8s.validate import SchemaStore, shipped_schema_root
+from .k8s.validate import SchemaStore
 from .layering import Placement, check_references
 from .load import Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
@@ -53,6 +53,7 @@ from .render.external_secrets import render_external_secret
 from .render.gateway_api import Rendered
 from .render_units import Content, Piece, Unit, assemble
 from .schema_memo import CleanFiles
+from .schema_roots import schema_roots as schema_roots  # callers' way to a SchemaStore
 from .secrets import CertificateSource
 from .secrets.vault_config import ExternalSecrets, VaultSourceConfig
 
@@ -429,13 +430,3 @@ def _envoy_configmap(gw: Gateway) -> dict[str, Any]:
     return {"name": f"envoy-{gw.name}", "namespace": gw.namespace,
             "files": [f"envoy.yaml={envoy_file(gw)}"],
             "options": {"labels": {"app.kubernetes.io/managed-by": "mtlsc"}}}
-
-
-def schema_roots(root: Path) -> list[Path]:
-    """The repository's own schemas/ first (user-imported CRDs), then the shipped ones."""
-    shipped = shipped_schema_root()
-    local = root / "schemas"
-    roots = [local] if local.is_dir() else []
-    if shipped is not None and not any(r.resolve() == shipped.resolve() for r in roots):
-        roots.append(shipped)
-    return roots

@@ -29,6 +29,7 @@ from .policy_files import (
     read_policy_files,
     stat_key,
 )
+from .schema_roots import schema_roots
 
 VERSION = 2  # of the key: a new layout of what it covers is a new key
 LOCK_FILE = "mtlsc.lock"  # lock.LOCK_FILE (lock.py imports the YAML machinery)
@@ -61,26 +62,6 @@ class Inputs:
     # them: what `policy_memo.save` records (None: not to be recorded)
     identities: dict[str, StatKey] = field(default_factory=dict)
     clock: int | None = None
-
-
-def shipped_schemas() -> Path | None:
-    """Where mtlsc's own schemas are (`k8s.validate.shipped_schema_root`, without importing
-    the validator)."""
-    spec = find_spec("mtlsc_schemas")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    checkout = Path(__file__).resolve().parents[1] / "schemas"
-    return checkout if (checkout / "gateway-api").is_dir() else None
-
-
-def schema_roots(root: Path) -> list[Path]:
-    """`pipeline.schema_roots`: the repository's schemas/ first, then the shipped ones."""
-    shipped = shipped_schemas()
-    local = root / "schemas"
-    roots = [local] if local.is_dir() else []
-    if shipped is not None and not any(r.resolve() == shipped.resolve() for r in roots):
-        roots.append(shipped)
-    return roots
 
 
 def _schemas_identity(root: Path) -> str:

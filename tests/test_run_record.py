@@ -10,18 +10,14 @@ from hypothesis import strategies as st
 
 from compiler import lock, pki, run_inputs, run_materials, run_record
 from compiler.diagnostics import Diagnostic, Location, Related, Severity
-from compiler.pipeline import schema_roots
 from compiler.policy_files import digests_of, read_policy_files
 from compiler.secrets.vault_config import ExternalSecrets, VaultAuth, VaultRef, VaultSourceConfig
-from tests.support import REPO
 
 
 def test_the_light_copies_match_the_compiler() -> None:
     """Names the lookup keeps apart so as not to import the compiler must agree with it."""
     assert run_inputs.LOCK_FILE == lock.LOCK_FILE
     assert run_materials.DEV_PKI_MARKER == pki.CA_CERT
-    for root in (REPO, Path("/nonexistent")):
-        assert run_inputs.schema_roots(root) == schema_roots(root)
 
 
 def _settings(root: Path, **changes: object) -> run_inputs.Settings:

@@ -39,10 +39,10 @@ from ..pipeline import (
     Options,
     Result,
     compile_policies,
-    schema_roots,
     validate_only,
 )
 from ..render_units import Content
+from ..schema_roots import schema_roots
 from ..secrets import CertificateSource
 from ..secrets.factory import source_factory
 from ..secrets.offline import committed_ca_bundles, offline_summary

@@ -15,10 +15,11 @@ from ..diff import DiffReport, as_github, as_json, as_markdown, as_text, file_ch
 from ..k8s.validate import SchemaStore
 from ..lock import LOCK_FILE, LockError, parse_lock
 from ..model import Model
-from ..pipeline import Options, Result, compile_policies, schema_roots
+from ..pipeline import Options, Result, compile_policies
 from ..posture import compare
 from ..risk import Severity, Side, ordered, security_notes, worst
 from ..rotation import anchor_changes, parse_duration, rotation_notes
+from ..schema_roots import schema_roots
 from ..secrets.factory import source_factory
 from ..secrets.offline import ca_bundles_in
 from .common import Context, emit, offline_option, run_compile

@@ -19,7 +19,6 @@ version and channel to the imported schema files.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -38,7 +37,8 @@ from compiler.k8s._schema_error import (
 )
 from compiler.k8s._schema_plan import PlanNode, apply_defaults, build_plan, check
 from compiler.k8s.schema_codegen import Check, compile_fast_path
-from compiler.k8s.schema_import import IMPLEMENTATION_FAMILIES, SCHEMA_FAMILY
+from compiler.k8s.schema_import import IMPLEMENTATION_FAMILIES
+from compiler.schema_roots import SCHEMA_FAMILY, shipped_schema_root
 
 __all__ = [
     "CEL_RULE_VIOLATION", "DUPLICATE_LIST_KEY", "SCHEMA_VIOLATION", "KubeSchema",
@@ -258,12 +258,3 @@ def _relative_path(bundle_version: str, channel: str, group: str, version: str,
 def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     parts = re.split(r"[.+-]", version.lstrip("v"))
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
-
-
-def shipped_schema_root() -> Path | None:
-    """The schemas installed with mtlsc (package `mtlsc_schemas`), or the checkout's copy."""
-    spec = importlib.util.find_spec("mtlsc_schemas")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    checkout = Path(__file__).resolve().parents[2] / "schemas"
-    return checkout if (checkout / SCHEMA_FAMILY).is_dir() else None

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from compiler.k8s._jsonschema_support import structural_errors
 from compiler.k8s._schema_plan import apply_defaults, check
 from compiler.k8s.validate import KubeSchema, SchemaError, SchemaStore
-from compiler.pipeline import schema_roots
+from compiler.schema_roots import schema_roots
 from tests.fleet_support import compile_fleet, make_fleet
 from tests.support import CASES, REPO
 
