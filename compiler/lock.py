@@ -12,9 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from .emit import to_yaml
 
 LOCK_FILE = "mtlsc.lock"
@@ -52,6 +49,9 @@ class LockError(ValueError):
 
 
 def parse_lock(text: str) -> dict[LockKey, Pin]:
+    from ruamel.yaml import YAML  # only when there is a lock to read
+    from ruamel.yaml.error import YAMLError
+
     try:
         data = YAML(typ="safe", pure=True).load(text) or {}
     except YAMLError as exc:

@@ -8,6 +8,8 @@ from importlib.util import find_spec
 from pathlib import Path
 
 SCHEMA_FAMILY = "gateway-api"  # the folder of the Gateway API bundles below a schema root
+# API groups of implementations whose own CRDs mtlsc validates against (schemas/<family>/)
+IMPLEMENTATION_FAMILIES = {"gateway.envoyproxy.io": "envoy-gateway"}
 
 
 def shipped_schema_root() -> Path | None:

@@ -82,3 +82,19 @@ def test_profiles_are_package_data() -> None:
     globs = config["setuptools"]["package-data"]["compiler.profiles"]
     shipped = {p.name for g in globs for p in (repo / "compiler" / "profiles").glob(g)}
     assert {f"{n}.yaml" for n in NAMES} <= shipped
+
+
+def test_every_shipped_profile_reads_the_same_with_libyaml_as_with_ruamel() -> None:
+    """`load_profile` parses with libyaml's C parser (speed): YAML 1.1 and 1.2 differ on
+    scalars such as `yes` or `0777`, so every shipped profile must read alike in both."""
+    from importlib import resources
+
+    import yaml
+    from ruamel.yaml import YAML
+
+    from compiler.profiles import NAMES
+
+    for name in NAMES:
+        text = resources.files("compiler.profiles").joinpath(f"{name}.yaml").read_text(
+            encoding="utf-8")
+        assert yaml.load(text, Loader=yaml.CSafeLoader) == YAML(typ="safe").load(text), name

@@ -44,7 +44,7 @@ from ..pipeline import (
 from ..render_units import Content
 from ..schema_roots import schema_roots
 from ..secrets import CertificateSource
-from ..secrets.factory import source_factory
+from ..secrets.factory import reusing, source_factory
 from ..secrets.offline import committed_ca_bundles, offline_summary
 from .options import (
     Context,
@@ -58,6 +58,7 @@ from .options import (
 from .options import report_written as report_counts
 
 if TYPE_CHECKING:
+    from ..delta.facts import Collector
     from ..fanout import Stager
     from ..load import SourceConfig
     from ..run_inputs import Inputs
@@ -75,6 +76,10 @@ class Observer(Protocol):
 
     def compiled(self, result: Result) -> None:
         """The compile's result, before writing adds anything to it."""
+
+    @property
+    def facts(self) -> Collector | None:
+        """Gathers what the next delta compile needs (`compiler.delta.facts`)."""
 
 
 def io_failure(message: str, hint: str) -> Diagnostic:
@@ -103,7 +108,8 @@ def run_compile(ctx: Context, *, offline: bool = False,
                 unpin: tuple[str, ...] | None = None, vault_offline: bool = False,
                 writes: bool = False, sink: ClusterSink | None = None,
                 inputs: Inputs | None = None, opened: Opened | None = None,
-                lean: bool = False, stager: Stager | None = None) -> Result:
+                lean: bool = False, stager: Stager | None = None,
+                facts: Collector | None = None) -> Result:
     """Compile the repository. `offline`: validate only, no certificate source. `vault_offline`:
     Vault sources served from mtlsc.lock and the committed overlays (`--offline`). A command
     that `writes` first cleans up whatever an interrupted write left
@@ -133,7 +139,7 @@ def run_compile(ctx: Context, *, offline: bool = False,
                       progress=progress.for_terminal(ctx.quiet), boundaries=bounds,
                       cache=ctx.root / CACHE_DIR if ctx.cache else None,
                       cache_writes=writes, jobs=ctx.jobs, stream_min=_stream_min(),
-                      parallel_min=_parallel_min(), now=ctx.now, lean=lean)
+                      parallel_min=_parallel_min(), now=ctx.now, lean=lean, facts=facts)
     if offline:
         return validate_only(texts, store, options)
     lock, problems = read_lock(ctx, inputs)
@@ -153,15 +159,6 @@ def with_offline_summary(result: Result, strict: bool) -> Result:
     if not result.ok:
         result.files = {}
     return result
-
-
-def reusing(factory: Callable[[SourceConfig], CertificateSource],
-            opened: Opened) -> Callable[[SourceConfig], CertificateSource]:
-    """The factory, but a source already opened for the same configuration is reused."""
-    def open_source(config: SourceConfig) -> CertificateSource:
-        found = opened.get(config.name)
-        return found[1] if found is not None and found[0] == config else factory(config)
-    return open_source
 
 
 def today() -> date:
@@ -280,7 +277,8 @@ def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs |
     `inputs` and `opened`: see `run_compile`; an `observer` sees the compile's files and
     result (before writing)."""
     if show_diff:
-        result = run_compile(ctx, writes=True, inputs=inputs, opened=opened, lean=True)
+        result = run_compile(ctx, writes=True, inputs=inputs, opened=opened, lean=True,
+                             facts=observer.facts if observer is not None else None)
         _observe(observer, result)
         return result, write_result(ctx, result, show_diff=True), sorted(result.files)
     from ..stream_write import StreamingWrite  # the writing half; `check` never imports it
@@ -295,7 +293,8 @@ def compile_and_write(ctx: Context, *, show_diff: bool = False, inputs: Inputs |
 
     try:
         result = run_compile(ctx, writes=True, sink=sink, inputs=inputs, opened=opened,
-                             lean=True, stager=writer)
+                             lean=True, stager=writer,
+                             facts=observer.facts if observer is not None else None)
         _observe(observer, result)
         if not writer.started:
             write_result(ctx, result)

@@ -24,6 +24,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from ..schema_roots import IMPLEMENTATION_FAMILIES as IMPLEMENTATION_FAMILIES
 from ..schema_roots import SCHEMA_FAMILY
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -31,7 +32,6 @@ BUNDLE_VERSION_ANNOTATION = "gateway.networking.k8s.io/bundle-version"
 CHANNEL_ANNOTATION = "gateway.networking.k8s.io/channel"
 # CRDs of an implementation's own API group (policies mtlsc emits for it) live under
 # <family>/<implementation release>/ instead of a Gateway API bundle and channel.
-IMPLEMENTATION_FAMILIES = {"gateway.envoyproxy.io": "envoy-gateway"}
 
 # Keywords the API server enforces (or needs to enforce others) and that carry over as-is.
 _KEPT_KEYWORDS = frozenset({

@@ -8,8 +8,6 @@ from pathlib import Path
 from ..load import LocalSourceConfig, SourceConfig
 from ..lock import LockKey, Pin
 from . import CertificateSource
-from .local import LocalSource
-from .offline import OfflineVaultSource
 
 
 def source_factory(root: Path, lock: Mapping[LockKey, Pin] | None = None,
@@ -24,10 +22,14 @@ def source_factory(root: Path, lock: Mapping[LockKey, Pin] | None = None,
     sources may read below `read_outside` directories too (--allow-read-outside)."""
     def open_source(config: SourceConfig) -> CertificateSource:
         if isinstance(config, LocalSourceConfig):
+            from .local import LocalSource
+
             return LocalSource(config, root, read_outside)
         pins = {(kind, name): pin for (source, kind, name), pin in (lock or {}).items()
                 if source == config.name and not _unpinned(name, unpin)}
         if offline is not None:
+            from .offline import OfflineVaultSource  # ruamel.yaml: `--offline` only
+
             return OfflineVaultSource(config, pins, offline)
         from .vault import VaultSource  # hvac is only imported when Vault is used
 
@@ -39,3 +41,13 @@ def _unpinned(name: str, unpin: Collection[str] | None) -> bool:
     if unpin is None:
         return False
     return not unpin or name in unpin
+
+
+def reusing(factory: Callable[[SourceConfig], CertificateSource],
+            opened: Mapping[str, tuple[SourceConfig, CertificateSource]],
+            ) -> Callable[[SourceConfig], CertificateSource]:
+    """The factory, but a source already opened for the same configuration is reused."""
+    def open_source(config: SourceConfig) -> CertificateSource:
+        found = opened.get(config.name)
+        return found[1] if found is not None and found[0] == config else factory(config)
+    return open_source

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..load import LocalSourceConfig
 from ..lock import Pin
-from ..pki import ensure_dev_pki
 from . import SecretBytes, ServerCertificate, SourceError
 
 PEM_SIZE_LIMIT = 1024 * 1024  # bytes per file: far above any real bundle, far below harm
@@ -70,6 +69,8 @@ class LocalSource:
             if refused is not None:
                 raise refused
             try:
+                from ..pki import ensure_dev_pki  # cryptography's key generation: demos only
+
                 ensure_dev_pki(self._dir)
             except OSError as exc:
                 raise SourceError("SourceUnavailable", f"cannot create the dev PKI in "
