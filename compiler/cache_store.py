@@ -6,6 +6,7 @@ run-record lookup can read entries without importing the model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -72,6 +73,12 @@ class EntryStore:
             return json.loads(payload)
         except ValueError:
             return None
+
+    def touch(self, kind: str, key: str) -> None:
+        """Mark an entry as just used (pruning keeps the newest entries); absent: nothing."""
+        if self.writable:
+            with contextlib.suppress(OSError):
+                os.utime(self._path(kind, key))
 
     def put(self, kind: str, key: str, value: Any) -> None:
         if not self.writable:

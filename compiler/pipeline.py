@@ -16,6 +16,7 @@ from typing import Any
 from . import crosscheck
 from .cache import EntryStore
 from .confine import Boundaries, check_output_paths, check_policies
+from .delta.facts import Collector
 from .diagnostics import (
     Diagnostic,
     Location,
@@ -45,7 +46,6 @@ from .load import Policies, SourceConfig, load_texts
 from .lock import LOCK_FILE, LockKey, Pin, render_lock
 from .model import ClusterModel, Gateway, Model, Target
 from .posture import ClusterPosture, compute_posture
-from .precedence import Capabilities
 from .progress import Progress, Silent
 from .refcheck import check_references_offline
 from .render.envoy import envoy_file
@@ -56,6 +56,8 @@ from .schema_memo import CleanFiles
 from .schema_roots import schema_roots as schema_roots  # callers' way to a SchemaStore
 from .secrets import CertificateSource
 from .secrets.vault_config import ExternalSecrets, VaultSourceConfig
+from .target_checks import capabilities as capabilities
+from .target_checks import check_targets, reference_grant_version
 
 SourceFactory = Callable[[SourceConfig], CertificateSource]
 # (outputDir, files by path): bytes, or what a worker wrote into the stager's directory
@@ -84,6 +86,9 @@ class Options:
     # and overrides, the placements, the posture) as soon as the compile is past them: the
     # result then has none of them. `mtlsc compile` and `check` (memory of large fleets).
     lean: bool = False
+    # Gathers what a later delta compile needs (`compiler.delta.facts`), in the run that uses
+    # the cache (`mtlsc compile` when it records the run).
+    facts: Collector | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -114,28 +119,6 @@ def _finish(result: Result, options: Options) -> Result:
     return result
 
 
-def capabilities(store: SchemaStore, target: Target) -> Capabilities | None:
-    schema = store.get(target.gateway_api_version, target.channel,
-                       "gateway.networking.k8s.io/v1", "Gateway")
-    if schema is None:
-        return None
-    spec = schema.document["properties"]["spec"]["properties"]
-    frontend = spec.get("tls", {}).get("properties", {}).get("frontend")
-    if frontend is None:
-        return Capabilities(frontend_tls=False, max_ca_refs=None)
-    refs = frontend["properties"]["default"]["properties"]["validation"]["properties"][
-        "caCertificateRefs"]
-    return Capabilities(frontend_tls=True, max_ca_refs=refs.get("maxItems"))
-
-
-def reference_grant_version(store: SchemaStore, target: Target) -> str:
-    """v1 where the cluster's Gateway API serves ReferenceGrant v1 (v1.5 and later), else
-    v1beta1."""
-    served = store.get(target.gateway_api_version, target.channel,
-                       "gateway.networking.k8s.io/v1", "ReferenceGrant")
-    return "v1" if served is not None else "v1beta1"
-
-
 def _selected_targets(policies: Policies, options: Options) -> list[Target]:
     chosen = sorted(policies.targets, key=lambda t: t.name)
     if options.clusters:
@@ -148,31 +131,6 @@ def _unknown_selected(policies: Policies, options: Options) -> list[Diagnostic]:
     return [error("UnknownCluster", f"--cluster {name!r} matches no ClusterTarget", None,
                   "known: " + (", ".join(sorted(known)) or "(none)"))
             for name in options.clusters if name not in known]
-
-
-def _check_targets(targets: Sequence[Target], policies: Policies,
-                   store: SchemaStore) -> tuple[dict[str, Capabilities], list[Diagnostic]]:
-    sources = {s.name for s in policies.sources}
-    caps: dict[str, Capabilities] = {}
-    out: list[Diagnostic] = []
-    for target in targets:
-        found_here: list[Diagnostic] = []
-        if target.certificate_source not in sources:
-            found_here.append(error(
-                "UnknownCertificateSource", f"ClusterTarget {target.name!r} uses "
-                f"unknown CertificateSource {target.certificate_source!r}",
-                target.source_location, "known: " + (", ".join(sorted(sources)) or "(none)")))
-        found = capabilities(store, target)
-        if found is None:
-            found_here.append(error(
-                "UnsupportedGatewayAPIVersion", f"no Gateway API schema for "
-                f"{target.gateway_api_version}/{target.channel}", target.api_location,
-                "use one of: " + ", ".join(f"{v}/{c}" for v, c in store.available()) +
-                "; or add it with `mtlsc schemas import <CRD files>`"))
-        else:
-            caps[target.name] = found
-        out += for_cluster(found_here, target.name)
-    return caps, out
 
 
 def compile_policies(texts: Mapping[str, str | bytes], open_source: SourceFactory | None,
@@ -217,6 +175,9 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
     result.policies = policies
     if not result.ok:
         return _finish(result, options)
+    facts = options.facts if cache is not None else None
+    if facts is not None:
+        facts.policies(policies)
     result.diagnostics += check_references(policies)
     # Errors here stop the run before any certificate source opens a path (createDevPki
     # writes): sources are opened only when everything before fetching is ok.
@@ -224,7 +185,7 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
                                          options.boundaries)
     targets = _selected_targets(policies, options)
     result.diagnostics += _unknown_selected(policies, options)
-    caps, problems = _check_targets(targets, policies, store)
+    caps, problems = check_targets(targets, policies, store)
     result.diagnostics += problems
     if not result.ok:
         return _finish(result, options)
@@ -249,6 +210,8 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
         sources = {s.name: open_source(s) for s in policies.sources
                    if s.name in {t.certificate_source for t in targets}}
         materials, problems = fetch(clusters, sources)
+        if facts is not None:
+            facts.fetched(problems)
         result.materials = materials
         result.diagnostics += problems
         result.pins = _new_lock(lock or {}, sources, result.all_clusters)
@@ -278,7 +241,8 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
         _guardrails(result, clusters, rules, meta, now,
                     materials if open_source is not None else None, keep=not options.lean)
         unsafe = _render_all(result, clusters, units, store, sink if large else None,
-                             configs, materials, cache, envoy=open_source is not None)
+                             configs, materials, cache, envoy=open_source is not None,
+                             facts=facts)
     finally:
         units.close()
     options.progress.end()
@@ -307,12 +271,15 @@ def _apart(clusters: Sequence[ClusterModel]) -> bool:
 def _render_all(result: Result, clusters: Sequence[ClusterModel], units: Iterable[list[Unit]],
                 store: SchemaStore, sink: ClusterSink | None,
                 configs: Mapping[str, SourceConfig], materials: Materials,
-                cache: EntryStore | None, *, envoy: bool) -> list[str]:
+                cache: EntryStore | None, *, envoy: bool,
+                facts: Collector | None = None) -> list[str]:
     """Assemble each cluster's overlay from its units, into `result.files` or the sink;
     returns the unsafe names among the files meant for the sink (never handed to it). Once
     the compile has an error, the sink gets nothing more (the caller will not commit)."""
     unsafe: list[str] = []
     for cluster, cluster_units in zip(clusters, units, strict=True):
+        if facts is not None:
+            facts.cluster(cluster, cluster_units)
         finish = grant_finisher(cluster, materials, store, envoy=envoy, cache=cache)
         files, problems = render_cluster(cluster, cluster_units, store, envoy=envoy,
                                          source=configs.get(cluster.target.certificate_source),

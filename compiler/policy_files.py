@@ -23,7 +23,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -102,6 +102,21 @@ def digest_policy_files(policies_dir: Path, root: Path,
 
     out = PolicyDigests()
     _gather(policies_dir, root, take, out)
+    return out
+
+
+def read_named(root: Path, names: Iterable[str], identities: dict[str, StatKey]
+               ) -> dict[str, str] | None:
+    """The texts of some policy files, by display path (a plain path below `root`), read as
+    `read_policy_files` reads them; None when one is not a regular file with a readable text
+    (the full compile then says why). `identities` receives each file's identity as opened."""
+    real_root = os.path.realpath(root)
+    out: dict[str, str] = {}
+    for name in names:
+        value = _read(os.path.join(real_root, name), name, real_root, identities)
+        if not isinstance(value, str):
+            return None
+        out[name] = value
     return out
 
 

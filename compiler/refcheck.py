@@ -22,7 +22,7 @@ def _source_kind(source: SourceConfig) -> str:
     return "local" if isinstance(source, LocalSourceConfig) else "vault"
 
 
-def _uses(gw: Gateway) -> Iterable[tuple[str, CertRef]]:
+def gateway_uses(gw: Gateway) -> Iterable[tuple[str, CertRef]]:
     """Every certificate and CA bundle reference an intent line makes (a bundle named on
     several lines is reported at each)."""
     for lst in gw.listeners:
@@ -44,7 +44,7 @@ def undefined_references(cluster: ClusterModel,
         return []  # UnknownCertificateSource is reported already
     out: dict[tuple[str, str, object], Diagnostic] = {}
     for gw in cluster.gateways:
-        for section, ref in _uses(gw):
+        for section, ref in gateway_uses(gw):
             known = _defined(source, section)
             if ref.name in known:
                 continue
@@ -63,23 +63,33 @@ def known_namespaces(cluster: ClusterModel) -> set[str]:
     ClusterTarget's `namespaces`."""
     known = set(cluster.target.namespaces)
     for gw in cluster.gateways:
-        known.add(gw.namespace)
-        known.update(lst.certificate.namespace for lst in gw.listeners if lst.certificate)
-        for route in gw.routes:
-            known.add(route.namespace)
-            known.update(b.namespace for b in route.backends)
+        known.update(gateway_namespaces(gw))
     return known
 
 
-def unknown_ca_namespaces(cluster: ClusterModel) -> list[Diagnostic]:
+def gateway_namespaces(gw: Gateway) -> set[str]:
+    """The namespaces one gateway makes known on its cluster (`known_namespaces`)."""
+    known = {gw.namespace}
+    known.update(lst.certificate.namespace for lst in gw.listeners if lst.certificate)
+    for route in gw.routes:
+        known.add(route.namespace)
+        known.update(b.namespace for b in route.backends)
+    return known
+
+
+def unknown_ca_namespaces(cluster: ClusterModel,
+                          known: set[str] | None = None) -> list[Diagnostic]:
     """`UnknownNamespace` for a CA bundle in a namespace nothing else on the cluster uses:
-    most often a typo, which would publish the bundle where no Gateway can read it."""
-    known = known_namespaces(cluster)
+    most often a typo, which would publish the bundle where no Gateway can read it.
+    `known`: the cluster's known namespaces when `cluster` holds only some of its gateways
+    (a delta compile)."""
+    if known is None:
+        known = known_namespaces(cluster)
     choices = sorted(known)
     hints: dict[str, str] = {}  # per distinct unknown namespace: the search is not cheap
     out: dict[tuple[str, object], Diagnostic] = {}
     for gw in cluster.gateways:
-        for section, ref in _uses(gw):
+        for section, ref in gateway_uses(gw):
             if section != "caBundles" or ref.namespace in known:
                 continue
             hint = hints.get(ref.namespace)

@@ -91,6 +91,19 @@ def fingerprint(root: Path, unit: str) -> str | None:
                           f"\0{st.st_ctime_ns}\n" for rel, _, st in _entries(base)])
 
 
+def scan_identities(root: Path, unit: str) -> dict[str, manifest.StatKey] | None:
+    """Every non-directory entry below the output directory `unit` with its identity, as
+    `fingerprint` sees them (None: not a directory)."""
+    base = os.path.join(os.fspath(root), unit)
+    try:
+        if not stat.S_ISDIR(os.lstat(base).st_mode):
+            return None
+        return {rel: (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                for rel, _, st in _entries(base)}
+    except OSError:
+        return None
+
+
 def _entries(base: str) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
     """Every entry below the directory `base` but directories (relative name, entry, `lstat`),
     leaving out an interrupted write's leftovers (looked at apart)."""
@@ -164,13 +177,16 @@ def stale_elsewhere(root: Path, units: Sequence[str], prune: Sequence[str]) -> b
 
 def tree_same(root: Path, dirs: Sequence[str],
               expected: Callable[[], Mapping[str, Expected] | None], loose: Expected,
-              prune: Sequence[str], fingerprints: Mapping[str, tuple[str, int]]) -> bool:
+              prune: Sequence[str], fingerprints: Mapping[str, tuple[str, int]],
+              scanned: Callable[[], Mapping[str, str | None]] | None = None) -> bool:
     """The whole output tree is as recorded (any filesystem error: not the same): each
     output directory of `dirs` by its fingerprint when one was recorded (with the number of
     files it covers), else file by file against `expected()` (the recorded files; None when
-    they cannot be read: not the same)."""
+    they cannot be read: not the same). `scanned`: the fingerprints, taken already
+    (`scan_later`)."""
     try:
-        now = scan_all(root, {unit: count for unit, (_, count) in fingerprints.items()})
+        now = scanned() if scanned is not None else \
+            scan_all(root, {unit: count for unit, (_, count) in fingerprints.items()})
 
         def same(unit: str) -> bool:
             recorded = fingerprints.get(unit)
@@ -213,6 +229,24 @@ def scan_all(root: Path, units: Mapping[str, int]) -> dict[str, str | None]:
     if sent is None or sorted(sent) != sorted(theirs):
         sent = {unit: fingerprint(root, unit) for unit in theirs}
     return {**found, **sent}
+
+
+def scan_later(root: Path, units: Sequence[str]) -> Callable[[], dict[str, str | None]]:
+    """The fingerprints of `units`, taken by a forked child while this process goes on (a
+    delta compile imports and compiles meanwhile); call the result to wait for them. With
+    one CPU, or when the child fails, they are taken in this process when asked for."""
+    child = _fork_scan(root, list(units)) if _cpus() >= 2 and units else None
+    done: list[dict[str, str | None]] = []
+
+    def collect() -> dict[str, str | None]:
+        if not done:
+            sent = child() if child is not None else None
+            if sent is None or sorted(sent) != sorted(units):
+                sent = {unit: fingerprint(root, unit) for unit in units}
+            done.append(sent)
+        return done[0]
+
+    return collect
 
 
 def _cpus() -> int:

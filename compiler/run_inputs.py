@@ -62,6 +62,8 @@ class Inputs:
     # them: what `policy_memo.save` records (None: not to be recorded)
     identities: dict[str, StatKey] = field(default_factory=dict)
     clock: int | None = None
+    # a lookup's digests of every policy file (from the memo where it vouches)
+    digests: PolicyDigests | None = None
 
 
 def _schemas_identity(root: Path) -> str:
@@ -201,7 +203,7 @@ def lookup_inputs(settings: Settings) -> Inputs | None:
         lock = _read_lock(settings.root)
     except (OSError, UnicodeDecodeError):
         return None
-    return Inputs(None, lock, run_key(settings, digests, lock))
+    return Inputs(None, lock, run_key(settings, digests, lock), digests=digests)
 
 
 def _read_lock(root: Path) -> bytes | None:

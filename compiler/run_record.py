@@ -24,7 +24,7 @@ cryptography unless a Vault source needs it): see docs/scale.md#the-run-record.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,7 @@ class Lookup:
     files: list[str] = field(default_factory=list)  # every compiled path, sorted
     why: str = ""  # on a miss: why (tests and --debug readers)
     reread: Reread | None = None  # sources the lookup opened, for the full run
+    record: dict[str, Any] | None = None  # on a hit: the record itself (a delta compile)
 
     @property
     def hit(self) -> bool:
@@ -91,14 +92,20 @@ def _parents(dirs: Sequence[str]) -> list[str]:
 
 
 def lookup(inputs: Inputs, settings: Settings, now: datetime, *,
-           names: bool = True) -> Lookup:
+           names: bool = True, record: str | None = None, raw: Any = None,
+           scanned: Callable[[], Mapping[str, str | None]] | None = None) -> Lookup:
     """Replay the record of these inputs if everything it depends on is unchanged. `names`:
-    the hit lists every compiled file (`compile` prints them; `check` does not)."""
+    the hit lists every compiled file (`compile` prints them; `check` does not). `record`:
+    check the record of that key instead (a delta compile's base: everything but some policy
+    files is as it recorded), `raw`: that record as already read;
+    `scanned`: the output directories' fingerprints, taken already (`run_disk.scan_later`)."""
     from . import journal, run_disk, run_materials
 
     root = settings.root
     store = EntryStore(root / CACHE_DIR, writable=False)
-    raw = store.get(KIND, inputs.key)
+    key = inputs.key if record is None else record
+    if raw is None:
+        raw = store.get(KIND, key)
     if not isinstance(raw, dict) or raw.get("version") != VERSION:
         return Lookup(why="no record")
     try:
@@ -111,6 +118,7 @@ def lookup(inputs: Inputs, settings: Settings, now: datetime, *,
         materials = raw["materials"]
         prune = (settings.overlays,) if raw["allClusters"] else ()
         trees = {str(d): (str(f[0]), int(f[1])) for d, f in raw["trees"].items()}
+        salt = str(raw.get("materialsSalt") or key)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return Lookup(why="damaged record")
     if exit_code(diagnostics) != 0 or int(raw.get("exit", -1)) != 0:
@@ -121,13 +129,13 @@ def lookup(inputs: Inputs, settings: Settings, now: datetime, *,
             return Lookup(why="an interrupted write")
     except OSError:
         return Lookup(why="an interrupted write")
-    if not run_materials.local_same(materials, root, inputs.key):
+    if not run_materials.local_same(materials, root, salt):
         return Lookup(why="local certificate files changed")
-    units = _Units(store, inputs.key, dirs)
-    if not run_disk.tree_same(root, dirs, units.expected, loose, prune, trees):
+    units = _Units(store, key, dirs)
+    if not run_disk.tree_same(root, dirs, units.expected, loose, prune, trees, scanned):
         return Lookup(why="the output tree differs" if units.expected() is not None
                       else "damaged record")
-    reread = run_materials.vault_same(materials, root, inputs.lock, inputs.key)
+    reread = run_materials.vault_same(materials, root, inputs.lock, salt)
     if not reread.same:
         return Lookup(why="Vault serves different material", reread=reread)
     files: list[str] = []
@@ -136,7 +144,7 @@ def lookup(inputs: Inputs, settings: Settings, now: datetime, *,
         if found is None:
             return Lookup(why="damaged record", reread=reread)
         files = sorted([*loose, *(f"{d}/{r}" for d, fs in found.items() for r in fs)])
-    return Lookup(diagnostics, files, reread=reread)
+    return Lookup(diagnostics, files, reread=reread, record=raw)
 
 
 class _Units:
@@ -152,15 +160,35 @@ class _Units:
     def expected(self) -> dict[str, dict[str, tuple[str, int]]] | None:
         if not self.read:
             self.read = True
-            raw: Any = self.store.get(FILES_KIND, self.key)
-            try:
-                units = {str(d): {str(r): (str(v[0]), int(v[1])) for r, v in files.items()}
-                         for d, files in raw["units"].items()}
-                if sorted(units) == sorted(self.dirs):
-                    self.found = units
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-                pass
+            self.found = expected_files(self.store, self.key, self.dirs)
         return self.found
+
+
+def expected_files(store: EntryStore, key: str, dirs: Sequence[str]
+                   ) -> dict[str, dict[str, tuple[str, int]]] | None:
+    """The recorded files of each output directory of record `key`. A delta compile's record
+    holds the files of its base's full record and what the delta changed (`patch`)."""
+    raw: Any = store.get(FILES_KIND, key)
+    try:
+        patch = None
+        if "base" in raw:
+            patch = raw["patch"]
+            raw = store.get(FILES_KIND, str(raw["base"]))
+            if raw is None or "base" in raw:
+                return None
+        units = {str(d): {str(r): (str(v[0]), int(v[1])) for r, v in files.items()}
+                 for d, files in raw["units"].items()}
+        for unit, changed in (patch or {}).items():
+            for rel, value in changed.items():
+                if value is None:
+                    units[str(unit)].pop(str(rel), None)
+                else:
+                    units[str(unit)][str(rel)] = (str(value[0]), int(value[1]))
+        if sorted(units) == sorted(dirs):
+            return units
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        pass
+    return None
 
 
 # --- recording -------------------------------------------------------------------------
@@ -240,8 +268,8 @@ def save(inputs: Inputs, settings: Settings, result: Result,
         "dirs": sorted(units), "loose": loose, "trees": trees,
         "allClusters": result.all_clusters,
         "materials": materials})
-    _prune(settings.root / CACHE_DIR / KIND)
-    _prune(settings.root / CACHE_DIR / FILES_KIND)
+    prune(settings.root / CACHE_DIR / KIND)
+    prune(settings.root / CACHE_DIR / FILES_KIND)
     if inputs.clock is not None and inputs.texts is not None:
         policy_memo.save(settings.root / CACHE_DIR, settings.root, settings.policies,
                          inputs.identities, digests_of(inputs.texts), inputs.clock)
@@ -263,7 +291,7 @@ def _fingerprint(root: Path, unit: str, files: Mapping[str, list[Any]]) -> str |
     return run_disk.fingerprint_of(identities) if identities else None
 
 
-def _prune(directory: Path) -> None:
+def prune(directory: Path) -> None:
     """Keep the newest KEEP records (a record holds a fleet's manifest: megabytes)."""
     try:
         found = sorted(((p.stat().st_mtime_ns, p) for p in directory.glob("*/*")

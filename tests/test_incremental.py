@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.fleet_gen import intent_path, intent_yaml
 from compiler import incremental
 from compiler.cache import EntryStore, canonical
 from compiler.crosscheck import ENV, CrosscheckError
@@ -25,52 +24,12 @@ from compiler.model_codec import (
 )
 from compiler.pipeline import Result
 from compiler.report import text, to_json
-from tests.fleet_support import CLUSTERS, INTENTS, compile_fleet, make_fleet
-
-EDITS = ("hostname", "mode", "add", "remove", "override", "cluster", "ca", "break")
+from tests.fleet_support import EDITS, INTENTS, apply_edit, compile_fleet, make_fleet
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_fleet(tmp_path_factory.mktemp("fleet"))
-
-
-def _swap(path: Path, old: str, new: str) -> None:
-    if path.exists():
-        body = path.read_text(encoding="utf-8")
-        path.write_text(body.replace(old, new, 1), encoding="utf-8")
-
-
-def apply_edit(root: Path, kind: str, i: int, step: int) -> None:
-    """One edit of the kinds a pull request makes, on intent `i` where it concerns one."""
-    intent = intent_path(root, i)
-    if kind == "hostname":
-        _swap(intent, f"hostname: gw-{i}.", f"hostname: gw-{i}-e{step}.")
-    elif kind == "mode":
-        body = intent.read_text(encoding="utf-8") if intent.exists() else ""
-        a, b = "mode: AllowValidOnly", "mode: AllowInsecureFallback"
-        _swap(intent, *((a, b) if a in body else (b, a)))
-    elif kind == "add":
-        extra = INTENTS + step
-        intent_path(root, extra).parent.mkdir(parents=True, exist_ok=True)
-        intent_path(root, extra).write_text(intent_yaml(extra), encoding="utf-8")
-    elif kind == "remove":
-        intent.unlink(missing_ok=True)
-    elif kind == "override":
-        (root / "policies" / "overrides" / f"edit-{step}.yaml").write_text(
-            "apiVersion: mtlsc.dev/v1alpha1\nkind: GatewayOverride\n"
-            f"metadata: {{name: edit-{step}}}\nspec:\n"
-            f"  gateway: {{name: gw-{i}, namespace: team-{i}}}\n  cluster: c{step % CLUSTERS}\n"
-            "  patch:\n    clientValidation:\n      default: {mode: AllowInsecureFallback}\n",
-            encoding="utf-8")
-    elif kind == "cluster":
-        _swap(root / "policies" / "clusters.yaml", "namespaces: [shared-cas]",
-              f"namespaces: [shared-cas, extra-{step}]")
-    elif kind == "ca":
-        ca = root / "pki" / f"ns-ca-{i}.pem"
-        ca.write_bytes((root / "pki" / "corp-ca.pem").read_bytes())
-    elif kind == "break":
-        _swap(intent, "protocol: HTTPS", "protocol: HTTPSS")
 
 
 def observed(result: Result) -> tuple[dict[str, bytes], str, str, int]:

@@ -51,9 +51,12 @@ def replay(ctx: Context, command: str, *, show_diff: bool = False) -> Attempt | 
     if inputs is None:
         return None
     found = run_record.lookup(inputs, wanted, ctx.now, names=command != "check")
+    _OUTCOME[0] = found.why or "hit"
     if os.environ.get(LOG_ENV):
-        atexit.register(_log, os.environ[LOG_ENV], found.why or "hit")
+        atexit.register(_log, os.environ[LOG_ENV])
     opened = dict(found.reread.opened) if found.reread is not None else {}
+    if found.diagnostics is None and command == "compile" and not show_diff:
+        _delta(ctx, inputs, wanted)  # exits when the edit was compiled alone
     if found.diagnostics is None:
         # The full run reads every policy file (the lookup trusted the memo's digests) and
         # keys the record by exactly what it read; a compile records the files for the memo.
@@ -84,6 +87,9 @@ class Recorder:
         self.attempt = attempt
         self.outputs = run_record.Outputs()
         self.diagnostics: list[Diagnostic] | None = None
+        from ..delta.facts import Collector  # a full compile follows: the pipeline is loaded
+
+        self.facts: Collector | None = Collector()
 
     def files(self, files: Mapping[str, bytes | Written]) -> None:
         self.outputs.add(files)
@@ -94,10 +100,37 @@ class Recorder:
     def save(self, result: Result) -> None:
         if self.diagnostics is None or list(result.diagnostics) != self.diagnostics:
             return  # writing reported something (or never compiled): nothing to replay
-        run_record.save(self.attempt.inputs, settings(self.ctx), result, self.diagnostics,
-                        self.ctx.now, self.outputs)
+        if run_record.save(self.attempt.inputs, settings(self.ctx), result, self.diagnostics,
+                           self.ctx.now, self.outputs) and self.facts is not None:
+            from ..delta.record import save_base
+
+            save_base(self.ctx, self.attempt.inputs, result, self.facts)
 
 
-def _log(path: str, outcome: str) -> None:
+# what the lookup found ("hit" or why not) and the delta compile ("applied", why not, or ""),
+# for `_log`
+_OUTCOME = ["not looked up", ""]
+
+
+def _delta(ctx: Context, inputs: run_inputs.Inputs, wanted: run_inputs.Settings) -> None:
+    """Compile only the edited intents when that is sound (`compiler.delta.run`); on success
+    print what the full compile prints and exit, else return having written nothing."""
+    from ..delta.run import Miss, attempt, enabled
+
+    if not enabled():
+        return
+    try:
+        done = attempt(ctx, inputs, wanted)
+    except Miss as why:
+        _OUTCOME[1] = str(why)
+        return
+    _OUTCOME[1] = "applied"
+    report_written(done.counts, ctx.fmt)
+    emit(done.diagnostics, ctx.fmt, files=done.files() if ctx.fmt == "json" else [])
+    sys.exit(exit_code(done.diagnostics))
+
+
+def _log(path: str) -> None:
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"outcome": outcome, "modules": sorted(sys.modules)}, fh)
+        json.dump({"outcome": _OUTCOME[0], "delta": _OUTCOME[1],
+                   "modules": sorted(sys.modules)}, fh)

@@ -1,0 +1,84 @@
+"""Recording for delta compiles: the base a full compile leaves, and what a delta compile
+leaves for the next run (a run record a no-change `check` replays, the next base, the policy
+memo).
+
+A delta compile's run record is its base's record with this run's diagnostics and output
+fingerprints. Its file list is the base's full list plus a patch (`run_record.expected_files`),
+so that a delta never rewrites the megabytes of a fleet's file list; the full list it points
+to is kept from pruning by touching it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..cache_store import CACHE_DIR, EntryStore
+from ..diagnostics import Diagnostic
+from ..manifest import digest
+from ..policy_files import StatKey, digests_of
+from ..run_inputs import Inputs, Settings
+from . import base as delta_base
+from .facts import Collector
+
+if TYPE_CHECKING:
+    from ..cli.options import Context
+    from ..pipeline import Result
+    from .run import Plan
+
+
+def save_base(ctx: Context, inputs: Inputs, result: Result, facts: Collector) -> None:
+    """After `run_record.save` recorded a full compile: its delta base and the head."""
+    if inputs.texts is None or result.model is None or result.policies is None:
+        return
+    clusters = {c.target.name: c.target.output_dir for c in result.model.clusters}
+    found = delta_base.from_collector(inputs.key, digests_of(inputs.texts), facts, clusters)
+    if found is None:
+        return
+    store = EntryStore(ctx.root / CACHE_DIR)
+    delta_base.save(store, delta_base.head_key(ctx.root, ctx.policies, ctx.overlays), found)
+
+
+def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
+               record: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]],
+               diagnostics: list[Diagnostic],
+               changes: Mapping[str, Mapping[str, bytes | None]], written: Any,
+               identities: Mapping[str, StatKey], clock: int | None) -> None:
+    from .. import policy_memo, run_disk
+    from ..run_record import FILES_KIND, KIND, diagnostic_to_json, prune
+
+    store = EntryStore(ctx.root / CACHE_DIR)
+    key = inputs.key
+    full = str(record.get("filesBase") or plan.base.record)
+    patch: dict[str, dict[str, Any]] = {
+        str(d): dict(files) for d, files in (record.get("filesPatch") or {}).items()}
+    for unit, files in changes.items():
+        into = patch.setdefault(unit, {})
+        for rel, data in files.items():
+            into[rel] = None if data is None else [digest(data), len(data)]
+    trees = dict(record["trees"])
+    for unit, entries in written.entries.items():
+        owned = [(rel, e.key) for rel, e in entries.items() if e.owned]
+        trees[unit] = [run_disk.fingerprint_of(owned), len(owned)]
+    store.touch(FILES_KIND, full)
+    store.put(FILES_KIND, key, {"base": full, "patch": patch})
+    store.put(KIND, key, {**record, "diagnostics": [diagnostic_to_json(d) for d in diagnostics],
+                          "trees": trees, "materialsSalt": record.get("materialsSalt")
+                          or plan.base.record, "filesBase": full, "filesPatch": patch})
+    for kind in (KIND, FILES_KIND):
+        prune(ctx.root / CACHE_DIR / kind)
+    assert inputs.digests is not None
+    nxt = plan.base.replaced(key, {name: inputs.digests[name].hex() for name in plan.changed},
+                             facts)
+    delta_base.save(store, delta_base.head_key(ctx.root, ctx.policies, ctx.overlays), nxt)
+    if clock is not None:
+        cache = ctx.root / CACHE_DIR
+        known = policy_memo.load(cache, ctx.root, settings.policies)
+        ids = {name: entry[0] for name, entry in known.items()}
+        hashes = {name: entry[1] for name, entry in known.items()}
+        for name in plan.changed:
+            ids.pop(name, None)
+            if name in identities:
+                ids[name] = identities[name]
+                hashes[name] = inputs.digests[name]
+        policy_memo.save(cache, ctx.root, settings.policies, ids, hashes, clock)

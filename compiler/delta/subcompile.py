@@ -1,0 +1,95 @@
+"""Compile only the edited intents, in the context of the whole fleet (a delta compile).
+
+The same stages as `pipeline._compile`, in the same order, over the files of the edited
+intents (the intent and its overrides) plus every context file (ClusterTargets and
+CertificateSources): load, references, path confinement, targets, waivers, layering and
+resolving, the offline reference checks (against the namespaces the *whole* cluster knows,
+from the base), fetching and checking the certificates these gateways use, rendering and
+assembling their units. What looks across gateways is not recomputed here: `delta.run`
+proves from the base's facts that the edit cannot have changed it. Pure apart from the
+certificate sources it is handed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..confine import Boundaries, check_policies
+from ..diagnostics import Diagnostic, for_cluster, has_errors
+from ..fetch import fetch, verify
+from ..incremental import resolve_all
+from ..k8s.validate import SchemaStore
+from ..layering import check_references
+from ..load import Policies, SourceConfig, load_texts
+from ..model import ClusterModel
+from ..refcheck import undefined_references, unknown_ca_namespaces
+from ..render_units import Unit, assemble, render_unit
+from ..secrets import CertificateSource
+from ..target_checks import check_targets, reference_grant_version
+
+
+@dataclass(slots=True)
+class Sub:
+    """The edited intents' gateways on every cluster, their units and all diagnostics the
+    stages above found for them (before sorting and merging)."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    policies: Policies | None = None
+    clusters: list[ClusterModel] = field(default_factory=list)
+    units: list[list[Unit]] = field(default_factory=list)  # per cluster, in gateway order
+    stopped: str = ""  # why the delta cannot go on ("" when it can)
+
+
+def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
+                                                                   CertificateSource],
+                store: SchemaStore, known: Mapping[str, set[str]], now: datetime,
+                boundaries: Boundaries) -> Sub:
+    """`known`: per cluster, every namespace its gateways make known (the base's facts)."""
+    sub = Sub()
+    policies, sub.diagnostics = load_texts(texts)
+    sub.policies = policies
+    if has_errors(sub.diagnostics):
+        return _stop(sub, "the edited files have errors")
+    sub.diagnostics += check_references(policies)
+    sub.diagnostics += check_policies((d.root for d in policies.documents), boundaries)
+    targets = sorted(policies.targets, key=lambda t: t.name)
+    caps, problems = check_targets(targets, policies, store)
+    sub.diagnostics += problems
+    if policies.guardrails or any(i.root.find(("spec",)).get("guardrailWaivers") is not None
+                                  for i in policies.intents):
+        return _stop(sub, "guardrails or waivers")
+    if has_errors(sub.diagnostics):
+        return _stop(sub, "the edited intents have errors")
+    clusters, _, problems, _ = resolve_all(policies, targets, caps, None)
+    sub.diagnostics += problems
+    sources = {s.name: s for s in policies.sources}
+    for cluster in clusters:
+        found = undefined_references(cluster, sources) + unknown_ca_namespaces(
+            cluster, {*known.get(cluster.target.name, ()), *cluster.target.namespaces})
+        sub.diagnostics += [d.in_clusters(cluster.target.name) for d in found]
+    if has_errors(sub.diagnostics):
+        return _stop(sub, "the edited intents have errors")
+    used = {t.certificate_source for t in targets}
+    opened = {s.name: open_source(s) for s in policies.sources if s.name in used}
+    materials, problems = fetch(clusters, opened)
+    if problems:
+        return _stop(sub, "fetching certificates reported problems")
+    sub.diagnostics += verify(clusters, materials, now)
+    for cluster in clusters:
+        target = cluster.target
+        ca_pems = materials.ca_pems_for(target.certificate_source)
+        grants = reference_grant_version(store, target)
+        units = [render_unit(gw, target, ca_pems, store, envoy=True, grant_version=grants)
+                 for gw in cluster.gateways]
+        _, problems, _ = assemble(target, units, [], store)
+        sub.diagnostics += for_cluster(problems, target.name)
+        sub.units.append(units)
+    sub.clusters = clusters
+    return sub
+
+
+def _stop(sub: Sub, why: str) -> Sub:
+    sub.stopped = why
+    return sub
