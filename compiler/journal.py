@@ -55,10 +55,13 @@ class UnitPaths:
 class Journal:
     units: tuple[UnitPaths, ...]
     loose: tuple[str, ...]  # loose files written by temp + rename (mtlsc.lock)
+    spares: tuple[str, ...] = ()  # output directories whose spare tree is being updated
 
     def to_json(self) -> bytes:
-        doc = {"version": 1, "units": [{"dir": u.live, "drop": u.drop} for u in self.units],
-               "loose": list(self.loose)}
+        doc: dict[str, Any] = {"version": 1, "loose": list(self.loose),
+                               "units": [{"dir": u.live, "drop": u.drop} for u in self.units]}
+        if self.spares:
+            doc["spares"] = list(self.spares)
         return json.dumps(doc, sort_keys=True, indent=1).encode("utf-8") + b"\n"
 
     @staticmethod
@@ -67,7 +70,8 @@ class Journal:
         if not isinstance(doc, dict) or doc.get("version") != 1:
             raise ValueError("unknown journal format")
         units = tuple(UnitPaths(str(u["dir"]), bool(u.get("drop", False))) for u in doc["units"])
-        return Journal(units, tuple(str(p) for p in doc.get("loose", [])))
+        return Journal(units, tuple(str(p) for p in doc.get("loose", [])),
+                       tuple(str(p) for p in doc.get("spares", [])))
 
 
 def state_dir(root: Path) -> Path:

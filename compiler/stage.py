@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import fsops, journal, manifest, tree_ops
+from . import fsops, journal, manifest, spare, tree_ops
 from .journal import BACKUP_SUFFIX, TEMP_SUFFIX, Journal, UnitPaths
 from .manifest import Entry
 from .write import PartialWriteError, UnitPlan, WritePlan
@@ -37,11 +37,17 @@ class Staged:
     how: str = ""  # how it was swapped in: exchange, fallback, new, drop
 
 
-def commit(p: WritePlan) -> list[str]:
-    """Write the plan; returns leftovers that could not be removed (the next run retries)."""
+def commit(p: WritePlan, *, keep_spare: bool = False) -> list[str]:
+    """Write the plan; returns leftovers that could not be removed (the next run retries).
+    `keep_spare`: keep each swapped-out tree as its output directory's spare, and give large
+    output directories without one a spare (`spare.py`)."""
     units = [u for u in p.units if u.changed]
     if not units and not p.loose and not p.loose_delete:
-        refresh_manifests(p)
+        if keep_spare:  # a read-only checkout: no lock, no spare, no manifest
+            with contextlib.suppress(OSError), journal.exclusive(p.root):
+                refresh_manifests(p, keep_spare=True)
+        else:
+            refresh_manifests(p)
         return []
     root = p.root
     with journal.exclusive(root):
@@ -61,7 +67,7 @@ def commit(p: WritePlan) -> list[str]:
             discard(root, paths, p.loose, created)
             raise
         swap_all(p, staged, durable, created)
-        return finish_swap(p, staged)
+        return finish_swap(p, staged, keep_spare=keep_spare)
 
 
 def entry_count(units: list[UnitPlan], p: WritePlan) -> int:
@@ -225,7 +231,7 @@ def _roll_back(root: Path, done: list[Staged], replaced: list[str]) -> None:
             (root / rel).unlink(missing_ok=True)
 
 
-def finish_swap(p: WritePlan, staged: list[Staged]) -> list[str]:
+def finish_swap(p: WritePlan, staged: list[Staged], *, keep_spare: bool = False) -> list[str]:
     root = p.root
     problems: list[str] = []
     for rel in p.loose_delete:
@@ -236,6 +242,13 @@ def finish_swap(p: WritePlan, staged: list[Staged]) -> list[str]:
             problems.append(f"{rel}: {exc.strerror or exc}")
     leftovers = [n for item in staged for n in (item.paths.stage, item.paths.old)]
     leftovers += [rel + BACKUP_SUFFIX for rel in p.loose]
+    for item in staged:
+        if item.how == "drop":
+            spare.discard(root, item.unit.dir)
+        elif keep_spare and item.how in ("exchange", "fallback"):
+            old = item.paths.stage if item.how == "exchange" else item.paths.old
+            if spare.keep_old(root, item.unit.dir, root / old):
+                leftovers.remove(old)
     try:
         tree_ops.remove_trees([os.fspath(root / rel) for rel in leftovers])
     except OSError:
@@ -245,10 +258,14 @@ def finish_swap(p: WritePlan, staged: list[Staged]) -> list[str]:
             except OSError as exc:
                 problems.append(f"{rel}: {exc.strerror or exc}")
     # Only now: removing the old tree changed the ctime of every file it shared with the new.
+    linked = _link_spares(p, staged) if keep_spare else set()
     for item in staged:
         try:
             if item.how == "drop":
                 manifest.forget(root, item.unit.dir)
+            elif item.unit.dir in linked:
+                manifest.save(root, item.unit.dir,
+                              spare.restat(root, item.unit.dir, _kept_entries(root, item)))
             else:
                 manifest.save(root, item.unit.dir, _kept_entries(root, item))
         except OSError:
@@ -256,6 +273,23 @@ def finish_swap(p: WritePlan, staged: list[Staged]) -> list[str]:
     if not problems:
         journal.finish(root)
     return problems
+
+
+def _link_spares(p: WritePlan, staged: list[Staged]) -> set[str]:
+    """Spares for the output directories that have none (`spare.link_missing`): those
+    renamed into place new, and those left as they were (whose manifests are re-saved here,
+    linking changed their files' ctimes); returns the directories that got one."""
+    written = {item.unit.dir: item for item in staged if item.how != "drop"}
+    sizes = [(u.dir, len(u.keep) + len(u.create) + len(u.update)) for u in p.units
+             if u.dir in written or (u.exists and not u.changed)]
+    linked = set(spare.link_missing(p.root, sizes))
+    for unit in p.units:
+        if unit.dir in linked and unit.dir not in written:
+            try:
+                manifest.save(p.root, unit.dir, spare.restat(p.root, unit.dir, unit.known))
+            except OSError:
+                manifest.forget(p.root, unit.dir)
+    return linked
 
 
 def _kept_entries(root: Path, item: Staged) -> dict[str, Entry]:
@@ -280,10 +314,12 @@ def _prune_empty_dirs(directory: Path, stop: Path) -> None:
         directory = directory.parent
 
 
-def refresh_manifests(p: WritePlan) -> None:
-    """Nothing to write: remember what was read so the next run need not read it again."""
+def refresh_manifests(p: WritePlan, *, keep_spare: bool = False) -> None:
+    """Nothing to write: remember what was read so the next run need not read it again
+    (with `keep_spare`, called under the write lock: give large directories a spare first)."""
+    linked = _link_spares(p, []) if keep_spare else set()
     for unit in p.units:
-        if unit.exists and unit.misses:
+        if unit.exists and unit.misses and unit.dir not in linked:
             try:
                 manifest.save(p.root, unit.dir, unit.known)
             except OSError:
