@@ -98,7 +98,10 @@ def write_changes(root: Path, changes: Changes, *, durable: bool = True,
             return None
         moving = [p for p in plans if p.changes]
         if moving:
-            journal.begin(root, Journal((), (), tuple(p.unit for p in moving)))
+            try:
+                journal.begin(root, Journal((), (), tuple(p.unit for p in moving)))
+            except OSError:
+                return None
             try:
                 _update_spares(root, moving, durable)
             except (OSError, _Fallback):
@@ -184,7 +187,7 @@ def _bring_up(root: Path, p: SparePlan, durable: bool) -> None:
             fsops.write_file(target, data, durable=durable)
         touched.add(_parent(rel))
     if durable:
-        for rel in sorted(touched, key=lambda d: (-d.count("/"), d)):
+        for rel in sorted(touched - set(p.prune), key=lambda d: (-d.count("/"), d)):
             fsops.fsync_dir(Path(f"{base}/{rel}" if rel else base))
 
 

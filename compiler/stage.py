@@ -270,6 +270,10 @@ def finish_swap(p: WritePlan, staged: list[Staged], *, keep_spare: bool = False)
                 manifest.save(root, item.unit.dir, _kept_entries(root, item))
         except OSError:
             manifest.forget(root, item.unit.dir)  # a missing manifest only costs a re-read
+    for unit in p.units:  # directories left as they were: remember what had to be read
+        if unit.exists and not unit.changed and unit.misses and unit.dir not in linked:
+            with contextlib.suppress(OSError):
+                manifest.save(root, unit.dir, unit.known)
     if not problems:
         journal.finish(root)
     return problems
