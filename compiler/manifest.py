@@ -95,8 +95,9 @@ def load(root: Path, unit: str) -> dict[str, Entry]:
         return {}
 
 
-def save(root: Path, unit: str, entries: Mapping[str, Entry]) -> None:
-    """Record `entries` (relative to `unit`); racy entries are left out."""
+def save(root: Path, unit: str, entries: Mapping[str, Entry]) -> str:
+    """Record `entries` (relative to `unit`); racy entries are left out. Returns the SHA-256
+    of the manifest as saved (`file_digest`)."""
     from .fsops import write_file  # ctypes: `check` only loads manifests
 
     path = _path(root, unit)
@@ -109,12 +110,23 @@ def save(root: Path, unit: str, entries: Mapping[str, Entry]) -> None:
         now = write_file(tmp, b"", durable=False).st_mtime_ns
         files = {rel: [*e.key, e.digest, e.owned] for rel, e in sorted(entries.items())
                  if e.key[4] < now}
-        doc = {"version": 1, "dir": unit, "files": files}
-        tmp.write_bytes(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+        doc = {"dir": unit, "files": files, "version": 1}  # keys in order: no sort_keys
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_digest(root: Path, unit: str) -> str | None:
+    """The SHA-256 of the manifest file of `unit` as it is now (None: there is none): what
+    a record made relative to a saved manifest checks that it still is that manifest."""
+    try:
+        return hashlib.sha256(_path(root, unit).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def forget(root: Path, unit: str) -> None:

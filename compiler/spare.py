@@ -96,11 +96,12 @@ def keep_old(root: Path, unit: str, old_tree: Path) -> bool:
         return False
 
 
-def link_missing(root: Path, units: Iterable[tuple[str, int]]) -> list[str]:
+def link_missing(root: Path, units: Iterable[tuple[str, int]]) -> dict[str, list[str]]:
     """Give each output directory of `units` (name, number of files) that has no spare and at
     least `spare_min()` files one, by hard-linking its live tree; returns the units that got
-    one (their live files' ctimes changed). Made durable with one `syncfs`."""
-    made: list[str] = []
+    one (their live files' ctimes changed), each with its directories. Made durable with one
+    `syncfs`."""
+    made: dict[str, list[str]] = {}
     least = spare_min()
     for unit, count in units:
         if count < least or exists(root, unit):
@@ -111,33 +112,32 @@ def link_missing(root: Path, units: Iterable[tuple[str, int]]) -> list[str]:
         try:
             _home(root)
             tree_ops.remove_trees([os.fspath(building)])
-            _link_tree(os.fspath(live), os.fspath(building))
-            made.append(unit)
+            made[unit] = _link_tree(os.fspath(live), os.fspath(building))
         except OSError:
             with contextlib.suppress(OSError):
                 tree_ops.remove_trees([os.fspath(building)])
     if not made:
-        return []
-    done: list[str] = []
+        return {}
+    done: dict[str, list[str]] = {}
     try:
         fsops.sync_filesystem(root / SPARE_DIR)
     except OSError:
-        made = []
-    for unit in made:
+        made = {}
+    for unit, dirs in made.items():
         spare = path_of(root, unit)
         building = spare.with_name(spare.name + TEMP_SUFFIX)
         try:
             os.rename(building, spare)
-            done.append(unit)
+            done[unit] = dirs
         except OSError:
             with contextlib.suppress(OSError):
                 tree_ops.remove_trees([os.fspath(building)])
     return done
 
 
-def _link_tree(source: str, target: str) -> None:
+def _link_tree(source: str, target: str) -> list[str]:
     """A copy of the directory tree `source` at `target`: directories with their modes, every
-    other entry hard-linked."""
+    other entry hard-linked; returns the directories ("" the top)."""
     os.mkdir(target, 0o700)
     names: list[str] = []
     for rel, st in walk(source):
@@ -149,6 +149,7 @@ def _link_tree(source: str, target: str) -> None:
     for rel in names:
         os.chmod(f"{target}/{rel}", stat.S_IMODE(os.lstat(f"{source}/{rel}").st_mode))
     os.chmod(target, stat.S_IMODE(os.lstat(source).st_mode))
+    return ["", *names]
 
 
 def walk(base: str) -> Iterator[tuple[str, os.stat_result]]:

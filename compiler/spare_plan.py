@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import manifest, spare
+from . import manifest, spare, spare_state, spare_view
 from .journal import TEMP_SUFFIX
 from .manifest import Entry
 
@@ -42,6 +42,8 @@ class SparePlan:
     disturbed: set[str] = field(default_factory=set)  # live files whose link count changes
     entries: dict[str, Entry] = field(default_factory=dict)  # the new tree's manifest
     gone: set[str] = field(default_factory=set)
+    live_dirs: dict[str, int] = field(default_factory=dict)  # the live directories' modes
+    wanted: dict[str, int] = field(default_factory=dict)  # the new tree's directories
     new: int = 0
     changed: int = 0
     removed: int = 0
@@ -50,6 +52,10 @@ class SparePlan:
     @property
     def changes(self) -> bool:
         return bool(self.new or self.changed or self.removed)
+
+    def has(self, rel: str) -> bool:
+        """`rel` is a file of the new tree."""
+        return rel in self.write or (rel in self.known and rel not in self.gone)
 
     @property
     def repairs(self) -> int:
@@ -77,24 +83,32 @@ def plan(root: Path, unit: str, change: Mapping[str, bytes | None],
         return None
     if not p.changes:
         return p
-    files = (known.keys() - p.gone) | p.write.keys()
-    live_modes = _live_dirs(os.fspath(live), known)
-    if live_modes is None or any(rel in live_modes or any(a in files for a in _ancestors(rel))
-                                 for rel in p.write):
+    record = spare_state.load(root, unit)
+    if record is not None and record.manifest != manifest.file_digest(root, unit):
+        record = None  # made against another live manifest
+    modes = spare_view.live_dirs(os.fspath(live), record.live_dirs if record is not None
+                                 else ancestors(known))
+    if modes is None or any(rel in modes or any(p.has(a) for a in _ancestors(rel))
+                            for rel in p.write):
         return None
-    empty = live_modes.keys() - ancestors(known) - {""}  # directories with no file below
-    umask = os.umask(0o022)
-    os.umask(umask)
-    default = 0o777 & ~umask
-    wanted = {d: live_modes.get(d, default)
-              for d in ancestors(files) | empty | ancestors(empty)}
-    sfiles, sdirs = _listing(os.fspath(home))
-    _diff(p, files, wanted, sfiles, sdirs)
-    if stat.S_IMODE(st_spare.st_mode) != live_modes[""]:
-        p.chmods[""] = live_modes[""]
+    p.live_dirs = modes
+    view = spare_view.from_record(os.fspath(home), record) if record is not None else None
+    if view is None:
+        view = spare_view.full_listing(os.fspath(home))
+    look = [*change, *(record.differ if record is not None else ())]
+    if record is not None and not view.complete and \
+            (view.listed or any(d not in view.dirs for d in record.dirs)):
+        # directories listed or gone: every live file in them must be looked at
+        look += [rel for rel in known if view.covers(rel)
+                 or rel.rpartition("/")[0] not in view.dirs]
+    spare_view.look_at(view, os.fspath(home), look)
+    p.wanted = _wanted_dirs(p, os.fspath(live), modes, record is not None)
+    _diff(p, view, look, p.wanted)
+    if stat.S_IMODE(st_spare.st_mode) != modes[""]:
+        p.chmods[""] = modes[""]
     if p.repairs > max(REPAIR_MIN, int(len(known) * REPAIR_SHARE)):
         return None
-    return p if _samples_agree(os.fspath(home), p) else None
+    return p if _samples_agree(os.fspath(home), p, set(look)) else None
 
 
 def _apply_change(p: SparePlan, change: Mapping[str, bytes | None]) -> bool:
@@ -127,93 +141,76 @@ def valid_name(rel: str) -> bool:
         all(part not in ("", ".", "..") for part in rel.split("/"))
 
 
-def _diff(p: SparePlan, files: set[str], wanted: dict[str, int],
-          sfiles: dict[str, tuple[int, bool]], sdirs: dict[str, int]) -> None:
-    p.unlink = sorted(rel for rel in sfiles if rel not in files)
-    p.prune = sorted(d for d in sdirs if d not in wanted)
-    p.mkdirs = {d: mode for d, mode in sorted(wanted.items()) if d not in sdirs}
+def _wanted_dirs(p: SparePlan, live: str, modes: dict[str, int], quick: bool
+                 ) -> dict[str, int]:
+    """The new tree's directories and modes: the live ones, those the new files need (new
+    ones get 0o777 less the umask, as the full writer makes them), less those the deleted
+    files leave empty (a directory that was empty stays)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    default = 0o777 & ~umask
+    if not quick:  # from every path, as the full writer does
+        files = [rel for rel in p.known if rel not in p.gone] + list(p.write)
+        empty = modes.keys() - ancestors(p.known) - {""}
+        return {d: modes.get(d, default) for d in ancestors(files) | empty | ancestors(empty)}
+    wanted = {d: mode for d, mode in modes.items() if d}
+    for d in ancestors(p.write):
+        wanted.setdefault(d, default)
+    gone: set[str] = set()
+    for d in sorted(ancestors(p.gone), key=lambda d: -d.count("/")):
+        if any(w.startswith(d + "/") for w in p.write):
+            continue
+        with os.scandir(f"{live}/{d}") as it:
+            left = [e.name for e in it if f"{d}/{e.name}" not in p.gone
+                    and f"{d}/{e.name}" not in gone]
+        if not left:
+            gone.add(d)
+    return {d: mode for d, mode in wanted.items() if d not in gone}
+
+
+def _diff(p: SparePlan, view: spare_view.SpareView, look: list[str],
+          wanted: dict[str, int]) -> None:
+    """Which files to link, write and remove, and which directories to make, remove or chmod,
+    from what `view` shows of the spare (`look`: the files looked at; every other file of the
+    live manifest is the live inode in the spare)."""
+    p.unlink = sorted(rel for rel in view.files if not p.has(rel))
+    p.prune = sorted(d for d in view.dirs if d and d not in wanted)
+    p.mkdirs = {d: mode for d, mode in sorted(wanted.items()) if d not in view.dirs}
     p.chmods = {d: mode for d, mode in sorted(wanted.items())
-                if d in sdirs and sdirs[d] != mode}
-    p.present = {rel for rel in files if rel in sfiles}
-    for rel in sorted(files):
-        have = sfiles.get(rel)
+                if d in view.dirs and view.dirs[d] != mode}
+    candidates = set(look) | view.files.keys() if not view.complete else \
+        p.known.keys() | p.write.keys()
+    for rel in sorted(candidates):
+        if not p.has(rel):
+            continue
+        have = view.files.get(rel)
         old = p.known.get(rel)
         shared = have is not None and old is not None and have[1] and have[0] == old.key[1]
-        if shared and rel in p.write:
-            p.disturbed.add(rel)  # replacing the spare's link changes the live file's ctime
+        if have is not None:
+            p.present.add(rel)
         if rel in p.write:
-            continue
-        if shared:
-            p.entries[rel] = p.known[rel]
-        else:
+            if shared:
+                p.disturbed.add(rel)  # replacing the spare's link changes the live ctime
+        elif not shared:
             p.link.append(rel)
             p.disturbed.add(rel)
     for rel in p.unlink:
         old = p.known.get(rel)
-        if old is not None and sfiles[rel][0] == old.key[1]:
+        if old is not None and view.files[rel][0] == old.key[1]:
             p.disturbed.add(rel)
+    p.entries = dict(p.known)
+    for rel in (*p.gone, *p.write, *p.link):
+        p.entries.pop(rel, None)
 
 
-def _samples_agree(home: str, p: SparePlan) -> bool:
-    """A few kept files: the spare's `lstat` must be exactly the manifest's identity (the
-    directory listing's inode numbers are what `lstat` reports, and the manifest is current)."""
-    kept = sorted(p.entries)
-    step = max(1, len(kept) // SAMPLES)
-    for rel in kept[::step][:SAMPLES]:
-        if manifest.stat_key(os.lstat(f"{home}/{rel}")) != p.known[rel].key:
-            return False
-    return True
-
-
-def _listing(base: str) -> tuple[dict[str, tuple[int, bool]], dict[str, int]]:
-    """Every entry below `base`: non-directories (inode number, regular file) and directories
-    (mode), from directory reads alone but one `lstat` per directory."""
-    files: dict[str, tuple[int, bool]] = {}
-    dirs: dict[str, int] = {}
-    todo = [""]
-    while todo:
-        rel_dir = todo.pop()
-        prefix = rel_dir + "/" if rel_dir else ""
-        with os.scandir(f"{base}/{rel_dir}" if rel_dir else base) as it:
-            for entry in it:
-                rel = prefix + entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    dirs[rel] = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
-                    todo.append(rel)
-                else:
-                    files[rel] = (entry.inode(), entry.is_file(follow_symlinks=False))
-    return files, dirs
-
-
-def _live_dirs(live: str, known: Mapping[str, Entry]) -> dict[str, int] | None:
-    """The live tree's directories ("" itself) and their modes: the parents of its files, and
-    directories holding no file, found where a directory's link count shows more
-    subdirectories than the files explain. None: a non-directory the manifest lacks."""
-    parents = ancestors(known)
-    kids: dict[str, int] = {}
-    for d in parents:
-        kids[d.rpartition("/")[0]] = kids.get(d.rpartition("/")[0], 0) + 1
-    modes: dict[str, int] = {}
-    look: list[str] = []
-    for d in ["", *sorted(parents)]:
-        st = os.lstat(f"{live}/{d}" if d else live)
-        if not stat.S_ISDIR(st.st_mode):
-            return None
-        modes[d] = stat.S_IMODE(st.st_mode)
-        if st.st_nlink != 2 + kids.get(d, 0):
-            look.append(d)
-    for d in look:
-        with os.scandir(f"{live}/{d}" if d else live) as it:
-            extra = [e for e in it if e.is_dir(follow_symlinks=False)
-                     and (f"{d}/{e.name}" if d else e.name) not in modes]
-        for entry in extra:
-            rel = f"{d}/{entry.name}" if d else entry.name
-            modes[rel] = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
-            for sub, st in spare.walk(entry.path):
-                if not stat.S_ISDIR(st.st_mode):
-                    return None
-                modes[f"{rel}/{sub}"] = stat.S_IMODE(st.st_mode)
-    return modes
+def _samples_agree(home: str, p: SparePlan, looked: set[str]) -> bool:
+    """A few files taken as the live inodes: the spare's `lstat` must be exactly the
+    manifest's identity (the listing's and the record's inode numbers are what `lstat`
+    reports, and the manifest is current)."""
+    kept = [rel for rel in list(p.entries)[::max(1, len(p.entries) // SAMPLES)]
+            if rel not in looked][:SAMPLES]
+    return all(manifest.stat_key(os.lstat(f"{home}/{rel}")) == p.known[rel].key
+               for rel in kept)
 
 
 def ancestors(rels: Iterable[str]) -> set[str]:

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fsops, journal, manifest, spare, spare_plan
+from . import fsops, journal, manifest, spare, spare_plan, spare_state
 from .journal import TEMP_SUFFIX, Journal
 from .manifest import Entry
 from .spare_plan import SparePlan
@@ -103,6 +103,8 @@ def write_changes(root: Path, changes: Changes, *, durable: bool = True,
             except OSError:
                 return None
             try:
+                for p in moving:  # from now on the spare is not what its record says
+                    spare_state.drop(root, p.unit)
                 _update_spares(root, moving, durable)
             except (OSError, _Fallback):
                 _refresh_live(root, moving)
@@ -122,7 +124,10 @@ def write_changes(root: Path, changes: Changes, *, durable: bool = True,
                 raise
         out = {p.unit: UnitWritten(p.entries if p.changes else p.known, p.new, p.changed,
                                    p.removed, p.unchanged) for p in plans}
-        _save_manifests(root, moving)
+        for p, digest in zip(moving, _save_manifests(root, moving), strict=True):
+            if digest is not None:  # the swapped-out tree is the spare: record it
+                spare_state.record(root, p.unit, digest, p.live_dirs, {*p.write, *p.gone},
+                                   p.wanted)
         if moving:
             journal.finish(root)
         return ChangesWritten(out)
@@ -222,18 +227,22 @@ def _swap_all(root: Path, plans: list[SparePlan], durable: bool) -> None:
         raise
 
 
-def _save_manifests(root: Path, plans: list[SparePlan]) -> None:
-    """The new live manifests, once the filesystem clock is past every file just changed."""
+def _save_manifests(root: Path, plans: list[SparePlan]) -> list[str | None]:
+    """The new live manifests, once the filesystem clock is past every file just changed;
+    returns each one's SHA-256 (None: not saved)."""
     newest = max((e.key[4] for p in plans for rel, e in p.entries.items()
                   if rel in p.write or rel in p.link), default=0)
     if newest:
         spare.settle(root, newest)
+    digests: list[str | None] = []
     for p in plans:
         try:
-            manifest.save(root, p.unit, p.entries)
+            digests.append(manifest.save(root, p.unit, p.entries))
         except OSError:
+            digests.append(None)
             with contextlib.suppress(OSError):
                 manifest.forget(root, p.unit)  # a missing manifest only costs a re-read
+    return digests
 
 
 def _refresh_live(root: Path, plans: list[SparePlan]) -> None:

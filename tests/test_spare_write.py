@@ -21,7 +21,17 @@ from typing import Any
 
 import pytest
 
-from compiler import fsops, journal, manifest, run_disk, spare, spare_plan, spare_write, write
+from compiler import (
+    fsops,
+    journal,
+    manifest,
+    run_disk,
+    spare,
+    spare_plan,
+    spare_view,
+    spare_write,
+    write,
+)
 from compiler.emit import HEADER
 from compiler.journal import Journal
 from compiler.manifest import Entry
@@ -182,6 +192,50 @@ def test_changes_give_the_tree_a_full_write_gives(pair: tuple[Path, Path]) -> No
         current = target
 
 
+def test_the_spare_record_spares_listing_the_spare(pair: tuple[Path, Path],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a valid record (made by the write that linked or swapped the spare) only the
+    spare's directories are looked at: listing the spare would fail here."""
+    ref, delta = pair
+    full_write(ref, version(1))  # the first lists: the foreign file changed the manifest
+    assert spare_write.write_changes(delta, changes_between(version(0), version(1)))
+
+    def refused(base: str) -> spare_view.SpareView:
+        raise AssertionError(f"listed {base}")
+
+    monkeypatch.setattr(spare_view, "full_listing", refused)
+    current = version(1)
+    for v in (2, 3, 0):
+        full_write(ref, version(v))
+        assert spare_write.write_changes(delta, changes_between(current, version(v)))
+        assert trees(delta) == trees(ref)
+        current = version(v)
+
+
+def test_a_record_made_against_another_manifest_is_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full write without spares changes the live tree but not the spare: the spare's
+    record no longer describes how the two differ, so the whole spare is listed."""
+    ref, delta = tmp_path / "ref", tmp_path / "delta"
+    full_write(delta, version(0))
+    assert spare_write.write_changes(delta, changes_between(version(0), version(1)))
+    full_write(delta, version(2), keep_spare=False)
+    full_write(delta, version(2), keep_spare=False)  # the manifest of every file again
+    assert all(_trusted(delta, unit) for unit in UNITS)  # what the caller checks first
+    listed: list[str] = []
+    real = spare_view.full_listing
+
+    def counted(base: str) -> spare_view.SpareView:
+        listed.append(base)
+        return real(base)
+
+    monkeypatch.setattr(spare_view, "full_listing", counted)
+    full_write(ref, version(3))
+    assert spare_write.write_changes(delta, changes_between(version(2), version(3)))
+    assert trees(delta) == trees(ref)
+    assert len(listed) == len(UNITS)
+
+
 def test_the_returned_entries_give_the_directory_fingerprint(pair: tuple[Path, Path]) -> None:
     _, delta = pair
     done = spare_write.write_changes(delta, changes_between(version(0), version(1)))
@@ -310,10 +364,11 @@ def recheck(root: Path, unit: str) -> None:
 
 
 # (function, which call fails): the first calls of write, fsync, replace and unlink are the
-# journal's (a journal that cannot be written), the later ones the spare's.
+# journal's (a journal that cannot be written; unlink 2 and 3 drop the spares' records), the
+# later ones the spare's.
 FAULTS = [("write", 1), ("write", 2), ("fsync", 1), ("fsync", 3), ("replace", 1),
-          ("replace", 2), ("unlink", 2), ("link", 1), ("link", 5), ("mkdir", 1),
-          ("rmdir", 1), ("chmod", 1)]
+          ("replace", 2), ("unlink", 2), ("unlink", 4), ("link", 1), ("link", 5),
+          ("mkdir", 1), ("rmdir", 1), ("chmod", 1)]
 
 
 @pytest.mark.parametrize(("name", "nth"), FAULTS, ids=[f"{n}-{i}" for n, i in FAULTS])
