@@ -17,8 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from array import array
+from base64 import b64decode, b64encode
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from itertools import chain, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -86,13 +90,39 @@ def load(root: Path, unit: str) -> dict[str, Entry]:
     """The entries recorded for the output directory `unit` (root-relative)."""
     try:
         doc: Any = json.loads(_path(root, unit).read_bytes())
-        if doc.get("version") != 1 or doc.get("dir") != unit:
+        if doc.get("dir") != unit:
+            return {}
+        if doc.get("version") == 2:
+            return _decode(doc)
+        if doc.get("version") != 1:
             return {}
         return {str(rel): Entry((int(e[0]), int(e[1]), int(e[2]), int(e[3]), int(e[4])),
                                 str(e[5]), bool(e[6]))
                 for rel, e in doc["files"].items()}
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return {}
+
+
+def _decode(doc: Any) -> dict[str, Entry]:
+    """Version 2: parallel lists (names, their five identity numbers one after another, their
+    digests) and the names of files mtlsc does not own; decoded without a Python-level loop
+    per file, which is what a manifest of thousands of files costs (checked all the same).
+    The numbers are 64-bit integers in this machine's byte order, base64 (`keys64`; JSON's
+    decimal integers cost most of the time), or a JSON list (`keys`) if one does not fit."""
+    names, digests = doc["names"], doc["digests"]
+    flat = doc["keys"] if "keys" in doc else array("q", b64decode(doc["keys64"])).tolist()
+    foreign = set(doc["foreign"])
+    # types checked in C: join accepts only strings, an int sum stays int only over ints
+    # (bools aside); a TypeError is a damaged manifest like any other
+    if not (isinstance(names, list) and isinstance(flat, list) and isinstance(digests, list)
+            and len(flat) == 5 * len(names) and len(digests) == len(names)
+            and isinstance(sum(flat), int) and "".join(names) + "".join(digests) is not None):
+        return {}
+    numbers = iter(flat)
+    keys = zip(numbers, numbers, numbers, numbers, numbers, strict=False)
+    owned = [n not in foreign for n in names] if foreign else repeat(True)
+    made = map(tuple.__new__, repeat(Entry), zip(keys, digests, owned, strict=False))
+    return dict(zip(names, made, strict=False))
 
 
 def save(root: Path, unit: str, entries: Mapping[str, Entry]) -> str:
@@ -108,9 +138,18 @@ def save(root: Path, unit: str, entries: Mapping[str, Entry]) -> str:
     try:
         # The temporary file's own timestamps tell the filesystem clock "now".
         now = write_file(tmp, b"", durable=False).st_mtime_ns
-        files = {rel: [*e.key, e.digest, e.owned] for rel, e in sorted(entries.items())
-                 if e.key[4] < now}
-        doc = {"dir": unit, "files": files, "version": 1}  # keys in order: no sort_keys
+        ctimes = map(itemgetter(4), map(itemgetter(0), entries.values()))
+        names = sorted(entries) if max(ctimes, default=0) < now else \
+            sorted(rel for rel, e in entries.items() if e.key[4] < now)
+        kept = [entries[rel] for rel in names]
+        flat = list(chain.from_iterable(map(itemgetter(0), kept)))
+        try:
+            keys: tuple[str, Any] = ("keys64", b64encode(array("q", flat).tobytes()).decode())
+        except OverflowError:
+            keys = ("keys", flat)
+        doc = {"dir": unit, "digests": list(map(itemgetter(1), kept)),
+               "foreign": [rel for rel, e in zip(names, kept, strict=True) if not e.owned],
+               keys[0]: keys[1], "names": names, "version": 2}
         data = json.dumps(doc, separators=(",", ":")).encode()
         tmp.write_bytes(data)
         os.replace(tmp, path)

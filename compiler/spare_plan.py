@@ -17,6 +17,7 @@ import os
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 
 from . import manifest, spare, spare_state, spare_view
@@ -76,7 +77,7 @@ def plan(root: Path, unit: str, change: Mapping[str, bytes | None],
         return None
     if known is None:
         known = manifest.load(root, unit)
-    if not known or any(e.key[0] != st_live.st_dev for e in known.values()):
+    if not known:
         return None
     p = SparePlan(unit, known)
     if not _apply_change(p, change):
@@ -131,8 +132,8 @@ def _apply_change(p: SparePlan, change: Mapping[str, bytes | None]) -> bool:
         elif old.digest != manifest.digest(data):
             p.write[rel] = data
             p.changed += 1
-    p.unchanged = sum(1 for rel, e in p.known.items()
-                      if e.owned and rel not in p.gone and rel not in p.write)
+    owned = sum(map(itemgetter(2), p.known.values()))  # files mtlsc owns, in C
+    p.unchanged = owned - len(p.gone) - p.changed
     return True
 
 

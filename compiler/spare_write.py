@@ -230,8 +230,8 @@ def _swap_all(root: Path, plans: list[SparePlan], durable: bool) -> None:
 def _save_manifests(root: Path, plans: list[SparePlan]) -> list[str | None]:
     """The new live manifests, once the filesystem clock is past every file just changed;
     returns each one's SHA-256 (None: not saved)."""
-    newest = max((e.key[4] for p in plans for rel, e in p.entries.items()
-                  if rel in p.write or rel in p.link), default=0)
+    newest = max((p.entries[rel].key[4] for p in plans for rel in (*p.write, *p.link)),
+                 default=0)
     if newest:
         spare.settle(root, newest)
     digests: list[str | None] = []
