@@ -75,8 +75,11 @@ def plan(root: Path, unit: str, change: Mapping[str, bytes | None],
     if not (stat.S_ISDIR(st_live.st_mode) and stat.S_ISDIR(st_spare.st_mode)) or \
             st_live.st_dev != st_spare.st_dev:
         return None
+    digest = None
     if known is None:
-        known = manifest.load(root, unit)
+        known, digest = manifest.load_with_digest(root, unit)
+    else:
+        digest = manifest.file_digest(root, unit)
     if not known:
         return None
     p = SparePlan(unit, known)
@@ -85,7 +88,7 @@ def plan(root: Path, unit: str, change: Mapping[str, bytes | None],
     if not p.changes:
         return p
     record = spare_state.load(root, unit)
-    if record is not None and record.manifest != manifest.file_digest(root, unit):
+    if record is not None and (digest is None or record.manifest != digest):
         record = None  # made against another live manifest
     modes = spare_view.live_dirs(os.fspath(live), record.live_dirs if record is not None
                                  else ancestors(known))

@@ -237,7 +237,10 @@ def _save_manifests(root: Path, plans: list[SparePlan]) -> list[str | None]:
     digests: list[str | None] = []
     for p in plans:
         try:
-            digests.append(manifest.save(root, p.unit, p.entries))
+            changed = {rel: p.entries[rel] for rel in (*p.write, *p.link)}
+            found = manifest.save_changes(root, p.unit, changed, p.gone, len(p.entries))
+            digests.append(found if found is not None else
+                           manifest.save(root, p.unit, p.entries))
         except OSError:
             digests.append(None)
             with contextlib.suppress(OSError):
