@@ -530,3 +530,58 @@ def _towards(root: Path, changes: Mapping[str, Mapping[str, bytes | None]]
                      if (base / rel).exists() != (data is not None) or
                      (data is not None and (base / rel).read_bytes() != data)}
     return out
+
+
+_KILLED_FULL = """
+import json, sys
+from pathlib import Path
+from tests.faults import install
+install(json.loads(sys.argv[1]))
+from compiler import write
+files = {k: bytes.fromhex(v) for k, v in json.loads(Path(sys.argv[3]).read_text()).items()}
+write.apply(write.plan(Path(sys.argv[2]), files, ["overlays/a", "overlays/b"]), keep_spare=True)
+"""
+
+
+def test_a_killed_full_write_keeping_spares_leaves_every_directory_old_or_new(
+        tmp_path: Path) -> None:
+    """The full writer with `keep_spare`: the swapped-out trees are moved to be the spares,
+    or new spares linked; killed anywhere, each directory is old or new, the next run
+    recovers, and a delta write after it gives the right tree."""
+    ref = tmp_path / "ref"
+    full_write(ref, version(1), keep_spare=False)
+    new = trees(ref)
+    spec = tmp_path / "files.json"
+    spec.write_text(json.dumps({k: v.hex() for k, v in version(1).items()}))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def killed(root: Path, fault: dict[str, object]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", _KILLED_FULL, json.dumps([fault]),
+                               str(root), str(spec)], capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=60)
+
+    counted = tmp_path / "count"
+    full_write(counted, version(0), keep_spare=False)  # no spare yet: linked at the end
+    assert killed(counted, {"target": "count", "path": str(tmp_path / "n")}).returncode == 0
+    total = int((tmp_path / "n").read_text())
+    full_write(ref, version(2), keep_spare=False)
+    after = trees(ref)
+    for nth in sorted({1, total - 1, total, *range(3, total, max(1, total // 12))}):
+        root = tmp_path / f"kill-{nth}"
+        full_write(root, version(0), keep_spare=nth % 2 == 0)  # with and without a spare
+        old = trees(root)
+        result = killed(root, {"target": "kill", "nth": nth})
+        assert result.returncode == -9, (nth, result.stderr)
+        for unit in UNITS:
+            assert snapshot(root / unit) in (old[unit], new[unit]), (nth, unit)
+        journal.recover(root)
+        full_write(root, version(1))
+        assert trees(root) == new and leftovers(root) == []
+        assert not [p.name for p in (root / spare.SPARE_DIR).iterdir()
+                    if p.name.endswith((".trash", ".mtlsc-tmp"))]
+        if all(_trusted(root, unit) for unit in UNITS):
+            assert spare_write.write_changes(root, changes_between(version(1), version(2)))
+        else:
+            full_write(root, version(2))
+        assert trees(root) == after, nth
+        shutil.rmtree(root)
