@@ -82,55 +82,71 @@ def write_changes(root: Path, changes: Changes, *, durable: bool = True,
     units = sorted(changes)
     if not units or not _independent(units):
         return None
-    with journal.exclusive(root):
-        if journal.pending(root) is not None:
-            return None  # an interrupted write: the full writer recovers first
-        plans: list[SparePlan] = []
+    with contextlib.ExitStack() as lock:
         try:
-            for unit in units:
-                known = live.get(unit) if live is not None else None
-                found = spare_plan.plan(root, unit, changes[unit],
-                                        dict(known) if known is not None else None)
-                if found is None:
-                    return None
-                plans.append(found)
+            lock.enter_context(journal.exclusive(root))
+        except OSError:
+            return None  # a read-only checkout: the full writer reports it
+        return _locked(root, changes, units, durable, live)
+
+
+def _locked(root: Path, changes: Changes, units: list[str], durable: bool,
+            live: Mapping[str, Mapping[str, Entry]] | None) -> ChangesWritten | None:
+    """`write_changes`, under the write lock."""
+    if journal.pending(root) is not None:
+        return None  # an interrupted write: the full writer recovers first
+    plans: list[SparePlan] = []
+    try:
+        for unit in units:
+            known = live.get(unit) if live is not None else None
+            found = spare_plan.plan(root, unit, changes[unit],
+                                    dict(known) if known is not None else None)
+            if found is None:
+                return None
+            plans.append(found)
+    except OSError:
+        return None
+    moving = [p for p in plans if p.changes]
+    if moving:
+        try:
+            journal.begin(root, Journal((), (), tuple(p.unit for p in moving)))
         except OSError:
             return None
-        moving = [p for p in plans if p.changes]
-        if moving:
-            try:
-                journal.begin(root, Journal((), (), tuple(p.unit for p in moving)))
-            except OSError:
-                return None
-            try:
-                for p in moving:  # from now on the spare is not what its record says
-                    spare_state.drop(root, p.unit)
-                _update_spares(root, moving, durable)
-            except (OSError, _Fallback):
-                _refresh_live(root, moving)
-                journal.finish(root)
-                return None
-            try:
-                _swap_all(root, moving, durable)
-            except _Fallback:
-                _refresh_live(root, moving)
-                journal.finish(root)
-                return None
-            except PartialWriteError:
-                raise  # the journal stays: `check` reports it, the next compile recovers
-            except BaseException:
-                _refresh_live(root, moving)
-                journal.finish(root)
-                raise
-        out = {p.unit: UnitWritten(p.entries if p.changes else p.known, p.new, p.changed,
-                                   p.removed, p.unchanged) for p in plans}
-        for p, digest in zip(moving, _save_manifests(root, moving), strict=True):
-            if digest is not None:  # the swapped-out tree is the spare: record it
-                spare_state.record(root, p.unit, digest, p.live_dirs, {*p.write, *p.gone},
-                                   p.wanted)
-        if moving:
+        try:
+            for p in moving:  # from now on the spare is not what its record says
+                spare_state.drop(root, p.unit)
+            _update_spares(root, moving, durable)
+        except (OSError, _Fallback):
+            _give_up(root, moving)
+            return None
+        try:
+            _swap_all(root, moving, durable)
+        except _Fallback:
+            _give_up(root, moving)
+            return None
+        except PartialWriteError:
+            raise  # the journal stays: `check` reports it, the next compile recovers
+        except BaseException:
+            _give_up(root, moving)
+            raise
+    out = {p.unit: UnitWritten(p.entries if p.changes else p.known, p.new, p.changed,
+                               p.removed, p.unchanged) for p in plans}
+    for p, digest in zip(moving, _save_manifests(root, moving), strict=True):
+        if digest is not None:  # the swapped-out tree is the spare: record it
+            spare_state.record(root, p.unit, digest, p.live_dirs, {*p.write, *p.gone},
+                               p.wanted)
+    if moving:  # written: a journal left behind only makes `check` ask for a compile
+        with contextlib.suppress(OSError):
             journal.finish(root)
-        return ChangesWritten(out)
+    return ChangesWritten(out)
+
+
+def _give_up(root: Path, plans: list[SparePlan]) -> None:
+    """Nothing visible changed: re-record the live identities the attempt disturbed and drop
+    the journal (if that fails, the next writing command's recovery drops it)."""
+    _refresh_live(root, plans)
+    with contextlib.suppress(OSError):
+        journal.finish(root)
 
 
 def _independent(units: list[str]) -> bool:

@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import fsops, journal, manifest, spare, spare_state, tree_ops
+from . import fsops, journal, manifest, spare_keep, tree_ops
 from .journal import BACKUP_SUFFIX, TEMP_SUFFIX, Journal, UnitPaths
 from .manifest import Entry
 from .write import PartialWriteError, UnitPlan, WritePlan
@@ -242,15 +242,10 @@ def finish_swap(p: WritePlan, staged: list[Staged], *, keep_spare: bool = False)
             problems.append(f"{rel}: {exc.strerror or exc}")
     leftovers = [n for item in staged for n in (item.paths.stage, item.paths.old)]
     leftovers += [rel + BACKUP_SUFFIX for rel in p.loose]
-    for item in staged:
-        if item.how == "drop" or (keep_spare and item.how in ("exchange", "fallback")):
-            spare_state.forget(root, item.unit.dir)  # the spare changes or goes
-        if item.how == "drop":
-            spare.discard(root, item.unit.dir)
-        elif keep_spare and item.how in ("exchange", "fallback"):
-            old = item.paths.stage if item.how == "exchange" else item.paths.old
-            if spare.keep_old(root, item.unit.dir, root / old):
-                leftovers.remove(old)
+    kept = spare_keep.keep_old_trees(root, [
+        (item.unit.dir, item.how, item.paths.stage if item.how == "exchange" else
+         item.paths.old) for item in staged], keep_spare)
+    leftovers = [rel for rel in leftovers if rel not in kept]
     try:
         tree_ops.remove_trees([os.fspath(root / rel) for rel in leftovers])
     except OSError:
@@ -260,21 +255,17 @@ def finish_swap(p: WritePlan, staged: list[Staged], *, keep_spare: bool = False)
             except OSError as exc:
                 problems.append(f"{rel}: {exc.strerror or exc}")
     # Only now: removing the old tree changed the ctime of every file it shared with the new.
-    linked = _link_spares(p, staged) if keep_spare else {}
+    written = {item.unit.dir for item in staged if item.how != "drop"}
+    linked = spare_keep.link_spares(p, written) if keep_spare else {}
     for item in staged:
         try:
             if item.how == "drop":
                 manifest.forget(root, item.unit.dir)
-            elif item.unit.dir in linked:
-                dirs = linked[item.unit.dir]
-                digest = manifest.save(root, item.unit.dir, spare.restat(
-                    root, item.unit.dir, _kept_entries(root, item)))
-                spare_state.record(root, item.unit.dir, digest, dirs, (), dirs)
+            elif keep_spare:
+                spare_keep.save_manifest(root, item.unit.dir, _kept_entries(root, item),
+                                         linked.get(item.unit.dir))
             else:
-                entries = _kept_entries(root, item)
-                if keep_spare:  # so that the manifest keeps every file (a delta write needs it)
-                    spare.settle(root, max((e.key[4] for e in entries.values()), default=0))
-                manifest.save(root, item.unit.dir, entries)
+                manifest.save(root, item.unit.dir, _kept_entries(root, item))
         except OSError:
             manifest.forget(root, item.unit.dir)  # a missing manifest only costs a re-read
     for unit in p.units:  # directories left as they were: remember what had to be read
@@ -284,27 +275,6 @@ def finish_swap(p: WritePlan, staged: list[Staged], *, keep_spare: bool = False)
     if not problems:
         journal.finish(root)
     return problems
-
-
-def _link_spares(p: WritePlan, staged: list[Staged]) -> dict[str, list[str]]:
-    """Spares for the output directories that have none (`spare.link_missing`): those
-    renamed into place new, and those left as they were (whose manifests are re-saved here,
-    linking changed their files' ctimes); returns the directories that got one, with their
-    subdirectories (the spare's record is made once the manifest is saved)."""
-    written = {item.unit.dir: item for item in staged if item.how != "drop"}
-    sizes = [(u.dir, len(u.keep) + len(u.create) + len(u.update)) for u in p.units
-             if u.dir in written or (u.exists and not u.changed)]
-    linked = spare.link_missing(p.root, sizes)
-    for unit in p.units:
-        if unit.dir in linked and unit.dir not in written:
-            dirs = linked[unit.dir]
-            try:
-                digest = manifest.save(p.root, unit.dir,
-                                       spare.restat(p.root, unit.dir, unit.known))
-                spare_state.record(p.root, unit.dir, digest, dirs, (), dirs)
-            except OSError:
-                manifest.forget(p.root, unit.dir)
-    return linked
 
 
 def _kept_entries(root: Path, item: Staged) -> dict[str, Entry]:
@@ -332,7 +302,7 @@ def _prune_empty_dirs(directory: Path, stop: Path) -> None:
 def refresh_manifests(p: WritePlan, *, keep_spare: bool = False) -> None:
     """Nothing to write: remember what was read so the next run need not read it again
     (with `keep_spare`, called under the write lock: give large directories a spare first)."""
-    linked = _link_spares(p, []) if keep_spare else {}
+    linked = spare_keep.link_spares(p, ()) if keep_spare else {}
     for unit in p.units:
         if unit.exists and unit.misses and unit.dir not in linked:
             try:
