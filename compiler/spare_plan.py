@@ -112,6 +112,8 @@ def plan(root: Path, unit: str, change: Mapping[str, bytes | None],
         p.chmods[""] = modes[""]
     if p.repairs > max(REPAIR_MIN, int(len(known) * REPAIR_SHARE)):
         return None
+    if any(rel not in known and os.path.lexists(live / rel) for rel in p.unlink):
+        return None  # a live file the manifest does not name: not the tree it describes
     return p if _samples_agree(os.fspath(home), p, set(look)) else None
 
 

@@ -290,7 +290,7 @@ def test_an_edit_in_place_of_a_shared_file_shows_in_the_live_fingerprint(
 
 @pytest.mark.parametrize("damage", ["no spare", "no spare of one", "no manifest",
                                     "spare too far away", "spare on a file",
-                                    "journal pending"])
+                                    "journal pending", "manifest lacks a file"])
 def test_without_a_usable_spare_nothing_changes(pair: tuple[Path, Path], damage: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     _, delta = pair
@@ -304,6 +304,10 @@ def test_without_a_usable_spare_nothing_changes(pair: tuple[Path, Path], damage:
         monkeypatch.setattr(spare_plan, "REPAIR_MIN", 1)
         for path in sorted(spare.path_of(delta, UNITS[1]).rglob("obj-1*.yaml")):
             path.unlink()
+    elif damage == "manifest lacks a file":  # the caller's check would fail: it is seen
+        known = manifest.load(delta, UNITS[1])
+        del known["ns1/obj-4.yaml"]
+        manifest.save(delta, UNITS[1], known)
     elif damage == "spare on a file":
         shutil.rmtree(spare.path_of(delta, UNITS[1]))
         spare.path_of(delta, UNITS[1]).write_text("not a tree\n")
@@ -585,3 +589,30 @@ def test_a_killed_full_write_keeping_spares_leaves_every_directory_old_or_new(
             full_write(root, version(2))
         assert trees(root) == after, nth
         shutil.rmtree(root)
+
+
+def test_the_streamed_writer_keeps_spares_too(tmp_path: Path) -> None:
+    """`StreamingWrite.finish(keep_spare=True)`: the first write links spares, the next one
+    keeps the swapped-out trees; a delta write then works on them."""
+    from compiler.stream_write import StreamingWrite
+
+    def streamed(files: Files) -> None:
+        writer = StreamingWrite(tmp_path)
+        try:
+            for unit in UNITS:
+                writer.add(unit, {k: v for k, v in files.items() if k.startswith(unit + "/")})
+            writer.finish({}, ("overlays",), keep_spare=True)
+        finally:
+            writer.abort()
+
+    streamed(version(0))
+    assert all(spare.exists(tmp_path, unit) for unit in UNITS)
+    before = trees(tmp_path)
+    streamed(version(1))
+    for unit in UNITS:
+        assert snapshot(spare.path_of(tmp_path, unit)) == before[unit]
+        assert _trusted(tmp_path, unit)
+    assert spare_write.write_changes(tmp_path, changes_between(version(1), version(2)))
+    ref = tmp_path / "ref"
+    full_write(ref, version(2), keep_spare=False)
+    assert trees(tmp_path) == trees(ref)
