@@ -46,13 +46,19 @@ def link_spares(p: WritePlan, written: Collection[str]) -> dict[str, list[str]]:
 
 
 def save_manifest(root: Path, unit: str, entries: Mapping[str, Entry],
-                  linked: list[str] | None) -> None:
+                  linked: list[str] | None,
+                  kept: tuple[Iterable[str], Iterable[str], Iterable[str]] | None = None
+                  ) -> None:
     """Save the manifest of an output directory written with `keep_spare`: with every entry
-    (waiting for the filesystem clock to pass them), and, when its spare was just linked
-    (`linked`: its directories), with their identities read again and the spare's record."""
+    (waiting for the filesystem clock to pass them), and the spare's record: when its spare
+    was just linked (`linked`: its directories), with the identities read again; when the old
+    tree was kept as the spare (`kept`: the old tree's directories, the files written, deleted
+    or copied rather than linked, and the new tree's directories), where the two differ."""
     if linked is not None:
         digest = manifest.save(root, unit, spare.restat(root, unit, entries))
         spare_state.record(root, unit, digest, linked, (), linked)
         return
     spare.settle(root, max((e.key[4] for e in entries.values()), default=0))
-    manifest.save(root, unit, entries)
+    digest = manifest.save(root, unit, entries)
+    if kept is not None:
+        spare_state.record(root, unit, digest, *kept)

@@ -35,6 +35,7 @@ class Staged:
     paths: UnitPaths
     entries: dict[str, Entry] = field(default_factory=dict)
     how: str = ""  # how it was swapped in: exchange, fallback, new, drop
+    copied: list[str] = field(default_factory=list)  # kept files copied, not linked
 
 
 def commit(p: WritePlan, *, keep_spare: bool = False) -> list[str]:
@@ -102,6 +103,7 @@ def stage_unit(root: Path, unit: UnitPlan, names: UnitPaths, durable: bool,
             os.chmod(stage / rel, mode)
     for rel in tree_ops.link_all(os.fspath(live), os.fspath(stage), unit.keep):
         tree_ops.link_or_copy(live / rel, stage / rel, durable)
+        out.copied.append(rel)  # (a link after all, perhaps: the spare's record lists it)
     for rel, data in sorted({**unit.create, **unit.update}.items()):
         st = fsops.write_file(stage / rel, data, durable=durable)
         out.entries[rel] = Entry(manifest.stat_key(st), manifest.digest(data), True)
@@ -246,6 +248,8 @@ def finish_swap(p: WritePlan, staged: list[Staged], *, keep_spare: bool = False)
         (item.unit.dir, item.how, item.paths.stage if item.how == "exchange" else
          item.paths.old) for item in staged], keep_spare)
     leftovers = [rel for rel in leftovers if rel not in kept]
+    kept_units = {item.unit.dir for item in staged if item.how in ("exchange", "fallback")
+                  and (item.paths.stage if item.how == "exchange" else item.paths.old) in kept}
     try:
         tree_ops.remove_trees([os.fspath(root / rel) for rel in leftovers])
     except OSError:
@@ -262,8 +266,11 @@ def finish_swap(p: WritePlan, staged: list[Staged], *, keep_spare: bool = False)
             if item.how == "drop":
                 manifest.forget(root, item.unit.dir)
             elif keep_spare:
-                spare_keep.save_manifest(root, item.unit.dir, _kept_entries(root, item),
-                                         linked.get(item.unit.dir))
+                unit = item.unit
+                differ = [*unit.create, *unit.update, *unit.delete, *item.copied]
+                spare_keep.save_manifest(root, unit.dir, _kept_entries(root, item),
+                                         linked.get(unit.dir), (unit.old_dirs, differ, unit.dirs)
+                                         if unit.dir in kept_units else None)
             else:
                 manifest.save(root, item.unit.dir, _kept_entries(root, item))
         except OSError:

@@ -212,6 +212,25 @@ def test_the_spare_record_spares_listing_the_spare(pair: tuple[Path, Path],
         current = version(v)
 
 
+def test_a_full_write_records_the_spare_it_keeps(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old tree kept by a full write comes with a record (the files written, deleted or
+    copied differ): the next delta write lists nothing."""
+    ref, delta = tmp_path / "ref", tmp_path / "delta"
+    full_write(delta, version(0))
+    full_write(delta, version(1))
+
+    def refused(base: str) -> spare_view.SpareView:
+        raise AssertionError(f"listed {base}")
+
+    monkeypatch.setattr(spare_view, "full_listing", refused)
+    full_write(ref, version(2), keep_spare=False)
+    assert spare_write.write_changes(delta, changes_between(version(1), version(2)))
+    assert trees(delta) == trees(ref)
+    for unit in UNITS:
+        assert_vouched(delta, unit)
+
+
 def test_a_record_made_against_another_manifest_is_not_used(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A full write without spares changes the live tree but not the spare: the spare's
