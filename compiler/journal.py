@@ -8,6 +8,10 @@ journal and undoes an interrupted write: an output directory that the two-rename
 missing gets its old tree back, then every recorded leftover is removed. Stray staging names
 next to output directories (for example after `.mtlsc/` was deleted) are swept as well.
 
+A delta write (`spare_write`) journals the output directories whose spare trees it updates
+(`spares`); their spares are never trusted without checking, so recovery only removes spares
+left half-built or half-removed.
+
 `.mtlsc/` is git-ignored (it also carries its own `.gitignore`); `.mtlsc/write/lock` is held
 with flock(2) for the whole write so that two mtlsc processes never write the same tree at once.
 """
@@ -55,10 +59,13 @@ class UnitPaths:
 class Journal:
     units: tuple[UnitPaths, ...]
     loose: tuple[str, ...]  # loose files written by temp + rename (mtlsc.lock)
+    spares: tuple[str, ...] = ()  # output directories whose spare tree is being updated
 
     def to_json(self) -> bytes:
-        doc = {"version": 1, "units": [{"dir": u.live, "drop": u.drop} for u in self.units],
-               "loose": list(self.loose)}
+        doc: dict[str, Any] = {"version": 1, "loose": list(self.loose),
+                               "units": [{"dir": u.live, "drop": u.drop} for u in self.units]}
+        if self.spares:
+            doc["spares"] = list(self.spares)
         return json.dumps(doc, sort_keys=True, indent=1).encode("utf-8") + b"\n"
 
     @staticmethod
@@ -67,7 +74,8 @@ class Journal:
         if not isinstance(doc, dict) or doc.get("version") != 1:
             raise ValueError("unknown journal format")
         units = tuple(UnitPaths(str(u["dir"]), bool(u.get("drop", False))) for u in doc["units"])
-        return Journal(units, tuple(str(p) for p in doc.get("loose", [])))
+        return Journal(units, tuple(str(p) for p in doc.get("loose", [])),
+                       tuple(str(p) for p in doc.get("spares", [])))
 
 
 def state_dir(root: Path) -> Path:
@@ -157,12 +165,28 @@ def recover(root: Path, extra_parents: Iterable[str] = ()) -> list[str]:
             for name in (loose + TEMP_SUFFIX, loose + BACKUP_SUFFIX):
                 if _remove(root / name):
                     removed.append(name)
+        # Spare trees (spare.py) are never trusted, so a half-updated one needs nothing; a
+        # spare being built or thrown away when the write stopped is removed.
+        removed += _spare_leftovers(root)
     for rel in leftovers(root, extra_parents):
         if _remove(root / rel):
             removed.append(rel)
     if journal is not None:
         finish(root)
     return sorted(set(removed))
+
+
+def _spare_leftovers(root: Path) -> list[str]:
+    home = root / STATE_DIR / "spare"
+    try:
+        names = [e.name for e in os.scandir(home)]
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        if name.endswith((TEMP_SUFFIX, ".trash")) and _remove(home / name):
+            out.append(f"{STATE_DIR}/spare/{name}")
+    return out
 
 
 def leftovers(root: Path, parents: Iterable[str]) -> list[str]:

@@ -17,8 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from array import array
+from base64 import b64decode, b64encode
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from itertools import chain, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -82,40 +86,197 @@ def _path(root: Path, unit: str) -> Path:
     return root / STATE_DIR / "manifests" / f"{name}.json"
 
 
+def _delta_path(root: Path, unit: str) -> Path:
+    path = _path(root, unit)
+    return path.with_name(path.stem + ".delta.json")
+
+
 def load(root: Path, unit: str) -> dict[str, Entry]:
     """The entries recorded for the output directory `unit` (root-relative)."""
+    return load_with_digest(root, unit)[0]
+
+
+def load_with_digest(root: Path, unit: str) -> tuple[dict[str, Entry], str | None]:
+    """`load`, and the manifest's `file_digest` (None: no manifest, or a damaged one)."""
     try:
-        doc: Any = json.loads(_path(root, unit).read_bytes())
-        if doc.get("version") != 1 or doc.get("dir") != unit:
-            return {}
-        return {str(rel): Entry((int(e[0]), int(e[1]), int(e[2]), int(e[3]), int(e[4])),
-                                str(e[5]), bool(e[6]))
-                for rel, e in doc["files"].items()}
+        base = _path(root, unit).read_bytes()
+        doc: Any = json.loads(base)
+        if doc.get("dir") != unit:
+            return {}, None
+        if doc.get("version") == 2:
+            entries = _decode(doc)
+        elif doc.get("version") == 1:
+            entries = {str(rel): Entry((int(e[0]), int(e[1]), int(e[2]), int(e[3]),
+                                        int(e[4])), str(e[5]), bool(e[6]))
+                       for rel, e in doc["files"].items()}
+        else:
+            return {}, None
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return {}
+        return {}, None
+    base_sha = hashlib.sha256(base).hexdigest()
+    try:
+        data = _delta_path(root, unit).read_bytes()
+    except FileNotFoundError:
+        return entries, base_sha
+    except OSError:
+        return entries, None
+    delta = _parse_delta(unit, base_sha, data)
+    if delta is not None:
+        entries.update(delta[0])
+        for rel in delta[1]:
+            entries.pop(rel, None)
+    return entries, hashlib.sha256(base + b"\0" + data).hexdigest()
 
 
-def save(root: Path, unit: str, entries: Mapping[str, Entry]) -> None:
-    """Record `entries` (relative to `unit`); racy entries are left out."""
+def _decode(doc: Any) -> dict[str, Entry]:
+    """Version 2: parallel lists (names, their five identity numbers one after another, their
+    digests) and the names of files mtlsc does not own; decoded without a Python-level loop
+    per file, which is what a manifest of thousands of files costs (checked all the same:
+    ValueError or TypeError when damaged). The numbers are 64-bit integers in this machine's
+    byte order, base64 (`keys64`; JSON's decimal integers cost most of the time), or a JSON
+    list (`keys`) if one does not fit."""
+    names, digests = doc["names"], doc["digests"]
+    flat = doc["keys"] if "keys" in doc else array("q", b64decode(doc["keys64"])).tolist()
+    foreign = set(doc["foreign"])
+    # types checked in C: join accepts only strings, an int sum stays int only over ints
+    # (bools aside)
+    if not (isinstance(names, list) and isinstance(flat, list) and isinstance(digests, list)
+            and len(flat) == 5 * len(names) and len(digests) == len(names)
+            and isinstance(sum(flat), int) and "".join(names) + "".join(digests) is not None):
+        raise ValueError("damaged manifest")
+    numbers = iter(flat)
+    keys = zip(numbers, numbers, numbers, numbers, numbers, strict=False)
+    owned = [n not in foreign for n in names] if foreign else repeat(True)
+    made = map(tuple.__new__, repeat(Entry), zip(keys, digests, owned, strict=False))
+    return dict(zip(names, made, strict=False))
+
+
+def _encode(entries: Mapping[str, Entry], names: list[str]) -> dict[str, Any]:
+    kept = [entries[rel] for rel in names]
+    flat = list(chain.from_iterable(map(itemgetter(0), kept)))
+    try:
+        keys: tuple[str, Any] = ("keys64", b64encode(array("q", flat).tobytes()).decode())
+    except OverflowError:
+        keys = ("keys", flat)
+    return {"digests": list(map(itemgetter(1), kept)),
+            "foreign": [rel for rel, e in zip(names, kept, strict=True) if not e.owned],
+            keys[0]: keys[1], "names": names}
+
+
+def _parse_delta(unit: str, base_sha: str, data: bytes
+                 ) -> tuple[dict[str, Entry], list[str]] | None:
+    """The changes a delta file (`data`) records on top of the manifest whose SHA-256 is
+    `base_sha`: (entries set, names dropped). A delta made on another base is ignored."""
+    try:
+        doc: Any = json.loads(data)
+        if doc.get("version") != 2 or doc.get("dir") != unit or doc.get("base") != base_sha:
+            return None
+        drop = doc["drop"]
+        if not isinstance(drop, list) or "".join(drop) is None:
+            return None
+        return _decode(doc), drop
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
+def _clock(path: Path) -> int:
+    """The filesystem clock now: the mtime of the (empty) temporary file `path` it creates."""
     from .fsops import write_file  # ctypes: `check` only loads manifests
 
+    path.unlink(missing_ok=True)
+    return write_file(path, b"", durable=False).st_mtime_ns
+
+
+def save(root: Path, unit: str, entries: Mapping[str, Entry]) -> str:
+    """Record `entries` (relative to `unit`); racy entries are left out. Returns the SHA-256
+    of the manifest as saved (`file_digest`)."""
     path = _path(root, unit)
     state_dir(root)
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_name(path.name + TEMP_SUFFIX)
-    tmp.unlink(missing_ok=True)
     try:
-        # The temporary file's own timestamps tell the filesystem clock "now".
-        now = write_file(tmp, b"", durable=False).st_mtime_ns
-        files = {rel: [*e.key, e.digest, e.owned] for rel, e in sorted(entries.items())
-                 if e.key[4] < now}
-        doc = {"version": 1, "dir": unit, "files": files}
-        tmp.write_bytes(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+        now = _clock(tmp)
+        ctimes = map(itemgetter(4), map(itemgetter(0), entries.values()))
+        names = sorted(entries) if max(ctimes, default=0) < now else \
+            sorted(rel for rel, e in entries.items() if e.key[4] < now)
+        doc = {"dir": unit, **_encode(entries, names), "version": 2}
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _delta_path(root, unit).unlink(missing_ok=True)  # made on the old base: void anyway
+    return hashlib.sha256(data).hexdigest()
+
+
+DELTA_SHARE = 8  # a delta touching more than 1/8 of the entries: save the whole manifest
+
+
+def save_changes(root: Path, unit: str, changed: Mapping[str, Entry], removed: Iterable[str],
+                 total: int) -> str | None:
+    """Record that the manifest of `unit` (as `load` gives it now) changed by `changed`
+    (new or changed entries) and lost `removed`, in a small delta file beside it instead of
+    rewriting it (racy entries are dropped, as `save` does); the delta is valid only on top
+    of the very manifest file it was made for. Returns the SHA-256 as `file_digest` gives
+    it, or None when the whole manifest must be saved instead (no manifest, or a delta larger
+    than `total` entries / DELTA_SHARE)."""
+    path = _path(root, unit)
+    try:
+        base = path.read_bytes()
+    except OSError:
+        return None
+    base_sha = hashlib.sha256(base).hexdigest()
+    target = _delta_path(root, unit)
+    try:
+        old = _parse_delta(unit, base_sha, target.read_bytes())
+    except OSError:
+        old = None
+    tmp = target.with_name(target.name + TEMP_SUFFIX)
+    try:
+        now = _clock(tmp)
+        put = dict(old[0]) if old is not None else {}
+        drop = set(old[1]) if old is not None else set()
+        for rel in removed:
+            put.pop(rel, None)
+            drop.add(rel)
+        for rel, entry in changed.items():
+            if entry.key[4] < now:
+                put[rel] = entry
+                drop.discard(rel)
+            else:
+                put.pop(rel, None)
+                drop.add(rel)
+        if (len(put) + len(drop)) * DELTA_SHARE > total:
+            tmp.unlink(missing_ok=True)
+            return None
+        doc = {"base": base_sha, "dir": unit, "drop": sorted(drop),
+               **_encode(put, sorted(put)), "version": 2}
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(base + b"\0" + data).hexdigest()
+
+
+def file_digest(root: Path, unit: str) -> str | None:
+    """The SHA-256 of the manifest of `unit` as it is now, its delta included (None: there is
+    none): what a record made relative to a saved manifest checks that it still is that one."""
+    try:
+        base = _path(root, unit).read_bytes()
+    except OSError:
+        return None
+    try:
+        delta = _delta_path(root, unit).read_bytes()
+    except FileNotFoundError:
+        return hashlib.sha256(base).hexdigest()
+    except OSError:
+        return None
+    return hashlib.sha256(base + b"\0" + delta).hexdigest()
 
 
 def forget(root: Path, unit: str) -> None:
+    _delta_path(root, unit).unlink(missing_ok=True)
     _path(root, unit).unlink(missing_ok=True)

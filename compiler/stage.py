@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import fsops, journal, manifest, tree_ops
+from . import fsops, journal, manifest, spare_keep, tree_ops
 from .journal import BACKUP_SUFFIX, TEMP_SUFFIX, Journal, UnitPaths
 from .manifest import Entry
 from .write import PartialWriteError, UnitPlan, WritePlan
@@ -35,13 +35,20 @@ class Staged:
     paths: UnitPaths
     entries: dict[str, Entry] = field(default_factory=dict)
     how: str = ""  # how it was swapped in: exchange, fallback, new, drop
+    copied: list[str] = field(default_factory=list)  # kept files copied, not linked
 
 
-def commit(p: WritePlan) -> list[str]:
-    """Write the plan; returns leftovers that could not be removed (the next run retries)."""
+def commit(p: WritePlan, *, keep_spare: bool = False) -> list[str]:
+    """Write the plan; returns leftovers that could not be removed (the next run retries).
+    `keep_spare`: keep each swapped-out tree as its output directory's spare, and give large
+    output directories without one a spare (`spare.py`)."""
     units = [u for u in p.units if u.changed]
     if not units and not p.loose and not p.loose_delete:
-        refresh_manifests(p)
+        if keep_spare:  # a read-only checkout: no lock, no spare, no manifest
+            with contextlib.suppress(OSError), journal.exclusive(p.root):
+                refresh_manifests(p, keep_spare=True)
+        else:
+            refresh_manifests(p)
         return []
     root = p.root
     with journal.exclusive(root):
@@ -61,7 +68,7 @@ def commit(p: WritePlan) -> list[str]:
             discard(root, paths, p.loose, created)
             raise
         swap_all(p, staged, durable, created)
-        return finish_swap(p, staged)
+        return finish_swap(p, staged, keep_spare=keep_spare)
 
 
 def entry_count(units: list[UnitPlan], p: WritePlan) -> int:
@@ -96,6 +103,7 @@ def stage_unit(root: Path, unit: UnitPlan, names: UnitPaths, durable: bool,
             os.chmod(stage / rel, mode)
     for rel in tree_ops.link_all(os.fspath(live), os.fspath(stage), unit.keep):
         tree_ops.link_or_copy(live / rel, stage / rel, durable)
+        out.copied.append(rel)  # (a link after all, perhaps: the spare's record lists it)
     for rel, data in sorted({**unit.create, **unit.update}.items()):
         st = fsops.write_file(stage / rel, data, durable=durable)
         out.entries[rel] = Entry(manifest.stat_key(st), manifest.digest(data), True)
@@ -225,7 +233,7 @@ def _roll_back(root: Path, done: list[Staged], replaced: list[str]) -> None:
             (root / rel).unlink(missing_ok=True)
 
 
-def finish_swap(p: WritePlan, staged: list[Staged]) -> list[str]:
+def finish_swap(p: WritePlan, staged: list[Staged], *, keep_spare: bool = False) -> list[str]:
     root = p.root
     problems: list[str] = []
     for rel in p.loose_delete:
@@ -236,6 +244,12 @@ def finish_swap(p: WritePlan, staged: list[Staged]) -> list[str]:
             problems.append(f"{rel}: {exc.strerror or exc}")
     leftovers = [n for item in staged for n in (item.paths.stage, item.paths.old)]
     leftovers += [rel + BACKUP_SUFFIX for rel in p.loose]
+    kept = spare_keep.keep_old_trees(root, [
+        (item.unit.dir, item.how, item.paths.stage if item.how == "exchange" else
+         item.paths.old) for item in staged], keep_spare)
+    leftovers = [rel for rel in leftovers if rel not in kept]
+    kept_units = {item.unit.dir for item in staged if item.how in ("exchange", "fallback")
+                  and (item.paths.stage if item.how == "exchange" else item.paths.old) in kept}
     try:
         tree_ops.remove_trees([os.fspath(root / rel) for rel in leftovers])
     except OSError:
@@ -245,14 +259,26 @@ def finish_swap(p: WritePlan, staged: list[Staged]) -> list[str]:
             except OSError as exc:
                 problems.append(f"{rel}: {exc.strerror or exc}")
     # Only now: removing the old tree changed the ctime of every file it shared with the new.
+    written = {item.unit.dir for item in staged if item.how != "drop"}
+    linked = spare_keep.link_spares(p, written) if keep_spare else {}
     for item in staged:
         try:
             if item.how == "drop":
                 manifest.forget(root, item.unit.dir)
+            elif keep_spare:
+                unit = item.unit
+                differ = [*unit.create, *unit.update, *unit.delete, *item.copied]
+                spare_keep.save_manifest(root, unit.dir, _kept_entries(root, item),
+                                         linked.get(unit.dir), (unit.old_dirs, differ, unit.dirs)
+                                         if unit.dir in kept_units else None)
             else:
                 manifest.save(root, item.unit.dir, _kept_entries(root, item))
         except OSError:
             manifest.forget(root, item.unit.dir)  # a missing manifest only costs a re-read
+    for unit in p.units:  # directories left as they were: remember what had to be read
+        if unit.exists and not unit.changed and unit.misses and unit.dir not in linked:
+            with contextlib.suppress(OSError):
+                manifest.save(root, unit.dir, unit.known)
     if not problems:
         journal.finish(root)
     return problems
@@ -280,10 +306,12 @@ def _prune_empty_dirs(directory: Path, stop: Path) -> None:
         directory = directory.parent
 
 
-def refresh_manifests(p: WritePlan) -> None:
-    """Nothing to write: remember what was read so the next run need not read it again."""
+def refresh_manifests(p: WritePlan, *, keep_spare: bool = False) -> None:
+    """Nothing to write: remember what was read so the next run need not read it again
+    (with `keep_spare`, called under the write lock: give large directories a spare first)."""
+    linked = spare_keep.link_spares(p, ()) if keep_spare else {}
     for unit in p.units:
-        if unit.exists and unit.misses:
+        if unit.exists and unit.misses and unit.dir not in linked:
             try:
                 manifest.save(p.root, unit.dir, unit.known)
             except OSError:

@@ -133,11 +133,11 @@ class StreamingWrite:
         journal.begin(self.root, Journal(tuple(self.journaled), loose))
         return paths
 
-    def finish(self, loose: dict[str, bytes], prune: tuple[str, ...]) -> tuple[WritePlan,
-                                                                              list[str]]:
+    def finish(self, loose: dict[str, bytes], prune: tuple[str, ...], *,
+               keep_spare: bool = False) -> tuple[WritePlan, list[str]]:
         """Write everything; returns the plan (for the report) and the leftovers that could
         not be removed. With conflicts in the plan nothing is written (the caller reports
-        them)."""
+        them). `keep_spare`: as `stage.commit`."""
         if self.error is not None:
             self.abort()
             raise self.error
@@ -152,7 +152,7 @@ class StreamingWrite:
                 return p, []
             rest = [u for u in p.units[len(self.units):] if u.changed]
             if not self.staged and not rest and not p.loose and not p.loose_delete:
-                stage.refresh_manifests(p)
+                stage.refresh_manifests(p, keep_spare=keep_spare)
                 self._release()
                 return p, []
             for unit in rest:
@@ -168,7 +168,7 @@ class StreamingWrite:
             raise
         try:
             stage.swap_all(p, self.staged, False, self.created)  # undoes itself on failure
-            return p, stage.finish_swap(p, self.staged)
+            return p, stage.finish_swap(p, self.staged, keep_spare=keep_spare)
         finally:
             self._release()
 
