@@ -90,7 +90,7 @@ def test_successive_edits_and_a_revert_stay_delta_compiles(fleet: Path,
                                                            tmp_path: Path) -> None:
     root = copy_of(fleet, tmp_path)
     original = intent_path(root, 5).read_text(encoding="utf-8")
-    for step, kind in enumerate(("hostname", "mode", "hostname")):
+    for step, kind in enumerate(("hostname", "mode", "mode")):
         apply_edit(root, kind, 5, step)
         assert compile_and_compare(root, tmp_path) == "applied", kind
     intent_path(root, 5).write_text(original, encoding="utf-8")
@@ -139,5 +139,5 @@ def test_without_a_base_or_with_deltas_off_the_full_compile_runs(fleet: Path,
     done = mtlsc(root, "compile", env={**ENV, "MTLSC_NO_DELTA": "1"})
     assert done.code == 0 and delta_of(root) == ""
     shutil.rmtree(root / ".mtlsc" / "cache" / "delta")
-    apply_edit(root, "hostname", 3, 2)
+    apply_edit(root, "mode", 3, 2)
     assert compile_and_compare(root, tmp_path) == "no delta base"

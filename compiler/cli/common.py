@@ -246,7 +246,8 @@ def write_result(ctx: Context, result: Result, *, show_diff: bool = False) -> st
             if show_diff:
                 diff = write.unified_diff(plan)
                 print_diff(diff, ctx.fmt)
-            _report_written(ctx, result, plan, write.apply(plan))
+            # with the cache on, the swapped-out trees stay as spares for delta compiles
+            _report_written(ctx, result, plan, write.apply(plan, keep_spare=ctx.cache))
     except OSError as exc:
         _write_failed(result, exc)
     return diff
@@ -315,7 +316,7 @@ def _observe(observer: Observer | None, result: Result) -> None:
 def _finish_streamed(ctx: Context, result: Result, writer: StreamingWrite) -> None:
     prune = (ctx.overlays,) if result.all_clusters else ()
     try:
-        plan, leftovers = writer.finish(dict(result.files), prune)
+        plan, leftovers = writer.finish(dict(result.files), prune, keep_spare=ctx.cache)
     except OSError as exc:
         _write_failed(result, exc)
         return

@@ -146,7 +146,10 @@ def from_collector(record: str, texts: Mapping[str, bytes], facts: Collector,
 def save(store: EntryStore, head: str, base: Base) -> None:
     if base.full:
         store.touch(KIND, base.full)  # pruning must keep the full base a delta builds on
-    store.put(KIND, base.record, base.to_json())
+    # A delta compile back to the full base's inputs: that base is exact (facts are a
+    # function of the inputs), and a patch under its key would point at itself.
+    if base.full != base.record:
+        store.put(KIND, base.record, base.to_json())
     store.put(HEAD_KIND, head, {"version": VERSION, "record": base.record})
     from ..run_record import prune  # the newest few, as for run records
 

@@ -23,6 +23,7 @@ from .facts import Collector
 
 if TYPE_CHECKING:
     from ..cli.options import Context
+    from ..spare_write import ChangesWritten
     from ..pipeline import Result
     from .run import Plan
 
@@ -42,7 +43,7 @@ def save_base(ctx: Context, inputs: Inputs, result: Result, facts: Collector) ->
 def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
                record: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]],
                diagnostics: list[Diagnostic],
-               changes: Mapping[str, Mapping[str, bytes | None]], written: Any,
+               changes: Mapping[str, Mapping[str, bytes | None]], written: ChangesWritten,
                identities: Mapping[str, StatKey], clock: int | None) -> None:
     from .. import policy_memo, run_disk
     from ..run_record import FILES_KIND, KIND, diagnostic_to_json, prune
@@ -57,11 +58,14 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
         for rel, data in files.items():
             into[rel] = None if data is None else [digest(data), len(data)]
     trees = dict(record["trees"])
-    for unit, entries in written.entries.items():
-        owned = [(rel, e.key) for rel, e in entries.items() if e.owned]
+    for unit, done in written.units.items():
+        owned = [(rel, e.key) for rel, e in done.entries.items() if e.owned]
         trees[unit] = [run_disk.fingerprint_of(owned), len(owned)]
     store.touch(FILES_KIND, full)
-    store.put(FILES_KIND, key, {"base": full, "patch": patch})
+    if key == full:  # back to the full record's inputs: its file list is this run's
+        patch = {}
+    else:
+        store.put(FILES_KIND, key, {"base": full, "patch": patch})
     store.put(KIND, key, {**record, "diagnostics": [diagnostic_to_json(d) for d in diagnostics],
                           "trees": trees, "materialsSalt": record.get("materialsSalt")
                           or plan.base.record, "filesBase": full, "filesPatch": patch})
