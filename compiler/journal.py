@@ -184,8 +184,11 @@ def _spare_leftovers(root: Path) -> list[str]:
         return []
     out = []
     for name in names:
-        if name.endswith((TEMP_SUFFIX, ".trash")) and _remove(home / name):
-            out.append(f"{STATE_DIR}/spare/{name}")
+        try:  # mtlsc's own state, never seen by readers: what cannot go stays
+            if name.endswith((TEMP_SUFFIX, ".trash")) and _remove(home / name):
+                out.append(f"{STATE_DIR}/spare/{name}")
+        except OSError:
+            continue
     return out
 
 

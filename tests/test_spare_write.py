@@ -637,3 +637,23 @@ def test_the_streamed_writer_keeps_spares_too(tmp_path: Path) -> None:
     ref = tmp_path / "ref"
     full_write(ref, version(2), keep_spare=False)
     assert trees(tmp_path) == trees(ref)
+
+
+def test_an_immutable_file_in_the_spare_changes_nothing(pair: tuple[Path, Path]) -> None:
+    """For real with chattr(1) where permitted: replacing the spare's file fails (EPERM);
+    nothing visible changed, and the full writer then works."""
+    ref, delta = pair
+    assert spare_write.write_changes(delta, changes_between(version(0), version(1)))
+    victim = spare.path_of(delta, UNITS[0]) / "ns0/obj-0.yaml"  # an old version: replaced
+    if shutil.which("chattr") is None or \
+            subprocess.run(["chattr", "+i", str(victim)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not permitted here (the injected faults above cover it)")
+    try:
+        before = trees(delta)
+        assert spare_write.write_changes(delta, changes_between(version(1), version(2))) is None
+        assert trees(delta) == before and leftovers(delta) == []
+    finally:
+        subprocess.run(["chattr", "-i", str(victim)], check=True)
+    full_write(delta, version(2))
+    full_write(ref, version(2))
+    assert trees(delta) == trees(ref)
