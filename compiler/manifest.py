@@ -19,7 +19,7 @@ import json
 import os
 from array import array
 from base64 import b64decode, b64encode
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from itertools import chain, repeat
 from operator import itemgetter
@@ -126,6 +126,135 @@ def load_with_digest(root: Path, unit: str) -> tuple[dict[str, Entry], str | Non
         for rel in delta[1]:
             entries.pop(rel, None)
     return entries, hashlib.sha256(base + b"\0" + data).hexdigest()
+
+
+class Lazy(Mapping[str, Entry]):
+    """A version-2 manifest whose entries are made when asked for: a delta write looks at a
+    few of a directory's thousands of files (`load_lazy`). Iterating over it yields the
+    names only; `owned` counts the files mtlsc owns without making any entry."""
+
+    def __init__(self, doc: Any) -> None:
+        names, digests = doc["names"], doc["digests"]
+        flat = doc["keys"] if "keys" in doc else array("q", b64decode(doc["keys64"]))
+        if not (isinstance(names, list) and isinstance(digests, list)
+                and len(flat) == 5 * len(names) and len(digests) == len(names)
+                and "".join(names) + "".join(digests) is not None):
+            raise ValueError("damaged manifest")
+        self.names, self.digests, self.flat = names, digests, flat
+        self.foreign = set(doc["foreign"])
+        self.index = dict(zip(names, range(len(names)), strict=True))
+        self.extra: dict[str, Entry] = {}  # from the delta file
+        self.dropped: set[str] = set()
+
+    def __getitem__(self, rel: str) -> Entry:
+        found = self.extra.get(rel)
+        if found is not None:
+            return found
+        if rel in self.dropped:
+            raise KeyError(rel)
+        i = self.index[rel]
+        key = self.flat[5 * i:5 * i + 5]
+        if not all(type(n) is int for n in key):
+            raise KeyError(rel)  # a damaged entry: as if unknown
+        return Entry((key[0], key[1], key[2], key[3], key[4]), str(self.digests[i]),
+                     rel not in self.foreign)
+
+    def __contains__(self, rel: object) -> bool:
+        return rel in self.extra or (rel in self.index and rel not in self.dropped)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (rel for rel in self.names if rel not in self.dropped
+                    and rel not in self.extra)
+        yield from self.extra
+
+    def __len__(self) -> int:
+        return len(self.names) - len(self.dropped & self.index.keys()) + \
+            len(self.extra.keys() - self.index.keys())
+
+    def owned(self) -> int:
+        base = len(self.names) - len(self.foreign)
+        for rel in self.dropped | self.extra.keys():
+            if rel in self.index and rel not in self.foreign:
+                base -= 1
+        return base + sum(1 for e in self.extra.values() if e.owned)
+
+
+def load_lazy(root: Path, unit: str) -> tuple[Mapping[str, Entry], str | None]:
+    """`load_with_digest`, with the entries of a version-2 manifest made on demand (`Lazy`)."""
+    try:
+        base = _path(root, unit).read_bytes()
+        doc: Any = json.loads(base)
+        if doc.get("dir") != unit or doc.get("version") != 2:
+            return load_with_digest(root, unit)
+        entries = Lazy(doc)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return {}, None
+    base_sha = hashlib.sha256(base).hexdigest()
+    try:
+        data = _delta_path(root, unit).read_bytes()
+    except FileNotFoundError:
+        return entries, base_sha
+    except OSError:
+        return entries, None
+    delta = _parse_delta(unit, base_sha, data)
+    if delta is not None:
+        entries.extra.update(delta[0])
+        entries.dropped.update(rel for rel in delta[1] if rel not in delta[0])
+    return entries, hashlib.sha256(base + b"\0" + data).hexdigest()
+
+
+class Overlay(MutableMapping[str, Entry]):
+    """A manifest as changed by a write: `base` (not copied: it may be `Lazy`) with the
+    entries set in `changed` and those in `gone` dropped."""
+
+    def __init__(self, base: Mapping[str, Entry]) -> None:
+        self.base = base
+        self.changed: dict[str, Entry] = {}
+        self.gone: set[str] = set()
+
+    def __getitem__(self, rel: str) -> Entry:
+        found = self.changed.get(rel)
+        if found is not None:
+            return found
+        if rel in self.gone:
+            raise KeyError(rel)
+        return self.base[rel]
+
+    def __setitem__(self, rel: str, entry: Entry) -> None:
+        self.changed[rel] = entry
+        self.gone.discard(rel)
+
+    def __delitem__(self, rel: str) -> None:
+        if rel not in self:
+            raise KeyError(rel)
+        self.changed.pop(rel, None)
+        self.gone.add(rel)
+
+    def __contains__(self, rel: object) -> bool:
+        return rel in self.changed or (rel in self.base and rel not in self.gone)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (rel for rel in self.base if rel not in self.gone
+                    and rel not in self.changed)
+        yield from self.changed
+
+    def __len__(self) -> int:
+        return len(self.base) - sum(1 for rel in self.gone if rel in self.base) + \
+            sum(1 for rel in self.changed if rel not in self.base)
+
+    def sample(self, count: int) -> list[str]:
+        """Up to `count` names of unchanged entries, spread over the manifest."""
+        names = self.base.names if isinstance(self.base, Lazy) else list(self.base)
+        step = max(1, len(names) // max(count, 1))
+        return [rel for rel in names[::step] if rel in self.base and rel not in self.gone
+                and rel not in self.changed][:count]
+
+
+def owned_count(entries: Mapping[str, Entry]) -> int:
+    """How many of the entries mtlsc owns."""
+    if isinstance(entries, Lazy):
+        return entries.owned()
+    return sum(map(itemgetter(2), entries.values()))
 
 
 def _decode(doc: Any) -> dict[str, Entry]:

@@ -64,20 +64,27 @@ def _read(path: str, limit: int) -> bytes:
     return read_at_most(path, limit) or b""
 
 
-def _line(rel: str, key: manifest.StatKey) -> str:
+def identity_line(rel: str, key: manifest.StatKey) -> str:
+    """One entry's line in a fingerprint (`fingerprint_of`)."""
     # a name never holds NUL, and the five numbers end at the newline: one decoding only
     return f"{rel}\0{key[0]}\0{key[1]}\0{key[2]}\0{key[3]}\0{key[4]}\n"
 
 
 def _digest_lines(lines: list[str]) -> str:
     lines.sort()
+    return digest_sorted(lines)
+
+
+def digest_sorted(lines: list[str]) -> str:
+    """The fingerprint of a directory whose entries' lines (`identity_line`) these are, in
+    sorted order."""
     return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def fingerprint_of(identities: Iterable[tuple[str, manifest.StatKey]]) -> str:
     """The fingerprint of a directory whose only non-directory entries have these names
     (relative) and identities."""
-    return _digest_lines([_line(rel, key) for rel, key in identities])
+    return _digest_lines([identity_line(rel, key) for rel, key in identities])
 
 
 def fingerprint(root: Path, unit: str) -> str | None:
@@ -85,21 +92,22 @@ def fingerprint(root: Path, unit: str) -> str | None:
     base = os.path.join(os.fspath(root), unit)
     if not stat.S_ISDIR(os.lstat(base).st_mode):
         return None
-    # `_line(rel, stat_key(st))` spelled out: two calls per file cost a tenth of the scan
+    # `identity_line(rel, stat_key(st))` spelled out: two calls per file cost a tenth of the scan
     # (tests/test_run_record_fast.py pins that both give the same fingerprint)
     return _digest_lines([f"{rel}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}"
                           f"\0{st.st_ctime_ns}\n" for rel, _, st in _entries(base)])
 
 
-def scan_identities(root: Path, unit: str) -> dict[str, manifest.StatKey] | None:
-    """Every non-directory entry below the output directory `unit` with its identity, as
-    `fingerprint` sees them (None: not a directory)."""
+def scan_lines(root: Path, unit: str) -> dict[str, str] | None:
+    """Every non-directory entry below the output directory `unit` with its line in the
+    fingerprint (`identity_line`), as `fingerprint` sees them (None: not a directory)."""
     base = os.path.join(os.fspath(root), unit)
     try:
         if not stat.S_ISDIR(os.lstat(base).st_mode):
             return None
-        return {rel: (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                for rel, _, st in _entries(base)}
+        # `identity_line` spelled out, as in `fingerprint`
+        return {rel: f"{rel}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}"
+                     f"\0{st.st_ctime_ns}\n" for rel, _, st in _entries(base)}
     except OSError:
         return None
 
@@ -178,14 +186,15 @@ def stale_elsewhere(root: Path, units: Sequence[str], prune: Sequence[str]) -> b
 def tree_same(root: Path, dirs: Sequence[str],
               expected: Callable[[], Mapping[str, Expected] | None], loose: Expected,
               prune: Sequence[str], fingerprints: Mapping[str, tuple[str, int]],
-              scanned: Callable[[], Mapping[str, str | None]] | None = None) -> bool:
+              scanned: Callable[[Sequence[str]], Mapping[str, str | None]] | None = None
+              ) -> bool:
     """The whole output tree is as recorded (any filesystem error: not the same): each
     output directory of `dirs` by its fingerprint when one was recorded (with the number of
     files it covers), else file by file against `expected()` (the recorded files; None when
-    they cannot be read: not the same). `scanned`: the fingerprints, taken already
-    (`scan_later`)."""
+    they cannot be read: not the same). `scanned`: how to get the directories'
+    fingerprints, when something has scanned them already (`delta.live_scan`)."""
     try:
-        now = scanned() if scanned is not None else \
+        now = scanned(sorted(fingerprints)) if scanned is not None else \
             scan_all(root, {unit: count for unit, (_, count) in fingerprints.items()})
 
         def same(unit: str) -> bool:
@@ -229,24 +238,6 @@ def scan_all(root: Path, units: Mapping[str, int]) -> dict[str, str | None]:
     if sent is None or sorted(sent) != sorted(theirs):
         sent = {unit: fingerprint(root, unit) for unit in theirs}
     return {**found, **sent}
-
-
-def scan_later(root: Path, units: Sequence[str]) -> Callable[[], dict[str, str | None]]:
-    """The fingerprints of `units`, taken by a forked child while this process goes on (a
-    delta compile imports and compiles meanwhile); call the result to wait for them. With
-    one CPU, or when the child fails, they are taken in this process when asked for."""
-    child = _fork_scan(root, list(units)) if _cpus() >= 2 and units else None
-    done: list[dict[str, str | None]] = []
-
-    def collect() -> dict[str, str | None]:
-        if not done:
-            sent = child() if child is not None else None
-            if sent is None or sorted(sent) != sorted(units):
-                sent = {unit: fingerprint(root, unit) for unit in units}
-            done.append(sent)
-        return done[0]
-
-    return collect
 
 
 def _cpus() -> int:

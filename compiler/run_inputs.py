@@ -62,8 +62,9 @@ class Inputs:
     # them: what `policy_memo.save` records (None: not to be recorded)
     identities: dict[str, StatKey] = field(default_factory=dict)
     clock: int | None = None
-    # a lookup's digests of every policy file (from the memo where it vouches)
+    # a lookup's digests of every policy file (from the memo where it vouches), and the memo
     digests: PolicyDigests | None = None
+    memo: dict[str, tuple[StatKey, bytes]] = field(default_factory=dict)
 
 
 def _schemas_identity(root: Path) -> str:
@@ -203,7 +204,7 @@ def lookup_inputs(settings: Settings) -> Inputs | None:
         lock = _read_lock(settings.root)
     except (OSError, UnicodeDecodeError):
         return None
-    return Inputs(None, lock, run_key(settings, digests, lock), digests=digests)
+    return Inputs(None, lock, run_key(settings, digests, lock), digests=digests, memo=known)
 
 
 def _read_lock(root: Path) -> bytes | None:

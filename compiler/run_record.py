@@ -93,12 +93,14 @@ def _parents(dirs: Sequence[str]) -> list[str]:
 
 def lookup(inputs: Inputs, settings: Settings, now: datetime, *,
            names: bool = True, record: str | None = None, raw: Any = None,
-           scanned: Callable[[], Mapping[str, str | None]] | None = None) -> Lookup:
+           scanned: Callable[[Sequence[str]], Mapping[str, str | None]] | None = None,
+           ) -> Lookup:
     """Replay the record of these inputs if everything it depends on is unchanged. `names`:
     the hit lists every compiled file (`compile` prints them; `check` does not). `record`:
     check the record of that key instead (a delta compile's base: everything but some policy
     files is as it recorded), `raw`: that record as already read;
-    `scanned`: the output directories' fingerprints, taken already (`run_disk.scan_later`)."""
+    `scanned`: how to get the output directories' fingerprints when something scans them
+    already (`delta.live_scan`)."""
     from . import journal, run_disk, run_materials
 
     root = settings.root

@@ -17,7 +17,6 @@ import os
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 
 from . import manifest, spare, spare_state, spare_view
@@ -32,7 +31,7 @@ SAMPLES = 4  # kept files per directory whose `lstat` must equal the manifest's 
 @dataclass(slots=True)
 class SparePlan:
     unit: str
-    known: dict[str, Entry]  # the live tree's hash manifest
+    known: Mapping[str, Entry]  # the live tree's hash manifest
     write: dict[str, bytes] = field(default_factory=dict)  # new and changed files
     link: list[str] = field(default_factory=list)  # kept files the spare lacks
     unlink: list[str] = field(default_factory=list)  # spare entries not in the new tree
@@ -41,7 +40,8 @@ class SparePlan:
     chmods: dict[str, int] = field(default_factory=dict)  # "" is the directory itself
     present: set[str] = field(default_factory=set)  # names the spare has as a non-directory
     disturbed: set[str] = field(default_factory=set)  # live files whose link count changes
-    entries: dict[str, Entry] = field(default_factory=dict)  # the new tree's manifest
+    # the new tree's manifest: `known` with `entries.changed` set and `entries.gone` dropped
+    entries: manifest.Overlay = field(default_factory=lambda: manifest.Overlay({}))
     gone: set[str] = field(default_factory=set)
     live_dirs: dict[str, int] = field(default_factory=dict)  # the live directories' modes
     wanted: dict[str, int] = field(default_factory=dict)  # the new tree's directories
@@ -65,7 +65,7 @@ class SparePlan:
 
 
 def plan(root: Path, unit: str, change: Mapping[str, bytes | None],
-         known: dict[str, Entry] | None = None) -> SparePlan | None:
+         known: Mapping[str, Entry] | None = None) -> SparePlan | None:
     """The plan for `unit`, or None when its spare cannot be used (missing, on another
     filesystem, too far from the new tree) or the change is one the full writer must judge
     (a file mtlsc does not own, a file where a directory is)."""
@@ -77,7 +77,7 @@ def plan(root: Path, unit: str, change: Mapping[str, bytes | None],
         return None
     digest = None
     if known is None:
-        known, digest = manifest.load_with_digest(root, unit)
+        known, digest = manifest.load_lazy(root, unit)  # entries made for the few looked at
     else:
         digest = manifest.file_digest(root, unit)
     if not known:
@@ -137,7 +137,7 @@ def _apply_change(p: SparePlan, change: Mapping[str, bytes | None]) -> bool:
         elif old.digest != manifest.digest(data):
             p.write[rel] = data
             p.changed += 1
-    owned = sum(map(itemgetter(2), p.known.values()))  # files mtlsc owns, in C
+    owned = manifest.owned_count(p.known)  # files mtlsc owns
     p.unchanged = owned - len(p.gone) - p.changed
     return True
 
@@ -204,7 +204,7 @@ def _diff(p: SparePlan, view: spare_view.SpareView, look: list[str],
         old = p.known.get(rel)
         if old is not None and view.files[rel][0] == old.key[1]:
             p.disturbed.add(rel)
-    p.entries = dict(p.known)
+    p.entries = manifest.Overlay(p.known)
     for rel in (*p.gone, *p.write, *p.link):
         p.entries.pop(rel, None)
 
@@ -213,8 +213,7 @@ def _samples_agree(home: str, p: SparePlan, looked: set[str]) -> bool:
     """A few files taken as the live inodes: the spare's `lstat` must be exactly the
     manifest's identity (the listing's and the record's inode numbers are what `lstat`
     reports, and the manifest is current)."""
-    kept = [rel for rel in list(p.entries)[::max(1, len(p.entries) // SAMPLES)]
-            if rel not in looked][:SAMPLES]
+    kept = [rel for rel in p.entries.sample(SAMPLES * 2) if rel not in looked][:SAMPLES]
     return all(manifest.stat_key(os.lstat(f"{home}/{rel}")) == p.known[rel].key
                for rel in kept)
 

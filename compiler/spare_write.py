@@ -45,7 +45,7 @@ class UnitWritten:
     """One output directory after `write_changes`: its new hash manifest (every file, with
     its identity now) and the numbers a full write of the same change reports."""
 
-    entries: dict[str, Entry]
+    entries: Mapping[str, Entry]  # a `manifest.Overlay` after a write
     new: int
     changed: int
     removed: int
@@ -100,7 +100,7 @@ def _locked(root: Path, changes: Changes, units: list[str], durable: bool,
         for unit in units:
             known = live.get(unit) if live is not None else None
             found = spare_plan.plan(root, unit, changes[unit],
-                                    dict(known) if known is not None else None)
+                                    known)
             if found is None:
                 return None
             plans.append(found)

@@ -20,6 +20,7 @@ from ..manifest import Written
 from .options import Context, emit, print_diff, report_written
 
 if TYPE_CHECKING:
+    from ..delta.early import Early
     from ..pipeline import Result
     from .common import Opened
 
@@ -47,16 +48,36 @@ def replay(ctx: Context, command: str, *, show_diff: bool = False) -> Attempt | 
     if not ctx.cache:
         return None
     wanted = settings(ctx)
+    started = _start_early(ctx) if command == "compile" and not show_diff else None
+    try:
+        return _replay(ctx, command, wanted, show_diff, started)
+    finally:
+        if started is not None:
+            started.close()
+
+
+def _start_early(ctx: Context) -> Early | None:
+    """For a delta compile: a child scanning the output tree and one importing the
+    compiler, started now (`compiler.delta.early`; stopped when not needed)."""
+    from ..delta.early import start
+    from ..delta.run import enabled
+
+    return start(ctx.root, ctx.overlays) if enabled() else None
+
+
+def _replay(ctx: Context, command: str, wanted: run_inputs.Settings, show_diff: bool,
+            started: Early | None) -> Attempt | None:
     inputs = run_inputs.lookup_inputs(wanted)
     if inputs is None:
         return None
-    found = run_record.lookup(inputs, wanted, ctx.now, names=command != "check")
+    found = run_record.lookup(inputs, wanted, ctx.now, names=command != "check",
+                              scanned=started.scan.fingerprints if started else None)
     _OUTCOME[0] = found.why or "hit"
     if os.environ.get(LOG_ENV):
         atexit.register(_log, os.environ[LOG_ENV])
     opened = dict(found.reread.opened) if found.reread is not None else {}
-    if found.diagnostics is None and command == "compile" and not show_diff:
-        _delta(ctx, inputs, wanted)  # exits when the edit was compiled alone
+    if found.diagnostics is None and started is not None:
+        _delta(ctx, inputs, wanted, started)  # exits when the edit was compiled alone
     if found.diagnostics is None:
         # The full run reads every policy file (the lookup trusted the memo's digests) and
         # keys the record by exactly what it read; a compile records the files for the memo.
@@ -112,15 +133,14 @@ class Recorder:
 _OUTCOME = ["not looked up", ""]
 
 
-def _delta(ctx: Context, inputs: run_inputs.Inputs, wanted: run_inputs.Settings) -> None:
+def _delta(ctx: Context, inputs: run_inputs.Inputs, wanted: run_inputs.Settings,
+           started: Early) -> None:
     """Compile only the edited intents when that is sound (`compiler.delta.run`); on success
     print what the full compile prints and exit, else return having written nothing."""
-    from ..delta.run import Miss, attempt, enabled
+    from ..delta.run import Miss, attempt
 
-    if not enabled():
-        return
     try:
-        done = attempt(ctx, inputs, wanted)
+        done = attempt(ctx, inputs, wanted, started)
     except Miss as why:
         _OUTCOME[1] = str(why)
         return

@@ -15,16 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..cache_store import CACHE_DIR, EntryStore
 from ..diagnostics import Diagnostic
-from ..manifest import digest
+from ..manifest import Overlay, digest
 from ..policy_files import StatKey, digests_of
 from ..run_inputs import Inputs, Settings
 from . import base as delta_base
+from . import live_scan
 from .facts import Collector
 
 if TYPE_CHECKING:
     from ..cli.options import Context
-    from ..spare_write import ChangesWritten
     from ..pipeline import Result
+    from ..spare_write import ChangesWritten
     from .run import Plan
 
 
@@ -44,8 +45,9 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
                record: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]],
                diagnostics: list[Diagnostic],
                changes: Mapping[str, Mapping[str, bytes | None]], written: ChangesWritten,
-               identities: Mapping[str, StatKey], clock: int | None) -> None:
-    from .. import policy_memo, run_disk
+               identities: Mapping[str, StatKey], clock: int | None,
+               scan: live_scan.Scan) -> None:
+    from .. import policy_memo
     from ..run_record import FILES_KIND, KIND, diagnostic_to_json, prune
 
     store = EntryStore(ctx.root / CACHE_DIR)
@@ -57,27 +59,27 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
         into = patch.setdefault(unit, {})
         for rel, data in files.items():
             into[rel] = None if data is None else [digest(data), len(data)]
-    trees = dict(record["trees"])
+    touched: dict[str, list[str]] = {}
+    gone: dict[str, list[str]] = {}
     for unit, done in written.units.items():
-        owned = [(rel, e.key) for rel, e in done.entries.items() if e.owned]
-        trees[unit] = [run_disk.fingerprint_of(owned), len(owned)]
+        entries = done.entries
+        if isinstance(entries, Overlay):
+            touched[unit], gone[unit] = list(entries.changed), list(entries.gone)
+        else:  # nothing changed in this directory
+            touched[unit], gone[unit] = [], []
+    scan.ask_refingerprint(touched, gone)  # the scanning child works on it meanwhile
     store.touch(FILES_KIND, full)
     if key == full:  # back to the full record's inputs: its file list is this run's
         patch = {}
     else:
         store.put(FILES_KIND, key, {"base": full, "patch": patch})
-    store.put(KIND, key, {**record, "diagnostics": [diagnostic_to_json(d) for d in diagnostics],
-                          "trees": trees, "materialsSalt": record.get("materialsSalt")
-                          or plan.base.record, "filesBase": full, "filesPatch": patch})
-    for kind in (KIND, FILES_KIND):
-        prune(ctx.root / CACHE_DIR / kind)
     assert inputs.digests is not None
     nxt = plan.base.replaced(key, {name: inputs.digests[name].hex() for name in plan.changed},
                              facts)
     delta_base.save(store, delta_base.head_key(ctx.root, ctx.policies, ctx.overlays), nxt)
     if clock is not None:
         cache = ctx.root / CACHE_DIR
-        known = policy_memo.load(cache, ctx.root, settings.policies)
+        known = inputs.memo or policy_memo.load(cache, ctx.root, settings.policies)
         ids = {name: entry[0] for name, entry in known.items()}
         hashes = {name: entry[1] for name, entry in known.items()}
         for name in plan.changed:
@@ -86,3 +88,19 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
                 ids[name] = identities[name]
                 hashes[name] = inputs.digests[name]
         policy_memo.save(cache, ctx.root, settings.policies, ids, hashes, clock)
+    # Last: the run record (what a no-change `check` replays) names the new tree's
+    # fingerprints, which the scanning child has computed meanwhile.
+    diagnostics_json = [diagnostic_to_json(d) for d in diagnostics]
+    trees = dict(record["trees"])
+    for unit, found in scan.refingerprinted().items():
+        count = int(trees[unit][1]) - len(gone[unit]) + sum(
+            1 for rel in touched[unit] if rel not in scan.identities(unit, [rel]))
+        if found is None:
+            trees.pop(unit, None)
+        else:
+            trees[unit] = [found, count]
+    store.put(KIND, key, {**record, "diagnostics": diagnostics_json,
+                          "trees": trees, "materialsSalt": record.get("materialsSalt")
+                          or plan.base.record, "filesBase": full, "filesPatch": patch})
+    for kind in (KIND, FILES_KIND):
+        prune(ctx.root / CACHE_DIR / kind)

@@ -28,23 +28,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..cache_store import CACHE_DIR, EntryStore
-from ..diagnostics import Diagnostic, escalate, has_errors, sorted_diagnostics
-from ..policy_files import PolicyDigests, read_named, text_digest
+from ..diagnostics import Diagnostic, sorted_diagnostics
+from ..policy_files import PolicyDigests
 from ..run_inputs import Inputs, Settings, run_key
 from . import base as delta_base
-from . import live_scan
+from . import compute, early, live_scan
+from .compute import Miss as Miss
 
 if TYPE_CHECKING:
     from ..cli.options import Context
     from ..run_record import Lookup
-    from .subcompile import Sub
 
 MAX_INTENTS = 16
-COMPARED = ("files", "envoy", "grants", "ns", "refs")
 
 
 @dataclass(slots=True)
@@ -52,10 +50,6 @@ class Done:
     diagnostics: list[Diagnostic]
     counts: tuple[int, int, int, int]  # new, changed, removed, unchanged
     files: Callable[[], list[str]] = field(default=lambda: [])  # every compiled file
-
-
-class Miss(Exception):
-    """The delta compile does not apply (the message says why); nothing was written."""
 
 
 @dataclass(slots=True)
@@ -119,6 +113,7 @@ class Prepared:
     changes: dict[str, dict[str, bytes | None]]  # output dir -> relative path -> bytes
     identities: dict[str, Any]  # of the changed policy files, as read
     clock: int | None
+    live: dict[str, Any] = field(default_factory=dict)  # hash manifests, loaded already
 
 
 def _begin(inputs: Inputs, settings: Settings, store: EntryStore) -> tuple[Plan, Any]:
@@ -137,72 +132,50 @@ def _begin(inputs: Inputs, settings: Settings, store: EntryStore) -> tuple[Plan,
 
 def prepare(ctx: Context, inputs: Inputs, settings: Settings) -> Prepared:
     """Compile the edit in memory, or raise `Miss` (nothing is written either way)."""
+    from . import compute
+
     p, raw = _begin(inputs, settings, EntryStore(ctx.root / CACHE_DIR, writable=False))
-    # The output tree is checked against the base record by a child process that scans it
-    # while this one imports the compiler and compiles the edit.
-    scan = live_scan.start(ctx.root, sorted(raw["trees"]))
-    try:
-        return _prepare(ctx, inputs, settings, p, raw, scan)
-    finally:
-        scan.close()
+    worker = compute.Worker()
+    worker.submit(ctx, compute.job_of(p, inputs))
+    return _prepare(inputs, settings, ctx, p, raw, live_scan.Scan(ctx.root), worker)
 
 
-def _prepare(ctx: Context, inputs: Inputs, settings: Settings, p: Plan, raw: Any,
-             scan: live_scan.InProcess) -> Prepared:
-    from .. import policy_memo, run_record
-    from ..confine import Boundaries
-    from ..k8s.validate import SchemaStore
-    from ..schema_roots import schema_roots
-    from ..secrets.factory import reusing, source_factory
-    from .subcompile import compile_sub
+def _prepare(inputs: Inputs, settings: Settings, ctx: Context, p: Plan, raw: Any,
+             scan: live_scan.Scan, worker: compute.Worker) -> Prepared:
+    """While the worker compiles the edit, check that the base holds: the output tree
+    scanned, the run record replayable."""
+    from .. import run_record
 
-    def replayable() -> Lookup:
-        found = run_record.lookup(inputs, settings, ctx.now, names=False,
-                                  record=p.base.record, raw=raw, scanned=scan.fingerprints)
-        if not found.hit or found.record is None:
-            raise Miss(f"base not replayable: {found.why}")
-        scanned = scan.fingerprints()
-        if any(scanned.get(unit) != raw["trees"][unit][0] for unit in raw["trees"]):
-            raise Miss("an output directory is not exactly as recorded")
-        return found
+    units = sorted(raw["trees"])
+    found = run_record.lookup(inputs, settings, ctx.now, names=False, record=p.base.record,
+                              raw=raw, scanned=scan.fingerprints)
+    if not found.hit or found.record is None:
+        raise Miss(f"base not replayable: {found.why}")
+    scanned = scan.fingerprints(units)
+    if any(scanned.get(unit) != raw["trees"][unit][0] for unit in units):
+        raise Miss("an output directory is not exactly as recorded")
+    # While the worker finishes: the hash manifests of the directories the edit writes to.
+    from .. import manifest
 
-    root = ctx.root
-    # Vault sources: the lookup reads every recorded secret again and logs in; the compile
-    # reuses its sources. Local files only: the lookup waits for the scan, so it runs last.
-    vault = bool(raw.get("materials", {}).get("vault"))
-    early = replayable() if vault else None
-    clock = policy_memo.clock(root / CACHE_DIR)
-    identities: dict[str, Any] = {}
-    texts = read_named(root, sorted(p.own | set(p.context)), identities)
-    assert inputs.digests is not None
-    if texts is None or any(text_digest(text) != inputs.digests[name]
-                            for name, text in texts.items()):
-        raise Miss("policy files changed while reading")
-    opened = dict(early.reread.opened) if early is not None and early.reread is not None \
-        else {}
-    factory = reusing(source_factory(root, _lock(inputs), read_outside=ctx.read_outside),
-                      opened)
-    bounds = Boundaries(root=root, policies=_display(ctx.policies, root),
-                        read_outside=ctx.read_outside)
-    sub = compile_sub(texts, factory, SchemaStore(schema_roots(root)), _known(p.base),
-                      ctx.now, bounds)
-    if sub.stopped:
-        raise Miss(sub.stopped)
-    found = early or replayable()
-    assert found.record is not None
-    return Prepared(p, found.record, _new_facts(sub, p), _diagnostics(found, sub, p, ctx.strict),
-                    _changes(sub), {n: identities[n] for n in p.changed if n in identities},
-                    clock)
+    dirs = {p.base.clusters[c]["dir"] for placed in p.old.values() for c in placed
+            if c in p.base.clusters}
+    live = {d: manifest.load_lazy(ctx.root, d)[0] for d in sorted(dirs)}
+    done = worker.result()
+    return Prepared(p, found.record, done.facts, _diagnostics(found, done.diagnostics, p),
+                    done.changes, done.identities, done.clock, live)
 
 
-def attempt(ctx: Context, inputs: Inputs, settings: Settings) -> Done:
-    """Compile the edit and write it, or raise `Miss` having written nothing."""
+def attempt(ctx: Context, inputs: Inputs, settings: Settings,
+            started: early.Early | None = None) -> Done:
+    """Compile the edit and write it, or raise `Miss` having written nothing. `started`:
+    the children `mtlsc compile` started (`early`); closed here."""
     from .. import crosscheck
 
-    p, raw = _begin(inputs, settings, EntryStore(ctx.root / CACHE_DIR, writable=False))
-    scan = live_scan.start(ctx.root, sorted(raw["trees"]))
+    started = started or early.Early(live_scan.Scan(ctx.root), compute.Worker())
     try:
-        done = _prepare(ctx, inputs, settings, p, raw, scan)
+        p, raw = _begin(inputs, settings, EntryStore(ctx.root / CACHE_DIR, writable=False))
+        started.worker.submit(ctx, compute.job_of(p, inputs))
+        done = _prepare(inputs, settings, ctx, p, raw, started.scan, started.worker)
         if crosscheck.enabled():
             from .verify_full import compare_with_full
 
@@ -210,7 +183,9 @@ def attempt(ctx: Context, inputs: Inputs, settings: Settings) -> Done:
         from ..spare_write import write_changes
 
         try:
-            written = write_changes(ctx.root, done.changes)
+            written = write_changes(ctx.root, done.changes,
+                                    live={d: m for d, m in done.live.items()
+                                          if d in done.changes and m})
         except OSError as exc:  # nothing was changed: the full compile reports it
             raise Miss(f"writing failed: {exc}") from None
         if written is None:
@@ -218,74 +193,19 @@ def attempt(ctx: Context, inputs: Inputs, settings: Settings) -> Done:
         from .record import save_delta
 
         save_delta(ctx, settings, inputs, done.plan, done.record, done.facts,
-                   done.diagnostics, done.changes, written, done.identities, done.clock)
+                   done.diagnostics, done.changes, written, done.identities, done.clock,
+                   started.scan)
     finally:
-        scan.close()
+        started.close()
     reader = EntryStore(ctx.root / CACHE_DIR, writable=False)
     record, key = done.record, inputs.key
     return Done(done.diagnostics, written.counts, lambda: _all_files(reader, record, key))
 
 
-def _lock(inputs: Inputs) -> dict[Any, Any]:
-    """The lock's pins, as the full compile reads them (`cli.common.read_lock`)."""
-    if inputs.lock is None:
-        return {}
-    from ..lock import LockError, parse_lock
-
-    try:
-        return parse_lock(inputs.lock.decode("utf-8"))
-    except (UnicodeDecodeError, LockError):
-        raise Miss("the lock cannot be read") from None
-
-
-def _display(path: Path, root: Path) -> str:
-    """`cli.common.display`: the policies directory as the full compile names it."""
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def _known(base: delta_base.Base) -> dict[str, set[str]]:
-    try:
-        return {name: {str(ns) for ns in seen["known"]} for name, seen in base.clusters.items()}
-    except (KeyError, TypeError):
-        raise Miss("damaged delta base") from None
-
-
-def _new_facts(sub: Sub, p: Plan) -> dict[str, dict[str, Any]]:
-    """The edited intents' new facts, checked against the base's (`Miss` on a difference)."""
-    from .facts import unit_facts
-
-    new: dict[str, dict[str, Any]] = {key: {} for key in p.keys}
-    for cluster, units in zip(sub.clusters, sub.units, strict=True):
-        shared = p.base.clusters.get(cluster.target.name, {}).get("shared", {})
-        for gw, unit in zip(cluster.gateways, units, strict=True):
-            if gw.key not in new:
-                raise Miss(f"gateway {gw.key} is not an edited intent")
-            facts = unit_facts(gw, unit)
-            facts["refs"] = [list(r) for r in facts["refs"]]
-            old = p.old[gw.key].get(cluster.target.name)
-            if old is None or any(old[k] != facts[k] for k in COMPARED):
-                raise Miss(f"{gw.key} changed what other gateways on "
-                           f"{cluster.target.name} see")
-            for piece in unit.pieces:
-                entry = shared.get(piece.file) if piece.rendered is None else None
-                if entry is not None and (old["problems"] or facts["problems"] or
-                                          piece.digest != entry[1]):
-                    raise Miss(f"{gw.key} changed an object it shares")
-            new[gw.key][cluster.target.name] = facts
-    for key, placed in new.items():
-        if set(placed) != set(p.old[key]):
-            raise Miss(f"{key} is compiled for other clusters")
-    return new
-
-
-def _diagnostics(found: Lookup, sub: Sub, p: Plan, strict: bool) -> list[Diagnostic]:
+def _diagnostics(found: Lookup, mine: list[Diagnostic], p: Plan) -> list[Diagnostic]:
+    """The base's diagnostics without those in the edited files, plus the edit's own
+    (`mine`, sorted); `Miss` when the edit reports something elsewhere."""
     assert found.diagnostics is not None
-    mine = sorted_diagnostics(escalate(sub.diagnostics, strict))
-    if has_errors(mine):
-        raise Miss("the edit has errors")
 
     def own(d: Diagnostic) -> bool:
         return d.location is not None and d.location.file in p.own
@@ -307,21 +227,6 @@ def _diagnostics(found: Lookup, sub: Sub, p: Plan, strict: bool) -> list[Diagnos
                 not set(d.related) <= set(seen.related):
             raise Miss(f"the edit reports {d.code} outside its own files")
     return sorted_diagnostics([*kept, *(d for d in mine if own(d))])
-
-
-def _changes(sub: Sub) -> dict[str, dict[str, bytes | None]]:
-    out: dict[str, dict[str, bytes | None]] = {}
-    for cluster, units in zip(sub.clusters, sub.units, strict=True):
-        files = out.setdefault(cluster.target.output_dir, {})
-        for unit in units:
-            for piece in unit.pieces:
-                if piece.rendered is None:
-                    assert isinstance(piece.data, bytes)
-                    files[piece.file] = piece.data
-            if unit.envoy is not None:
-                assert isinstance(unit.envoy[1], bytes)
-                files[unit.envoy[0]] = unit.envoy[1]
-    return {d: files for d, files in out.items() if files}
 
 
 def _all_files(store: EntryStore, record: Mapping[str, Any], key: str) -> list[str]:

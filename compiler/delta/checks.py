@@ -1,0 +1,86 @@
+"""What a delta compile checks and takes from its sub-compile (used by `compute`, in the
+child): the edited intents' new facts against the base's, the namespaces each cluster
+knows, the changed files. Pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .compute import Miss
+
+if TYPE_CHECKING:
+    from .compute import Job
+    from .subcompile import Sub
+
+COMPARED = ("files", "envoy", "grants", "ns", "refs")
+
+
+def lock_of(lock: bytes | None) -> dict[Any, Any]:
+    """The lock's pins, as the full compile reads them (`cli.common.read_lock`)."""
+    if lock is None:
+        return {}
+    from ..lock import LockError, parse_lock
+
+    try:
+        return parse_lock(lock.decode("utf-8"))
+    except (UnicodeDecodeError, LockError):
+        raise Miss("the lock cannot be read") from None
+
+
+def display(path: Path, root: Path) -> str:
+    """`cli.common.display`: the policies directory as the full compile names it."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def known_namespaces(clusters: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
+    try:
+        return {name: {str(ns) for ns in seen["known"]} for name, seen in clusters.items()}
+    except (KeyError, TypeError):
+        raise Miss("damaged delta base") from None
+
+
+def new_facts(sub: Sub, p: Job) -> dict[str, dict[str, Any]]:
+    """The edited intents' new facts, checked against the base's (`Miss` on a difference)."""
+    from .facts import unit_facts
+
+    new: dict[str, dict[str, Any]] = {key: {} for key in p.keys}
+    for cluster, units in zip(sub.clusters, sub.units, strict=True):
+        shared = p.clusters.get(cluster.target.name, {}).get("shared", {})
+        for gw, unit in zip(cluster.gateways, units, strict=True):
+            if gw.key not in new:
+                raise Miss(f"gateway {gw.key} is not an edited intent")
+            facts = unit_facts(gw, unit)
+            facts["refs"] = [list(r) for r in facts["refs"]]
+            old = p.old[gw.key].get(cluster.target.name)
+            if old is None or any(old[k] != facts[k] for k in COMPARED):
+                raise Miss(f"{gw.key} changed what other gateways on "
+                           f"{cluster.target.name} see")
+            for piece in unit.pieces:
+                entry = shared.get(piece.file) if piece.rendered is None else None
+                if entry is not None and (old["problems"] or facts["problems"] or
+                                          piece.digest != entry[1]):
+                    raise Miss(f"{gw.key} changed an object it shares")
+            new[gw.key][cluster.target.name] = facts
+    for key, placed in new.items():
+        if set(placed) != set(p.old[key]):
+            raise Miss(f"{key} is compiled for other clusters")
+    return new
+
+
+def changes_of(sub: Sub) -> dict[str, dict[str, bytes | None]]:
+    out: dict[str, dict[str, bytes | None]] = {}
+    for cluster, units in zip(sub.clusters, sub.units, strict=True):
+        files = out.setdefault(cluster.target.output_dir, {})
+        for unit in units:
+            for piece in unit.pieces:
+                if piece.rendered is None:
+                    assert isinstance(piece.data, bytes)
+                    files[piece.file] = piece.data
+            if unit.envoy is not None:
+                assert isinstance(unit.envoy[1], bytes)
+                files[unit.envoy[0]] = unit.envoy[1]
+    return {d: files for d, files in out.items() if files}

@@ -1,0 +1,224 @@
+"""The compiling half of a delta compile, in a forked child while the parent checks the base.
+
+Most of a delta compile's time is importing the compiler (about 0.2 s) and compiling the
+edited intents; checking that the base still holds (scanning the output tree, reading the
+run record, loading the hash manifests) is about as long again and independent of it. With
+two CPUs the parent forks a child right after the plan: the child imports, reads the edited
+files, compiles them (`subcompile`) and checks their facts, then sends back what it found
+(pickled: changed files, facts, diagnostics) or why the delta compile does not apply. The
+child writes nothing. With one CPU, or when the child cannot be started or dies, the same
+function runs in the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..cache_store import CACHE_DIR
+from ..diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from ..cli.options import Context
+    from ..run_inputs import Inputs
+    from .run import Plan
+
+
+class Miss(Exception):
+    """The delta compile does not apply (the message says why); nothing was written."""
+
+
+@dataclass(slots=True)
+class Job:
+    """What `compute` needs of the plan: small, as it travels to the child through a pipe."""
+
+    own: set[str]  # every file of the edited intents
+    context: list[str]  # ClusterTargets, CertificateSources
+    changed: list[str]
+    keys: set[str]  # the edited intents
+    old: dict[str, dict[str, Any]]  # their facts in the base, per cluster
+    clusters: dict[str, dict[str, Any]]  # the base's clusters (shared objects, namespaces)
+    digests: dict[str, bytes]  # of the files read
+    lock: bytes | None
+
+
+def job_of(p: Plan, inputs: Inputs) -> Job:
+    assert inputs.digests is not None
+    names = p.own | set(p.context)
+    return Job(p.own, p.context, p.changed, p.keys, p.old, p.base.clusters,
+               {name: inputs.digests[name] for name in names}, inputs.lock)
+
+
+@dataclass(slots=True)
+class Computed:
+    facts: dict[str, dict[str, Any]]  # the edited intents' new facts, checked
+    diagnostics: list[Diagnostic]  # of the edited intents, sorted and merged
+    changes: dict[str, dict[str, bytes | None]]  # output dir -> relative path -> bytes
+    identities: dict[str, Any] = field(default_factory=dict)  # changed files, as read
+    clock: int | None = None  # the filesystem clock before reading them
+
+
+def compute(ctx: Context, job: Job) -> Computed:
+    """Read and compile the edited intents (`Miss` when the delta compile cannot go on)."""
+    from .. import policy_memo
+    from ..confine import Boundaries
+    from ..diagnostics import escalate, has_errors, sorted_diagnostics
+    from ..k8s.validate import SchemaStore
+    from ..policy_files import read_named, text_digest
+    from ..schema_roots import schema_roots
+    from ..secrets.factory import source_factory
+    from .checks import changes_of, display, known_namespaces, lock_of, new_facts
+    from .subcompile import compile_sub
+
+    root = ctx.root
+    clock = policy_memo.clock(root / CACHE_DIR)
+    identities: dict[str, Any] = {}
+    texts = read_named(root, sorted(job.own | set(job.context)), identities)
+    if texts is None or any(text_digest(text) != job.digests[name]
+                            for name, text in texts.items()):
+        raise Miss("policy files changed while reading")
+    factory = source_factory(root, lock_of(job.lock), read_outside=ctx.read_outside)
+    bounds = Boundaries(root=root, policies=display(ctx.policies, root),
+                        read_outside=ctx.read_outside)
+    sub = compile_sub(texts, factory, SchemaStore(schema_roots(root)),
+                      known_namespaces(job.clusters), ctx.now, bounds)
+    if sub.stopped:
+        raise Miss(sub.stopped)
+    facts = new_facts(sub, job)
+    mine = sorted_diagnostics(escalate(sub.diagnostics, ctx.strict))
+    if has_errors(mine):
+        raise Miss("the edit has errors")
+    return Computed(facts, mine, changes_of(sub),
+                    {n: identities[n] for n in job.changed if n in identities}, clock)
+
+
+class Worker:
+    """`compute` in this process, when asked for its result."""
+
+    args: tuple[Any, ...] = ()
+
+    def submit(self, ctx: Context, job: Job) -> None:
+        self.args = (ctx, job)
+
+    def result(self) -> Computed:
+        return compute(*self.args)
+
+    def close(self) -> None:
+        return None
+
+
+class Forked(Worker):
+    """`compute` in a child forked before the plan is known: it imports the compiler at
+    once, then waits for its arguments (`submit`); `result` waits for what it sends."""
+
+    def __init__(self) -> None:
+        ask_r, ask_w = os.pipe()
+        tell_r, tell_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (ask_r, ask_w, tell_r, tell_w):
+                os.close(fd)
+            raise
+        if pid == 0:  # the child: import, wait, compute, send; no exit handler runs
+            status = 1
+            try:
+                os.close(ask_w)
+                os.close(tell_r)
+                _child(ask_r, tell_w)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(ask_r)
+        os.close(tell_w)
+        with contextlib.suppress(AttributeError, OSError):  # so that `submit` never waits
+            import fcntl
+
+            fcntl.fcntl(ask_w, fcntl.F_SETPIPE_SZ, 1 << 20)
+        self.pid: int | None = pid
+        self.ask: int | None = ask_w
+        self.tell = tell_r
+        self.args: tuple[Any, ...] = ()
+
+    def submit(self, ctx: Context, job: Job) -> None:
+        self.args = (ctx, job)
+        data = pickle.dumps(self.args, protocol=pickle.HIGHEST_PROTOCOL)
+        assert self.ask is not None
+        try:
+            with os.fdopen(self.ask, "wb") as out:
+                self.ask = None
+                out.write(data)
+        except OSError:
+            self.close()
+
+    def result(self) -> Computed:
+        if self.pid is None:  # the child is gone: compute here
+            return compute(*self.args)
+        with os.fdopen(self.tell, "rb") as fh:
+            data = fh.read()
+        self._reap()
+        try:
+            kind, value = pickle.loads(data)
+        except Exception:
+            return compute(*self.args)
+        if kind == "done" and isinstance(value, Computed):
+            return value
+        if kind == "miss":
+            raise Miss(str(value))
+        raise Miss(f"mtlsc bug in the delta compile, full compile instead: {value}")
+
+    def _reap(self) -> None:
+        if self.pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = None
+
+    def close(self) -> None:
+        """Stop a child whose result is not wanted (a replayed run, a base that does not
+        hold): it is killed, whatever it was doing."""
+        if self.pid is not None:
+            for fd in (self.ask, self.tell):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self.ask = None
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._reap()
+
+
+def _child(ask: int, tell: int) -> None:
+    from . import subcompile  # noqa: F401 - the imports are the point: done while waiting
+
+    with os.fdopen(ask, "rb") as fh:
+        data = fh.read()
+    if not data:
+        return  # the parent did not need us
+    try:
+        args = pickle.loads(data)
+        answer: tuple[str, Any] = ("done", compute(*args))
+    except Miss as why:
+        answer = ("miss", str(why))
+    except Exception:
+        answer = ("bug", traceback.format_exc())
+    with os.fdopen(tell, "wb") as out:
+        out.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def start() -> Worker:
+    """A child importing the compiler from now on, when this process may use two CPUs."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if cpus >= 2:
+        try:
+            return Forked()
+        except OSError:
+            pass
+    return Worker()
