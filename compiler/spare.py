@@ -59,6 +59,17 @@ def exists(root: Path, unit: str) -> bool:
         return False
 
 
+def usable(root: Path, unit: str) -> bool:
+    """`unit` has a spare whose record was made against its current hash manifest (anything
+    else is a spare of another tree: after `rm -rf overlays` or a checkout, say)."""
+    from . import manifest, spare_state  # spare_state imports this module
+
+    if not exists(root, unit):
+        return False
+    record = spare_state.load(root, unit)
+    return record is not None and record.manifest == manifest.file_digest(root, unit)
+
+
 def _home(root: Path) -> Path:
     state_dir(root)
     home = root / SPARE_DIR
@@ -97,15 +108,16 @@ def keep_old(root: Path, unit: str, old_tree: Path) -> bool:
 
 
 def link_missing(root: Path, units: Iterable[tuple[str, int]]) -> dict[str, list[str]]:
-    """Give each output directory of `units` (name, number of files) that has no spare and at
-    least `spare_min()` files one, by hard-linking its live tree; returns the units that got
-    one (their live files' ctimes changed), each with its directories. Made durable with one
-    `syncfs`."""
+    """Give each output directory of `units` (name, number of files) that has no usable spare
+    (`usable`) and at least `spare_min()` files one, by hard-linking its live tree; returns
+    the units that got one (their live files' ctimes changed), each with its directories.
+    Made durable with one `syncfs`."""
     made: dict[str, list[str]] = {}
     least = spare_min()
     for unit, count in units:
-        if count < least or exists(root, unit):
+        if count < least or usable(root, unit):
             continue
+        discard(root, unit)  # a stale one (made against another tree) would cost a full write
         live = root / unit
         spare = path_of(root, unit)
         building = spare.with_name(spare.name + TEMP_SUFFIX)

@@ -141,3 +141,31 @@ def test_without_a_base_or_with_deltas_off_the_full_compile_runs(fleet: Path,
     shutil.rmtree(root / ".mtlsc" / "cache" / "delta")
     apply_edit(root, "mode", 3, 2)
     assert compile_and_compare(root, tmp_path) == "no delta base"
+
+
+def test_an_overlays_tree_made_anew_gets_fresh_spares(fleet: Path, tmp_path: Path) -> None:
+    """After `rm -rf overlays` and a compile without the cache, the base no longer describes
+    the tree and the spares are of the old one: the next edit is compiled in full, which
+    records a new base and replaces the stale spares, so the edit after it is a delta."""
+    root = copy_of(fleet, tmp_path)
+    shutil.rmtree(root / "overlays")
+    assert mtlsc(root, "compile", "--no-cache", env=ENV).code == 0
+    apply_edit(root, "hostname", 3, 1)
+    assert compile_and_compare(root, tmp_path) == "an output directory is not exactly as " \
+        "recorded"
+    apply_edit(root, "mode", 3, 2)
+    assert compile_and_compare(root, tmp_path) == "applied"
+
+
+def test_stale_spares_are_replaced_by_a_compile_that_writes_nothing(fleet: Path,
+                                                                     tmp_path: Path) -> None:
+    """bench/fleet.py's sequence: a new overlays tree and cache, a cold compile, then a
+    compile with the cache that has nothing to write: it must replace the spares of the old
+    tree (left in .mtlsc/write), or every later edit would be compiled in full."""
+    root = copy_of(fleet, tmp_path)
+    shutil.rmtree(root / "overlays")
+    shutil.rmtree(root / ".mtlsc" / "cache")
+    assert mtlsc(root, "compile", "--no-cache", env=ENV).code == 0
+    assert mtlsc(root, "compile", env=ENV).code == 0
+    apply_edit(root, "hostname", 3, 1)
+    assert compile_and_compare(root, tmp_path) == "applied"
