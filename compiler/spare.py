@@ -59,15 +59,28 @@ def exists(root: Path, unit: str) -> bool:
         return False
 
 
-def usable(root: Path, unit: str) -> bool:
-    """`unit` has a spare whose record was made against its current hash manifest (anything
-    else is a spare of another tree: after `rm -rf overlays` or a checkout, say)."""
-    from . import manifest, spare_state  # spare_state imports this module
-
+def usable(root: Path, unit: str, samples: int = 16) -> bool:
+    """`unit` has a spare that shares files with its live tree: one of the first `samples`
+    live files is the same inode in the spare. A spare left from a tree removed since (`rm
+    -rf overlays`, a new checkout) shares none, and would need more repairs than a delta
+    write allows; a spare that is merely out of date is repaired by the next delta write."""
     if not exists(root, unit):
         return False
-    record = spare_state.load(root, unit)
-    return record is not None and record.manifest == manifest.file_digest(root, unit)
+    live, home = os.fspath(root / unit), os.fspath(path_of(root, unit))
+    seen = 0
+    try:
+        for rel, st in walk(live):
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            with contextlib.suppress(OSError):
+                if os.lstat(f"{home}/{rel}").st_ino == st.st_ino:
+                    return True
+            seen += 1
+            if seen >= samples:
+                return False
+    except OSError:
+        return False
+    return seen == 0
 
 
 def _home(root: Path) -> Path:
