@@ -113,19 +113,26 @@ def load_with_digest(root: Path, unit: str) -> tuple[dict[str, Entry], str | Non
             return {}, None
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return {}, None
-    base_sha = hashlib.sha256(base).hexdigest()
-    try:
-        data = _delta_path(root, unit).read_bytes()
-    except FileNotFoundError:
-        return entries, base_sha
-    except OSError:
-        return entries, None
-    delta = _parse_delta(unit, base_sha, data)
+    delta, digest = _delta(root, unit, base)
     if delta is not None:
         entries.update(delta[0])
         for rel in delta[1]:
             entries.pop(rel, None)
-    return entries, hashlib.sha256(base + b"\0" + data).hexdigest()
+    return entries, digest
+
+
+def _delta(root: Path, unit: str, base: bytes
+           ) -> tuple[tuple[dict[str, Entry], list[str]] | None, str | None]:
+    """The delta file made on the manifest `base` (None: none, or made on another base) and
+    the digest of both (`file_digest`; None when the delta file cannot be read)."""
+    base_sha = hashlib.sha256(base).hexdigest()
+    try:
+        data = _delta_path(root, unit).read_bytes()
+    except FileNotFoundError:
+        return None, base_sha
+    except OSError:
+        return None, None
+    return _parse_delta(unit, base_sha, data), hashlib.sha256(base + b"\0" + data).hexdigest()
 
 
 class Lazy(Mapping[str, Entry]):
@@ -189,18 +196,11 @@ def load_lazy(root: Path, unit: str) -> tuple[Mapping[str, Entry], str | None]:
         entries = Lazy(doc)
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return {}, None
-    base_sha = hashlib.sha256(base).hexdigest()
-    try:
-        data = _delta_path(root, unit).read_bytes()
-    except FileNotFoundError:
-        return entries, base_sha
-    except OSError:
-        return entries, None
-    delta = _parse_delta(unit, base_sha, data)
+    delta, digest = _delta(root, unit, base)
     if delta is not None:
         entries.extra.update(delta[0])
         entries.dropped.update(rel for rel in delta[1] if rel not in delta[0])
-    return entries, hashlib.sha256(base + b"\0" + data).hexdigest()
+    return entries, digest
 
 
 class Overlay(MutableMapping[str, Entry]):
