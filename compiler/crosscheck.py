@@ -14,8 +14,6 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from .cache import canonical
-
 if TYPE_CHECKING:
     from .pipeline import ClusterSink, Result
     from .render_units import Content
@@ -45,6 +43,8 @@ def differences(fresh: object, cached: object, fresh_files: Mapping[str, Content
                 cached_files: Mapping[str, Content]) -> list[str]:
     """What differs between two `pipeline.Result`s (compared field by field) and the files
     each produced."""
+    from .cache import canonical  # here: `enabled` is asked by every delta compile
+
     out = _files("file", fresh_files, cached_files)
     for name in ("diagnostics", "model", "pins", "output_dirs", "all_clusters", "posture",
                  "waivers"):

@@ -144,7 +144,16 @@ def _prepare(inputs: Inputs, settings: Settings, ctx: Context, p: Plan, raw: Any
              scan: live_scan.Scan, worker: compute.Worker) -> Prepared:
     """While the worker compiles the edit, check that the base holds: the output tree
     scanned, the run record replayable."""
-    from .. import run_record
+    from .. import manifest, run_record
+
+    # Before the checks that wait for the scan: the hash manifests of the directories the
+    # edit writes to, and the modules that write and record it (all of it wasted, and cheap,
+    # when the base does not hold).
+    dirs = {p.base.clusters[c]["dir"] for placed in p.old.values() for c in placed
+            if c in p.base.clusters}
+    live = {d: manifest.load_lazy(ctx.root, d)[0] for d in sorted(dirs)}
+    from .. import spare_write  # noqa: F401
+    from . import record  # noqa: F401
 
     units = sorted(raw["trees"])
     found = run_record.lookup(inputs, settings, ctx.now, names=False, record=p.base.record,
@@ -154,12 +163,6 @@ def _prepare(inputs: Inputs, settings: Settings, ctx: Context, p: Plan, raw: Any
     scanned = scan.fingerprints(units)
     if any(scanned.get(unit) != raw["trees"][unit][0] for unit in units):
         raise Miss("an output directory is not exactly as recorded")
-    # While the worker finishes: the hash manifests of the directories the edit writes to.
-    from .. import manifest
-
-    dirs = {p.base.clusters[c]["dir"] for placed in p.old.values() for c in placed
-            if c in p.base.clusters}
-    live = {d: manifest.load_lazy(ctx.root, d)[0] for d in sorted(dirs)}
     done = worker.result()
     return Prepared(p, found.record, done.facts, _diagnostics(found, done.diagnostics, p),
                     done.changes, done.identities, done.clock, live)
