@@ -23,7 +23,9 @@ cryptography unless a Vault source needs it): see docs/scale.md#the-run-record.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -294,11 +296,26 @@ def _fingerprint(root: Path, unit: str, files: Mapping[str, list[Any]]) -> str |
 
 
 def prune(directory: Path) -> None:
-    """Keep the newest KEEP records (a record holds a fleet's manifest: megabytes)."""
+    """Keep the newest KEEP records (a record holds a fleet's manifest: megabytes), and no
+    empty key directory (`<key[:2]>/`): every delta compile walks them all."""
+    found: list[tuple[int, str]] = []
     try:
-        found = sorted(((p.stat().st_mtime_ns, p) for p in directory.glob("*/*")
-                        if not p.name.startswith(".")), reverse=True)
+        with os.scandir(directory) as top:
+            subdirs = [entry.path for entry in top if entry.is_dir(follow_symlinks=False)]
+        for sub in subdirs:
+            with os.scandir(sub) as it:
+                names = [(entry.stat(follow_symlinks=False).st_mtime_ns, entry.path)
+                         for entry in it if not entry.name.startswith(".")]
+            if names:
+                found += names
+            else:
+                with contextlib.suppress(OSError):
+                    os.rmdir(sub)  # fails when a writer has just put an entry there
+        found.sort(reverse=True)
         for _, path in found[KEEP:]:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))
     except OSError:
         return

@@ -65,7 +65,7 @@ class SparePlan:
 
 
 def plan(root: Path, unit: str, change: Mapping[str, bytes | None],
-         known: Mapping[str, Entry] | None = None) -> SparePlan | None:
+         loaded: tuple[Mapping[str, Entry], str | None] | None = None) -> SparePlan | None:
     """The plan for `unit`, or None when its spare cannot be used (missing, on another
     filesystem, too far from the new tree) or the change is one the full writer must judge
     (a file mtlsc does not own, a file where a directory is)."""
@@ -75,11 +75,9 @@ def plan(root: Path, unit: str, change: Mapping[str, bytes | None],
     if not (stat.S_ISDIR(st_live.st_mode) and stat.S_ISDIR(st_spare.st_mode)) or \
             st_live.st_dev != st_spare.st_dev:
         return None
-    digest = None
-    if known is None:
-        known, digest = manifest.load_lazy(root, unit)  # entries made for the few looked at
-    else:
-        digest = manifest.file_digest(root, unit)
+    # the hash manifest and its `file_digest`, as the caller loaded them or read now (entries
+    # are made for the few files looked at)
+    known, digest = manifest.load_lazy(root, unit) if loaded is None else loaded
     if not known:
         return None
     p = SparePlan(unit, known)

@@ -71,14 +71,14 @@ class _Fallback(Exception):
 
 
 def write_changes(root: Path, changes: Changes, *, durable: bool = True,
-                  live: Mapping[str, Mapping[str, Entry]] | None = None,
+                  live: Mapping[str, tuple[Mapping[str, Entry], str | None]] | None = None,
                   ) -> ChangesWritten | None:
     """Write `changes` (output directory -> {path in it: new bytes, or None to delete}) into
     the live output directories through their spares; None when it cannot be done that way
-    (nothing visible changed; write in full). `live`: the hash manifests (manifest.load) of
-    the output directories, when the caller has them loaded already. Raises OSError when a
-    swap fails (the swaps made are undone: nothing was changed) and PartialWriteError when
-    undoing failed too."""
+    (nothing visible changed; write in full). `live`: the hash manifests of the output
+    directories with their digests (`manifest.load_lazy`), when the caller has them already.
+    Raises OSError when a swap fails (the swaps made are undone: nothing was changed) and
+    PartialWriteError when undoing failed too."""
     units = sorted(changes)
     if not units or not _independent(units):
         return None
@@ -91,16 +91,16 @@ def write_changes(root: Path, changes: Changes, *, durable: bool = True,
 
 
 def _locked(root: Path, changes: Changes, units: list[str], durable: bool,
-            live: Mapping[str, Mapping[str, Entry]] | None) -> ChangesWritten | None:
+            live: Mapping[str, tuple[Mapping[str, Entry], str | None]] | None,
+            ) -> ChangesWritten | None:
     """`write_changes`, under the write lock."""
     if journal.pending(root) is not None:
         return None  # an interrupted write: the full writer recovers first
     plans: list[SparePlan] = []
     try:
         for unit in units:
-            known = live.get(unit) if live is not None else None
             found = spare_plan.plan(root, unit, changes[unit],
-                                    known)
+                                    live.get(unit) if live is not None else None)
             if found is None:
                 return None
             plans.append(found)

@@ -8,6 +8,7 @@ one InternalError diagnostic in every output format, exit 70, and show the trace
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,61 @@ def test_the_installed_entry_point_has_the_guard(example: Path) -> None:
     assert done.returncode == 70
     assert "Traceback" not in done.stderr
     assert "error[InternalError]: internal error: RuntimeError: boom" in done.stderr
+
+
+# Output buffered as usual (a shell may export PYTHONUNBUFFERED): what `leave` must flush.
+_BUFFERED = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+_LEAVE = ("import atexit, sys\n"
+          "from compiler.cli.guard import allow_quick_exit, leave\n"
+          "atexit.register(lambda: print('exit handler ran'))\n"
+          "sys.stdout.write('x' * 200000)\n"
+          "print()\n"
+          "if sys.argv[1] == 'quick':\n"
+          "    allow_quick_exit()\n"
+          "leave(SystemExit(int(sys.argv[2])))\n")
+
+
+@pytest.mark.parametrize("mode", ["quick", "python"])
+@pytest.mark.parametrize("code", [0, 3])
+def test_leave_keeps_the_exit_code_the_output_and_the_exit_handlers(mode: str,
+                                                                      code: int) -> None:
+    """`guard.leave` (how the `mtlsc` executable ends): a quick exit flushes buffered output,
+    runs exit handlers and keeps the code, exactly like the Python way it replaces."""
+    done = subprocess.run([sys.executable, "-c", _LEAVE, mode, str(code)], capture_output=True,
+                          text=True, timeout=60, check=False, env=_BUFFERED)
+    assert done.returncode == code
+    assert done.stdout == "x" * 200000 + "\nexit handler ran\n"
+    assert done.stderr == ""
+
+
+def test_quick_exit_into_a_closed_pipe_is_quiet() -> None:
+    """Output still buffered when the reader has gone: exit 141 without a second error."""
+    script = ("import sys\n"
+              "from compiler.cli.guard import allow_quick_exit, leave\n"
+              "print('buffered until the exit')\n"
+              "allow_quick_exit()\n"
+              "leave(SystemExit(0))\n")
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: the flush at the exit fails
+    try:
+        done = subprocess.run([sys.executable, "-c", script], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+                              env=_BUFFERED)
+    finally:
+        os.close(write)
+    assert done.returncode == 141
+    assert done.stderr == ""
+
+
+def test_the_console_script_ends_through_leave() -> None:
+    """pyproject's `mtlsc` entry point is `cli.run` (quick exit when allowed), and `main`
+    (what tests and embedders call) still raises SystemExit."""
+    import tomllib
+
+    from tests.support import REPO
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["mtlsc"] == "compiler.cli:run"
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0

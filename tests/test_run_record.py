@@ -122,3 +122,25 @@ def test_links_in_the_schemas_are_followed_and_never_fail_the_key(tmp_path: Path
     odd = run_inputs.run_key(_settings(root), texts, None)
     assert len({before, changed, odd}) == 3
     assert run_inputs.run_key(_settings(root), texts, None) == odd
+
+
+def test_prune_keeps_the_newest_records_and_no_empty_key_directory(tmp_path: Path) -> None:
+    """Records older than the newest KEEP go, and so do the key directories they leave empty
+    (and empty ones left by older mtlsc versions): every delta compile walks them."""
+    import os
+
+    kind = tmp_path / "run"
+    keys = [f"{i:02x}" + "0" * 62 for i in range(run_record.KEEP + 4)]
+    for age, key in enumerate(keys):
+        entry = kind / key[:2] / key
+        entry.parent.mkdir(parents=True)
+        entry.write_text("x")
+        os.utime(entry, ns=(age * 10**9, age * 10**9))  # the last key is the newest
+    (kind / "ff").mkdir()  # empty
+    (kind / "fe").mkdir()
+    (kind / "fe" / ".tmp-1").write_text("a writer's temporary file")
+    run_record.prune(kind)
+    assert sorted(p.name for p in kind.glob("*/*") if not p.name.startswith(".")) == \
+        sorted(keys[-run_record.KEEP:])
+    assert sorted(p.name for p in kind.iterdir()) == \
+        sorted([k[:2] for k in keys[-run_record.KEEP:]] + ["fe"])

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .guard import DEBUG_KEY, guarded
+from .guard import DEBUG_KEY, guarded, leave
 
 # command name -> (module in this package, attribute). `--help` lists them in this order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -64,6 +64,15 @@ def main(ctx: click.Context, debug: bool) -> None:
     # the heap grew by a quarter: 28 % of loading and resolving a 2,000-intent fleet. Young
     # collections still run (every 50,000 allocations); full ones rarely.
     gc.set_threshold(50_000, 20, 100)
+
+
+def run() -> None:
+    """The `mtlsc` executable (`[project.scripts]`): `main`, ended by `guard.leave`. Tests and
+    embedders call `main` itself, which always ends the Python way (`SystemExit`)."""
+    try:
+        main()
+    except SystemExit as done:
+        leave(done)
 
 
 def command(name: str) -> click.Command | None:

@@ -9,6 +9,7 @@ of heavy imports: it runs for every command, `--version` included.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -22,6 +23,10 @@ BUG_HINT = ("this is a bug in mtlsc, not in your policies: please report it with
             "ran and the output of the same command with --debug (mtlsc --debug COMMAND ...)")
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
+
+# Set by a command that has finished all it does in this process and left no thread or child
+# process behind (a replayed run, a delta compile): see `leave`.
+_QUICK = [False]
 
 
 def remember_format(ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -70,3 +75,31 @@ def _report(ctx: click.Context, exc: Exception) -> NoReturn:
     except Exception:  # the reporter itself failed: plain text is all that is left
         click.echo(f"error[InternalError] {message[:500]}\n  hint: {BUG_HINT}", err=True)
     ctx.exit(ExitCode.INTERNAL)
+
+
+def allow_quick_exit() -> None:
+    """The command is done and has left nothing running: `leave` may skip tearing the
+    interpreter down (freeing every object of a large heap one by one: 20-30 ms of a 0.5 s
+    delta compile)."""
+    _QUICK[0] = True
+
+
+def leave(done: SystemExit) -> NoReturn:
+    """How the `mtlsc` executable ends (`cli.run`): as Python would, or, when the command
+    allowed it, with exit handlers run and the output flushed, then `os._exit`."""
+    code = done.code
+    if not _QUICK[0] or not isinstance(code, int):
+        raise done
+    import atexit
+
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        code = EXIT_BROKEN_PIPE
+    except (OSError, ValueError):
+        pass
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)

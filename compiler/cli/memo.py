@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import run_inputs, run_record
 from ..diagnostics import Diagnostic, exit_code
 from ..manifest import Written
+from .guard import allow_quick_exit
 from .options import Context, emit, print_diff, report_written
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ def _replay(ctx: Context, command: str, wanted: run_inputs.Settings, show_diff: 
             print_diff("", ctx.fmt)
         report_written((0, 0, 0, len(found.files)), ctx.fmt)
         emit(diagnostics, ctx.fmt, files=found.files, **({"diff": ""} if show_diff else {}))
+    allow_quick_exit()  # `replay` stops the children the delta compile started, if any
     sys.exit(exit_code(diagnostics))
 
 
@@ -147,6 +149,7 @@ def _delta(ctx: Context, inputs: run_inputs.Inputs, wanted: run_inputs.Settings,
     _OUTCOME[1] = "applied"
     report_written(done.counts, ctx.fmt)
     emit(done.diagnostics, ctx.fmt, files=done.files() if ctx.fmt == "json" else [])
+    allow_quick_exit()  # its children are stopped (`attempt`); it started no thread
     sys.exit(exit_code(done.diagnostics))
 
 

@@ -113,7 +113,7 @@ class Prepared:
     changes: dict[str, dict[str, bytes | None]]  # output dir -> relative path -> bytes
     identities: dict[str, Any]  # of the changed policy files, as read
     clock: int | None
-    live: dict[str, Any] = field(default_factory=dict)  # hash manifests, loaded already
+    live: dict[str, Any] = field(default_factory=dict)  # hash manifests and their digests
 
 
 def _begin(inputs: Inputs, settings: Settings, store: EntryStore) -> tuple[Plan, Any]:
@@ -151,7 +151,7 @@ def _prepare(inputs: Inputs, settings: Settings, ctx: Context, p: Plan, raw: Any
     # when the base does not hold).
     dirs = {p.base.clusters[c]["dir"] for placed in p.old.values() for c in placed
             if c in p.base.clusters}
-    live = {d: manifest.load_lazy(ctx.root, d)[0] for d in sorted(dirs)}
+    live = {d: manifest.load_lazy(ctx.root, d) for d in sorted(dirs)}
     from .. import spare_write  # noqa: F401
     from . import record  # noqa: F401
 
@@ -188,7 +188,7 @@ def attempt(ctx: Context, inputs: Inputs, settings: Settings,
         try:
             written = write_changes(ctx.root, done.changes,
                                     live={d: m for d, m in done.live.items()
-                                          if d in done.changes and m})
+                                          if d in done.changes and m[0]})
         except OSError as exc:  # nothing was changed: the full compile reports it
             raise Miss(f"writing failed: {exc}") from None
         if written is None:
