@@ -125,14 +125,23 @@ def _delta(root: Path, unit: str, base: bytes
            ) -> tuple[tuple[dict[str, Entry], list[str]] | None, str | None]:
     """The delta file made on the manifest `base` (None: none, or made on another base) and
     the digest of both (`file_digest`; None when the delta file cannot be read)."""
-    base_sha = hashlib.sha256(base).hexdigest()
+    hashed = hashlib.sha256(base)
+    base_sha = hashed.hexdigest()
     try:
         data = _delta_path(root, unit).read_bytes()
     except FileNotFoundError:
         return None, base_sha
     except OSError:
         return None, None
-    return _parse_delta(unit, base_sha, data), hashlib.sha256(base + b"\0" + data).hexdigest()
+    return _parse_delta(unit, base_sha, data), _digest_with(hashed, data)
+
+
+def _digest_with(hashed_base: Any, delta: bytes) -> str:
+    """`file_digest` of a manifest and its delta file, from the base's running SHA-256 (the
+    base, a megabyte for a large fleet, is hashed once)."""
+    both = hashed_base.copy()
+    both.update(b"\0" + delta)
+    return str(both.hexdigest())
 
 
 class Lazy(Mapping[str, Entry]):
@@ -355,7 +364,8 @@ def save_changes(root: Path, unit: str, changed: Mapping[str, Entry], removed: I
         base = path.read_bytes()
     except OSError:
         return None
-    base_sha = hashlib.sha256(base).hexdigest()
+    hashed = hashlib.sha256(base)
+    base_sha = hashed.hexdigest()
     target = _delta_path(root, unit)
     try:
         old = _parse_delta(unit, base_sha, target.read_bytes())
@@ -387,7 +397,7 @@ def save_changes(root: Path, unit: str, changed: Mapping[str, Entry], removed: I
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return hashlib.sha256(base + b"\0" + data).hexdigest()
+    return _digest_with(hashed, data)
 
 
 def file_digest(root: Path, unit: str) -> str | None:
@@ -403,7 +413,7 @@ def file_digest(root: Path, unit: str) -> str | None:
         return hashlib.sha256(base).hexdigest()
     except OSError:
         return None
-    return hashlib.sha256(base + b"\0" + delta).hexdigest()
+    return _digest_with(hashlib.sha256(base), delta)
 
 
 def forget(root: Path, unit: str) -> None:

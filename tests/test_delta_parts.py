@@ -3,6 +3,7 @@ scan and its fingerprints after a write, and the hash manifest read lazily and o
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -99,3 +100,26 @@ def test_a_lazy_manifest_and_its_overlay_read_as_the_dict(tmp_path_factory: pyte
     expected["new/x"] = Entry((1, 2, 3, 4, 5), "d3", True)
     assert dict(overlay.items()) == expected and len(overlay) == len(expected)
     assert all(rel in expected for rel in overlay.sample(4))
+
+
+def test_a_base_round_trips_and_a_damaged_one_is_refused() -> None:
+    """The base stores each distinct facts value once, as JSON text decoded on use; a base
+    whose pool is not texts, or holds a damaged text, is never used."""
+    from compiler.delta import base as delta_base
+
+    facts = {"files": ["app/gw.yaml"], "problems": False, "grants": "g", "envoy": None,
+             "ns": ["app"], "refs": [["app", "ca"]]}
+    text = json.dumps(facts)
+    raw = {"version": delta_base.VERSION, "record": "r", "texts": {"p.yaml": "00"},
+           "roles": {"p.yaml": "intent app/gw"}, "guardrails": False, "fetchProblems": False,
+           "clusters": {"c0": {"dir": "overlays/c0", "shared": {}, "known": ["app"]}},
+           "pool": [text], "intents": {"app/gw": {"c0": 0, "c1": 0}}}
+    found = delta_base.from_json(raw)
+    assert found is not None
+    assert found.facts("app/gw") == {"c0": facts, "c1": facts}
+    assert delta_base.from_json(json.loads(json.dumps(found.to_json()))) == found
+    assert delta_base.from_json({**raw, "pool": [facts]}) is None
+    damaged = delta_base.from_json({**raw, "pool": [text[:-1]]})
+    assert damaged is not None
+    with pytest.raises(ValueError):
+        damaged.facts("app/gw")
