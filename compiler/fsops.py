@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
 import signal
 import struct
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -37,19 +38,25 @@ class ExchangeUnsupported(Exception):
     """The platform or filesystem cannot swap two entries atomically."""
 
 
+@cache
 def _libc() -> ctypes.CDLL | None:
+    """The C library, as the symbols this process already has (`dlopen(NULL)`: libc's among
+    them on Linux and macOS). Not `ctypes.util.find_library("c")`, which runs `ldconfig -p` in
+    a subprocess: 20 ms of every mtlsc start-up."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
 
 
-_LIBC = _libc()
+def _function(name: str) -> Any:
+    libc = _libc()
+    return getattr(libc, name, None) if libc is not None else None
 
 
 def exchange(a: Path, b: Path) -> None:
     """Atomically swap the entries at `a` and `b` (both must exist)."""
-    func = getattr(_LIBC, "renameat2", None) if _LIBC is not None else None
+    func = _function("renameat2")
     if func is None:
         raise ExchangeUnsupported("renameat2 is not available")
     func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
@@ -129,7 +136,7 @@ def die_with_parent(parent: int) -> None:
     (process id `parent`) dies; exits at once if it is gone already. Elsewhere: nothing.
     The kernel ties the signal to the *thread* that forked the worker, so the pool must be
     started from a thread that lives as long as the compile (the main thread does)."""
-    func = getattr(_LIBC, "prctl", None) if _LIBC is not None else None
+    func = _function("prctl")
     if func is None:
         return
     func(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -147,7 +154,7 @@ def fsync_dir(path: Path) -> None:
 
 def sync_filesystem(path: Path) -> None:
     """Flush the whole filesystem holding `path` (one call instead of thousands of fsyncs)."""
-    func = getattr(_LIBC, "syncfs", None) if _LIBC is not None else None
+    func = _function("syncfs")
     if func is None:
         os.sync()
         return

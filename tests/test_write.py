@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -417,3 +419,20 @@ def test_the_manifest_matches_the_tree_after_a_swap(tmp_path: Path,
     assert list(swap.update) == ["overlays/c/ns-0/f0.yaml"]
     assert not again.changed and again.units[0].misses == 0
     assert temp_files(tmp_path) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="renameat2, syncfs and prctl are Linux's")
+def test_the_c_functions_are_found_without_running_ldconfig() -> None:
+    """fsops finds libc's functions among the process's own symbols: importing it starts no
+    subprocess (`ctypes.util.find_library` ran `ldconfig -p`, 20 ms of every start-up)."""
+    probe = ("import subprocess, sys\n"
+             "def refuse(*a, **k): raise SystemExit('a subprocess was started')\n"
+             "subprocess.Popen = refuse\n"
+             "from compiler import fsops\n"
+             "names = ('renameat2', 'syncfs', 'prctl')\n"
+             "missing = [n for n in names if fsops._function(n) is None]\n"
+             "assert not missing, missing\n"
+             "assert 'ctypes.util' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
