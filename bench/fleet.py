@@ -12,8 +12,12 @@ Reported are medians and their ratios (absolute times are not the point):
 - edit: change one intent, then `mtlsc compile` with the cache of the previous compile;
 - check: `mtlsc check` with nothing changed;
 - start-up: `mtlsc --version` against `python -c "import click"` (best of 5 each);
-- peak RSS of the cold compile: largest single process (getrusage of the children) and the peak
-  sum over the process tree (sampled from /proc every 20 ms, so worker pools count in full).
+- peak RSS of a cold compile: largest single process (getrusage of the children) and the peak
+  sum over the process tree (sampled from /proc every 20 ms, so worker pools count in full),
+  from one more cold compile that is not timed (sampling takes CPU from the command).
+
+Before each timed step the benchmark syncs the filesystem (`settle`), so that a step does not
+pay for writing back what the previous one left dirty.
 
 Run: `.venv/bin/python bench/fleet.py [N] [C] [--repeat R] [--jobs J]`, `--small` for a
 smoke run (not a measurement). Prints a JSON report; exit 1 when a target is missed (not with
@@ -99,16 +103,24 @@ PEAK_PSS = [0]  # KiB: the largest proportional set size of any run's process tr
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
-        ok: tuple[int, ...] = (0,)) -> tuple[float, int]:
-    """Seconds taken and the peak tree RSS (KiB) of one command (its peak PSS goes to
-    PEAK_PSS)."""
+        ok: tuple[int, ...] = (0,), *, sample: bool = False) -> tuple[float, int]:
+    """Seconds taken by one command, and with `sample` the peak RSS (KiB) of its process tree
+    (its peak PSS goes to PEAK_PSS). Timed runs do not sample: reading /proc every 20 ms
+    takes about a tenth of a CPU from the command measured, and more of a short one's."""
     settle()
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     peak = [0]
+    if not sample:
+        _, err = proc.communicate()
+        elapsed = time.perf_counter() - start
+        if proc.returncode not in ok:
+            raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{err.decode()[-3000:]}")
+        return elapsed, 0
 
-    def sample() -> None:
+    def sampler_loop() -> None:
         rounds = 0
         while proc.poll() is None:
             peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
@@ -117,7 +129,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
             rounds += 1
             time.sleep(0.02)
 
-    sampler = threading.Thread(target=sample, daemon=True)
+    sampler = threading.Thread(target=sampler_loop, daemon=True)
     sampler.start()
     _, err = proc.communicate()
     elapsed = time.perf_counter() - start
@@ -235,14 +247,12 @@ def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
     mtlsc = str(BIN / "mtlsc")
     times: dict[str, list[float]] = {k: [] for k in ("cold", "floor", "check-jsonschema",
                                                      "edit", "check")}
-    peak_tree = 0
     for rep in range(repeat):
         discard(root / "overlays", root / ".bench-trash")
         discard(root / ".mtlsc" / "cache", root / ".bench-trash")
-        elapsed, tree = run([mtlsc, "compile", "-q"], root, _env(False, jobs))
+        elapsed, _ = run([mtlsc, "compile", "-q"], root, _env(False, jobs))
         times["cold"].append(elapsed)
-        peak_tree = max(peak_tree, tree)
-        log(f"rep {rep}: cold {elapsed:.2f}s, tree RSS {tree // 1024} MB")
+        log(f"rep {rep}: cold {elapsed:.2f}s")
         # The cache for the edit and check runs: one cached compile over the same tree.
         run([mtlsc, "compile", "-q"], root, _env(True, jobs))
         times["floor"].append(floor(root, read_outputs(root)))
@@ -254,6 +264,11 @@ def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
         times["check"].append(run([mtlsc, "check", "-q"], root, _env(True, jobs))[0])
         log(f"rep {rep}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
     version, click = startup(root)
+    # Memory: one more cold compile, sampled, not timed.
+    discard(root / "overlays", root / ".bench-trash")
+    discard(root / ".mtlsc" / "cache", root / ".bench-trash")
+    elapsed, peak_tree = run([mtlsc, "compile", "-q"], root, _env(False, jobs), sample=True)
+    log(f"sampled cold compile: {elapsed:.2f}s, tree RSS {peak_tree // 1024} MB")
     shutil.rmtree(root / ".bench-trash", ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
@@ -276,7 +291,8 @@ def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
 
 def memory(root: Path, jobs: int | None, log: Callable[[str], None]) -> dict[str, object]:
     """One cold compile: seconds, peak RSS of the process tree and of the largest process."""
-    elapsed, tree = run([str(BIN / "mtlsc"), "compile", "-q"], root, _env(False, jobs))
+    elapsed, tree = run([str(BIN / "mtlsc"), "compile", "-q"], root, _env(False, jobs),
+                        sample=True)
     log(f"cold {elapsed:.2f}s, tree RSS {tree // 1024} MB")
     largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
     return {"seconds": {"cold": round(elapsed, 3)}, "ratios": {},
