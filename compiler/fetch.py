@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -120,10 +119,18 @@ def fetch(clusters: Sequence[ClusterModel],
     cas, servers = _collect(clusters)
     jobs = [("ca", key, uses) for key, uses in sorted(cas.items())]
     jobs += [("server", key, uses) for key, uses in sorted(servers.items())]
-    workers = max((s.concurrency for s in sources.values()), default=1)
-    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
-        outcomes = list(pool.map(lambda job: _read(sources[job[1][0]], job[0], job[1][1]),
-                                 jobs))
+    workers = min(max((s.concurrency for s in sources.values()), default=1), len(jobs))
+
+    def read(job: tuple[str, tuple[str, str], _Uses]) -> object:
+        return _read(sources[job[1][0]], job[0], job[1][1])
+
+    if workers <= 1:  # one source read at a time (a local directory): no thread needed
+        outcomes = [read(job) for job in jobs]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(read, jobs))
     materials = Materials()
     failed: list[tuple[str, SourceError, _Uses]] = []
     for (kind, key, uses), outcome in zip(jobs, outcomes, strict=True):

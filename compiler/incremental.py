@@ -36,12 +36,6 @@ from .emit import to_yaml
 from .layering import Placement, caused_by_overrides, place, targets_of
 from .load import IntentDoc, OverrideDoc, Policies
 from .model import ClusterModel, Gateway, Target
-from .model_codec import (
-    diagnostic_from_json,
-    diagnostic_to_json,
-    gateway_from_json,
-    gateway_to_json,
-)
 from .model_share import Sharing
 from .precedence import Capabilities
 from .resolve import SpecMemo, resolve
@@ -110,6 +104,8 @@ class ResolveRecord:
         raw = self.entries.get(key)
         if raw is None:
             return None
+        from .model_codec import diagnostic_from_json, gateway_from_json
+
         try:
             index, problems = raw
             gateway = self.decoded.get(index)
@@ -136,6 +132,10 @@ class ResolveRecord:
             self._load()
         if not self.changed and set(self.used) == set(self.entries):
             return
+        # here, not at the top: a compile without the record (a delta compile's child)
+        # never needs the codec
+        from .model_codec import diagnostic_to_json, gateway_to_json
+
         pool: list[str] = []
         index_of: dict[int, int] = {}  # old pool index -> new
         text_of: dict[str, int] = {}  # JSON text of a new gateway -> new index
