@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 KIND = "run"
 FILES_KIND = "run-files"  # the recorded files of each record, apart (see `_Units`)
-VERSION = 3
+VERSION = 4  # 4: the diagnostics as one JSON text (`diagnostics_text`)
 KEEP = 6  # newest records kept in .mtlsc/cache/run
 @dataclass(slots=True)
 class Lookup:
@@ -73,6 +74,14 @@ def diagnostic_to_json(d: Diagnostic) -> dict[str, Any]:
             "clusters": list(d.clusters),
             "related": [[r.location.file, r.location.line, r.location.col, r.message]
                         for r in d.related]}
+
+
+def diagnostics_text(diagnostics: Sequence[Diagnostic]) -> str:
+    """How a record holds its diagnostics: one JSON text, which a delta compile whose
+    diagnostics are its base's stores again as it is (`delta.record`), and which costs a
+    replay no more to decode than the list itself."""
+    return json.dumps([diagnostic_to_json(d) for d in diagnostics], ensure_ascii=False,
+                      separators=(",", ":"))
 
 
 def diagnostic_from_json(data: Mapping[str, Any]) -> Diagnostic:
@@ -118,7 +127,10 @@ def lookup(inputs: Inputs, settings: Settings, now: datetime, *,
             return Lookup(why="past the clock horizon")
         dirs = [str(d) for d in raw["dirs"]]
         loose = {str(r): (str(v[0]), int(v[1])) for r, v in raw["loose"].items()}
-        diagnostics = [diagnostic_from_json(d) for d in raw["diagnostics"]]
+        text = raw["diagnostics"]
+        if not isinstance(text, str):
+            raise TypeError("diagnostics")
+        diagnostics = [diagnostic_from_json(d) for d in json.loads(text)]
         materials = raw["materials"]
         prune = (settings.overlays,) if raw["allClusters"] else ()
         trees = {str(d): (str(f[0]), int(f[1])) for d, f in raw["trees"].items()}
@@ -268,7 +280,7 @@ def save(inputs: Inputs, settings: Settings, result: Result,
     store.put(FILES_KIND, inputs.key, {"units": units})  # first: a record needs its files
     store.put(KIND, inputs.key, {
         "version": VERSION, "validUntil": until.astimezone(UTC).isoformat() if until else None,
-        "exit": 0, "diagnostics": [diagnostic_to_json(d) for d in diagnostics],
+        "exit": 0, "diagnostics": diagnostics_text(diagnostics),
         "dirs": sorted(units), "loose": loose, "trees": trees,
         "allClusters": result.all_clusters,
         "materials": materials})

@@ -102,6 +102,21 @@ def test_successive_edits_and_a_revert_stay_delta_compiles(fleet: Path,
     assert (again.code, again.outcome) == (0, "hit")
 
 
+@pytest.mark.parametrize("kind", ["mode", "hostname"])
+def test_a_check_after_a_delta_compile_replays_its_diagnostics(fleet: Path, tmp_path: Path,
+                                                               kind: str) -> None:
+    """The record a delta compile leaves holds its own diagnostics: new ones when the edit
+    changed them (a mode edit adds or removes a warning), the base's text when it did not;
+    a no-change `check` replays them as a compile from scratch prints them."""
+    root = copy_of(fleet, tmp_path)
+    apply_edit(root, kind, 5, 0)
+    assert compile_and_compare(root, tmp_path) == "applied"
+    check = mtlsc(root, "check", env=ENV)
+    assert check.outcome == "hit"
+    scratch, _ = from_scratch(root, tmp_path / "scratch")
+    assert shown(check) == shown(scratch)
+
+
 def test_edits_of_two_intents_at_once(fleet: Path, tmp_path: Path) -> None:
     root = copy_of(fleet, tmp_path)
     apply_edit(root, "hostname", 2, 1)

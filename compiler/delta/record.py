@@ -46,9 +46,10 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
                diagnostics: list[Diagnostic],
                changes: Mapping[str, Mapping[str, bytes | None]], written: ChangesWritten,
                identities: Mapping[str, StatKey], clock: int | None,
-               scan: live_scan.Scan) -> None:
+               scan: live_scan.Scan, same_diagnostics: bool = False) -> None:
+    """`same_diagnostics`: `diagnostics` are exactly the base record's."""
     from .. import policy_memo
-    from ..run_record import FILES_KIND, KIND, diagnostic_to_json, prune
+    from ..run_record import FILES_KIND, KIND, diagnostics_text, prune
 
     store = EntryStore(ctx.root / CACHE_DIR)
     key = inputs.key
@@ -90,7 +91,9 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
         policy_memo.save(cache, ctx.root, settings.policies, ids, hashes, clock)
     # Last: the run record (what a no-change `check` replays) names the new tree's
     # fingerprints, which the scanning child has computed meanwhile.
-    diagnostics_json = [diagnostic_to_json(d) for d in diagnostics]
+    # A hostname or mode edit usually leaves every diagnostic as it was: the base's text then
+    # serves as it is (encoding 1,800 warnings again was a tenth of the write and record).
+    text = record["diagnostics"] if same_diagnostics else diagnostics_text(diagnostics)
     trees = dict(record["trees"])
     for unit, found in scan.refingerprinted().items():
         count = int(trees[unit][1]) - len(gone[unit]) + sum(
@@ -99,7 +102,7 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
             trees.pop(unit, None)
         else:
             trees[unit] = [found, count]
-    store.put(KIND, key, {**record, "diagnostics": diagnostics_json,
+    store.put(KIND, key, {**record, "diagnostics": text,
                           "trees": trees, "materialsSalt": record.get("materialsSalt")
                           or plan.base.record, "filesBase": full, "filesPatch": patch})
     for kind in (KIND, FILES_KIND):

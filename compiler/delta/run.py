@@ -114,6 +114,7 @@ class Prepared:
     identities: dict[str, Any]  # of the changed policy files, as read
     clock: int | None
     live: dict[str, Any] = field(default_factory=dict)  # hash manifests and their digests
+    same_diagnostics: bool = False  # `diagnostics` are exactly the base's
 
 
 def _begin(inputs: Inputs, settings: Settings, store: EntryStore) -> tuple[Plan, Any]:
@@ -164,8 +165,9 @@ def _prepare(inputs: Inputs, settings: Settings, ctx: Context, p: Plan, raw: Any
     if any(scanned.get(unit) != raw["trees"][unit][0] for unit in units):
         raise Miss("an output directory is not exactly as recorded")
     done = worker.result()
-    return Prepared(p, found.record, done.facts, _diagnostics(found, done.diagnostics, p),
-                    done.changes, done.identities, done.clock, live)
+    diagnostics = _diagnostics(found, done.diagnostics, p)
+    return Prepared(p, found.record, done.facts, diagnostics, done.changes, done.identities,
+                    done.clock, live, diagnostics == found.diagnostics)
 
 
 def attempt(ctx: Context, inputs: Inputs, settings: Settings,
@@ -197,7 +199,7 @@ def attempt(ctx: Context, inputs: Inputs, settings: Settings,
 
         save_delta(ctx, settings, inputs, done.plan, done.record, done.facts,
                    done.diagnostics, done.changes, written, done.identities, done.clock,
-                   started.scan)
+                   started.scan, done.same_diagnostics)
     finally:
         started.close()
     reader = EntryStore(ctx.root / CACHE_DIR, writable=False)
