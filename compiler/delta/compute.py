@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cache_store import CACHE_DIR
 from ..diagnostics import Diagnostic
+from . import forked
 
 if TYPE_CHECKING:
     from ..cli.options import Context
@@ -117,32 +118,14 @@ class Forked(Worker):
     once, then waits for its arguments (`submit`); `result` waits for what it sends."""
 
     def __init__(self) -> None:
-        ask_r, ask_w = os.pipe()
-        tell_r, tell_w = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            for fd in (ask_r, ask_w, tell_r, tell_w):
-                os.close(fd)
-            raise
-        if pid == 0:  # the child: import, wait, compute, send; no exit handler runs
-            status = 1
-            try:
-                os.close(ask_w)
-                os.close(tell_r)
-                _child(ask_r, tell_w)
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(ask_r)
-        os.close(tell_w)
+        child = forked.fork(_child)  # the child: import, wait, compute, send
         with contextlib.suppress(AttributeError, OSError):  # so that `submit` never waits
             import fcntl
 
-            fcntl.fcntl(ask_w, fcntl.F_SETPIPE_SZ, 1 << 20)
-        self.pid: int | None = pid
-        self.ask: int | None = ask_w
-        self.tell = tell_r
+            fcntl.fcntl(child.ask, fcntl.F_SETPIPE_SZ, 1 << 20)
+        self.pid: int | None = child.pid
+        self.ask: int | None = child.ask
+        self.tell = child.tell
         self.args: tuple[Any, ...] = ()
 
     def submit(self, ctx: Context, job: Job) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..manifest import StatKey
 from ..run_disk import digest_sorted, identity_line, scan_lines
+from . import forked
 
 
 class Scan:
@@ -111,28 +112,12 @@ class Forked(Scan):
 
     def __init__(self, root: Path, units: Sequence[str]) -> None:
         super().__init__(root, units)
-        ask_r, ask_w = os.pipe()
-        tell_r, tell_w = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            for fd in (ask_r, ask_w, tell_r, tell_w):
-                os.close(fd)
-            raise
-        if pid == 0:  # the child: scan, answer, and leave without running any exit handler
-            status = 1
-            try:
-                os.close(ask_w)
-                os.close(tell_r)
-                self._serve(os.fdopen(ask_r, "rb"), os.fdopen(tell_w, "wb"))
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(ask_r)
-        os.close(tell_w)
-        self.pid = pid
-        self.ask = os.fdopen(ask_w, "wb")
-        self.tell = os.fdopen(tell_r, "rb")
+        # the child: scan, answer, and leave without running any exit handler
+        child = forked.fork(lambda ask, tell: self._serve(os.fdopen(ask, "rb"),
+                                                          os.fdopen(tell, "wb")))
+        self.pid = child.pid
+        self.ask = os.fdopen(child.ask, "wb")
+        self.tell = os.fdopen(child.tell, "rb")
         self.broken = False
         self.scanned = set(units)
         self.asked: tuple[dict[str, list[str]], dict[str, list[str]]] = ({}, {})
