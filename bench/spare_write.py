@@ -85,7 +85,7 @@ def by_spare(root: Path, units: list[str], changes: dict[str, dict[str, bytes | 
     """One delta write (`given`: with the manifests loaded beforehand, timed apart)."""
     live = None
     if given:
-        spent, loaded = timed(lambda: {u: manifest.load(root, u) for u in units})
+        spent, loaded = timed(lambda: {u: manifest.load_lazy(root, u) for u in units})
         times["manifest load"].append(spent)
         live = loaded if isinstance(loaded, dict) else None
     spent, done = timed(lambda: spare_write.write_changes(root, changes, live=live))
