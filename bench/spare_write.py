@@ -5,7 +5,7 @@ A file map like a fleet's (C clusters x N files of about 3 KB in 40 namespaces; 
 each round changes 3 files per cluster (two changed, one created, the previous round's created
 file deleted) and writes the change into both, interleaved, the order alternating:
 
-- spare: `spare_write.write_changes` (the repository was first written with `keep_spare=True`,
+- spare: `spare.write.write_changes` (the repository was first written with `keep_spare=True`,
   which gave every cluster a spare; each write leaves the swapped-out tree as the next spare);
   also timed with the hash manifests handed in already loaded (`live=`, what a caller that
   has them saves), and the manifests' load alone;
@@ -35,8 +35,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from compiler import manifest, spare_write, write  # noqa: E402
+from compiler import manifest, write  # noqa: E402
 from compiler.emit import HEADER  # noqa: E402
+from compiler.spare import write as spare_write  # noqa: E402
 
 TARGET = 0.1
 BODY = "".join(f"  line{i}: value {i} of a generated object\n" for i in range(70))

@@ -8,7 +8,7 @@ journal and undoes an interrupted write: an output directory that the two-rename
 missing gets its old tree back, then every recorded leftover is removed. Stray staging names
 next to output directories (for example after `.mtlsc/` was deleted) are swept as well.
 
-A delta write (`spare_write`) journals the output directories whose spare trees it updates
+A delta write (`spare.write`) journals the output directories whose spare trees it updates
 (`spares`); their spares are never trusted without checking, so recovery only removes spares
 left half-built or half-removed.
 
@@ -165,7 +165,7 @@ def recover(root: Path, extra_parents: Iterable[str] = ()) -> list[str]:
             for name in (loose + TEMP_SUFFIX, loose + BACKUP_SUFFIX):
                 if _remove(root / name):
                     removed.append(name)
-        # Spare trees (spare.py) are never trusted, so a half-updated one needs nothing; a
+        # Spare trees (spare/) are never trusted, so a half-updated one needs nothing; a
         # spare being built or thrown away when the write stopped is removed.
         removed += _spare_leftovers(root)
     for rel in leftovers(root, extra_parents):

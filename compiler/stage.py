@@ -21,9 +21,10 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import fsops, journal, manifest, spare_keep, tree_ops
+from . import fsops, journal, manifest, tree_ops
 from .journal import BACKUP_SUFFIX, TEMP_SUFFIX, Journal, UnitPaths
 from .manifest import Entry
+from .spare import keep as spare_keep
 from .write import PartialWriteError, UnitPlan, WritePlan
 
 DURABLE_LIMIT = 128  # above this many new entries: one syncfs(2) instead of one fsync each
@@ -41,7 +42,7 @@ class Staged:
 def commit(p: WritePlan, *, keep_spare: bool = False) -> list[str]:
     """Write the plan; returns leftovers that could not be removed (the next run retries).
     `keep_spare`: keep each swapped-out tree as its output directory's spare, and give large
-    output directories without one a spare (`spare.py`)."""
+    output directories without one a spare (`spare/trees.py`)."""
     units = [u for u in p.units if u.changed]
     if not units and not p.loose and not p.loose_delete:
         if keep_spare:  # a read-only checkout: no lock, no spare, no manifest

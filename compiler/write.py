@@ -187,27 +187,28 @@ def plan_unit(root: Path, directory: str, wanted: Mapping[str, bytes],
         if rel in files:
             continue
         blocked = rel in dirs or any(parent in files and parent not in unit.delete
-                                     for parent in _parents(rel))
+                                     for parent in parents_of(rel))
         if blocked:
             unit.conflicts.append(rel)
         else:
             unit.create[rel] = wanted[rel]
-    needed = _all_parents([*unit.keep, *unit.create, *unit.update])
-    parents_of_entries = _all_parents([*files, *dirs])
+    needed = all_parents([*unit.keep, *unit.create, *unit.update])
+    parents_of_entries = all_parents([*files, *dirs])
     was_empty = set(dirs) - parents_of_entries
     unit.dirs = {d: stat.S_IMODE(dirs[d].st_mode) if d in dirs else -1
                  for d in sorted(needed | was_empty)}
     return unit
 
 
-def _all_parents(rels: Iterable[str]) -> set[str]:
+def all_parents(rels: Iterable[str]) -> set[str]:
     """Every proper parent directory of the paths (each distinct directory expanded once)."""
     direct = {rel.rpartition("/")[0] for rel in rels}
     direct.discard("")
-    return {p for d in direct for p in (*_parents(d), d)}
+    return {p for d in direct for p in (*parents_of(d), d)}
 
 
-def _parents(rel: str) -> list[str]:
+def parents_of(rel: str) -> list[str]:
+    """The proper parent directories of one path, outermost first."""
     parts = rel.split("/")[:-1]
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
@@ -310,7 +311,7 @@ def stale_units(root: Path, unit_dirs: Sequence[str], prune: Iterable[str],
 
 
 def apply(p: WritePlan, *, keep_spare: bool = False) -> list[str]:
-    """Carry out the plan (see `stage.commit`; `keep_spare`: keep spare trees, `spare.py`);
+    """Carry out the plan (see `stage.commit`; `keep_spare`: keep spare trees, `spare/`);
     returns leftovers it could not remove."""
     from .stage import commit  # the writing half; `check` never imports it
 

@@ -1,4 +1,4 @@
-"""compiler/spare_write.py and spare.py: an edit written through spare trees gives exactly the
+"""compiler/spare/ (write, plan, trees): an edit written through spare trees gives exactly the
 tree a full write gives, keeps every output directory old or new through faults and kills,
 and leaves hash manifests that vouch for every file.
 
@@ -21,20 +21,14 @@ from typing import Any
 
 import pytest
 
-from compiler import (
-    fsops,
-    journal,
-    manifest,
-    run_disk,
-    spare,
-    spare_plan,
-    spare_view,
-    spare_write,
-    write,
-)
+from compiler import fsops, journal, manifest, run_disk, write
 from compiler.emit import HEADER
 from compiler.journal import Journal
 from compiler.manifest import Entry
+from compiler.spare import plan as spare_plan
+from compiler.spare import trees as spare
+from compiler.spare import view as spare_view
+from compiler.spare import write as spare_write
 from tests.support import REPO
 
 UNITS = ("overlays/a", "overlays/b")
@@ -475,7 +469,7 @@ import json, sys
 from pathlib import Path
 from tests.faults import install
 install(json.loads(sys.argv[1]))
-from compiler import spare_write
+from compiler.spare import write as spare_write
 raw = json.loads(Path(sys.argv[3]).read_text())
 changes = {u: {r: None if v is None else bytes.fromhex(v) for r, v in c.items()}
            for u, c in raw.items()}

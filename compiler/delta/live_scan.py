@@ -11,7 +11,7 @@ compiles the edit. The scan keeps every identity it saw:
 - `identities(unit, names)`: the identities of some of its files as scanned;
 - `refingerprint(touched, gone)`: after the write, each directory's fingerprint with the
   files written or linked looked at again and the removed ones left out. Every other file
-  of the new tree is the inode that was scanned (`spare_write` keeps a spare file only when
+  of the new tree is the inode that was scanned (`spare.write` keeps a spare file only when
   it is the live file's inode), so its identity is unchanged.
 
 A directory the child was not asked to scan, and everything when the child fails, is

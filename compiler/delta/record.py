@@ -25,7 +25,7 @@ from .facts import Collector
 if TYPE_CHECKING:
     from ..cli.options import Context
     from ..pipeline import Result
-    from ..spare_write import ChangesWritten
+    from ..spare.write import ChangesWritten
     from .run import Plan
 
 

@@ -18,7 +18,7 @@ written and the caller runs the full compile, which is always correct. It applie
   by the base; the run has no error.
 
 Diagnostics are the base's, minus those located in the edited intents' files, plus the ones
-the sub-compile finds there. Writing goes through `spare_write.write_changes` (each output
+the sub-compile finds there. Writing goes through `spare.write.write_changes` (each output
 directory still entirely old or entirely new). `MTLSC_CROSSCHECK=1` compares every delta
 compile with a full compile in memory before anything is written.
 """
@@ -153,7 +153,7 @@ def _prepare(inputs: Inputs, settings: Settings, ctx: Context, p: Plan, raw: Any
     dirs = {p.base.clusters[c]["dir"] for placed in p.old.values() for c in placed
             if c in p.base.clusters}
     live = {d: manifest.load_lazy(ctx.root, d) for d in sorted(dirs)}
-    from .. import spare_write  # noqa: F401
+    from ..spare import write  # noqa: F401
     from . import record  # noqa: F401
 
     units = sorted(raw["trees"])
@@ -185,7 +185,7 @@ def attempt(ctx: Context, inputs: Inputs, settings: Settings,
             from .verify_full import compare_with_full
 
             compare_with_full(ctx, done.diagnostics, done.changes)
-        from ..spare_write import write_changes
+        from ..spare.write import write_changes
 
         try:
             written = write_changes(ctx.root, done.changes,

@@ -1,9 +1,9 @@
 """What is in a spare tree and in the live directories, read as cheaply as it can be trusted
-(for `spare_plan`).
+(for `plan`).
 
-`spare_view` gives the spare's directories (with modes) and, for the files it had to look at,
+`view` gives the spare's directories (with modes) and, for the files it had to look at,
 (inode number, regular file); `covers` says which files those are. With a valid record
-(`spare_state`) only the spare's directories are `lstat`ed: a directory whose identity is
+(`state`) only the spare's directories are `lstat`ed: a directory whose identity is
 unchanged holds what the record says (every live file not in `differ`, as the very inode the
 live manifest names); directories that changed are listed. Without one, the whole spare is
 listed (directory reads only, `DirEntry.inode()`: no `lstat` per file).
@@ -16,8 +16,9 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import spare, spare_state
-from .spare_state import SpareState
+from . import state as spare_state
+from . import trees as spare
+from .state import SpareState
 
 
 @dataclass(slots=True)

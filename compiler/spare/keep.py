@@ -1,4 +1,4 @@
-"""The full writer's side of spare trees (`keep_spare=True` of `stage.commit`; `spare.py`):
+"""The full writer's side of spare trees (`keep_spare=True` of `stage.commit`; `trees`):
 keep each swapped-out tree as its output directory's spare, link spares for large output
 directories that have none, and save their hash manifests so that a delta write can use them.
 """
@@ -9,9 +9,11 @@ import contextlib
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
-from . import manifest, spare, spare_state
-from .manifest import Entry
-from .write import WritePlan
+from .. import manifest
+from ..manifest import Entry
+from ..write import WritePlan
+from . import state as spare_state
+from . import trees as spare
 
 
 def keep_old_trees(root: Path, swapped: Iterable[tuple[str, str, str]], keep: bool

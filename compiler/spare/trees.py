@@ -1,6 +1,6 @@
 """Spare trees: a second complete copy of each large output directory, kept in mtlsc's local
 state (`.mtlsc/write/spare/`), so that an edit can be written in time proportional to the edit
-(`spare_write.write_changes`, docs/output.md "Crash safety").
+(`write.write_changes`, docs/output.md "Crash safety").
 
 A spare is nothing but a directory tree on the same filesystem as its output directory. It is
 never trusted for its content: before it is used, every file in it must be *the same inode*
@@ -31,9 +31,9 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from . import fsops, tree_ops
-from .journal import STATE_DIR, TEMP_SUFFIX, state_dir
-from .manifest import Entry
+from .. import fsops, tree_ops
+from ..journal import STATE_DIR, TEMP_SUFFIX, state_dir
+from ..manifest import Entry
 
 SPARE_DIR = f"{STATE_DIR}/spare"
 SPARE_MIN = 1024  # output directories with fewer files get no spare (MTLSC_SPARE_MIN)

@@ -1,7 +1,7 @@
 """A delta write: a few changed files per output directory, written in time proportional to
 the change, with the full writer's guarantee (docs/output.md, "Crash safety").
 
-Each output directory in the change set must have a spare tree (`spare.py`). Under the write
+Each output directory in the change set must have a spare tree (`trees`). Under the write
 lock and with a journal entry naming the spares, for every output directory:
 
 1. plan (`spare_plan.plan`): what the new tree is (the live tree as the hash manifest
@@ -31,11 +31,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fsops, journal, manifest, spare, spare_plan, spare_state
-from .journal import TEMP_SUFFIX, Journal
-from .manifest import Entry
-from .spare_plan import SparePlan
-from .write import PartialWriteError
+from .. import fsops, journal, manifest
+from ..journal import TEMP_SUFFIX, Journal
+from ..manifest import Entry
+from ..write import PartialWriteError
+from . import plan as spare_plan
+from . import state as spare_state
+from . import trees as spare
+from .plan import SparePlan
 
 Changes = Mapping[str, Mapping[str, bytes | None]]
 

@@ -1,5 +1,5 @@
 """What an output directory's spare tree lacks to become its new tree (read-only; used by
-`spare_write`).
+`write`).
 
 The new tree is the live tree as its hash manifest describes it (the caller has checked that
 the manifest vouches for every file, with nothing else in the directory) with the changes
@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import manifest, spare, spare_state, spare_view
-from .journal import TEMP_SUFFIX
-from .manifest import Entry
+from .. import manifest
+from ..journal import TEMP_SUFFIX
+from ..manifest import Entry
+from ..write import all_parents, parents_of
+from . import state as spare_state
+from . import trees as spare
+from . import view as spare_view
 
 REPAIR_SHARE = 0.10  # at most this share of a directory's files is repaired, else: write in full
 REPAIR_MIN = 64  # ... or this many, whichever is larger
@@ -89,8 +93,8 @@ def plan(root: Path, unit: str, change: Mapping[str, bytes | None],
     if record is not None and (digest is None or record.manifest != digest):
         record = None  # made against another live manifest
     modes = spare_view.live_dirs(os.fspath(live), record.live_dirs if record is not None
-                                 else ancestors(known))
-    if modes is None or any(rel in modes or any(p.has(a) for a in _ancestors(rel))
+                                 else all_parents(known))
+    if modes is None or any(rel in modes or any(p.has(a) for a in parents_of(rel))
                             for rel in p.write):
         return None
     p.live_dirs = modes
@@ -155,13 +159,13 @@ def _wanted_dirs(p: SparePlan, live: str, modes: dict[str, int], quick: bool
     default = 0o777 & ~umask
     if not quick:  # from every path, as the full writer does
         files = [rel for rel in p.known if rel not in p.gone] + list(p.write)
-        empty = modes.keys() - ancestors(p.known) - {""}
-        return {d: modes.get(d, default) for d in ancestors(files) | empty | ancestors(empty)}
+        empty = modes.keys() - all_parents(p.known) - {""}
+        return {d: modes.get(d, default) for d in all_parents(files) | empty | all_parents(empty)}
     wanted = {d: mode for d, mode in modes.items() if d}
-    for d in ancestors(p.write):
+    for d in all_parents(p.write):
         wanted.setdefault(d, default)
     gone: set[str] = set()
-    for d in sorted(ancestors(p.gone), key=lambda d: -d.count("/")):
+    for d in sorted(all_parents(p.gone), key=lambda d: -d.count("/")):
         if any(w.startswith(d + "/") for w in p.write):
             continue
         with os.scandir(f"{live}/{d}") as it:
@@ -214,15 +218,3 @@ def _samples_agree(home: str, p: SparePlan, looked: set[str]) -> bool:
     kept = [rel for rel in p.entries.sample(SAMPLES * 2) if rel not in looked][:SAMPLES]
     return all(manifest.stat_key(os.lstat(f"{home}/{rel}")) == p.known[rel].key
                for rel in kept)
-
-
-def ancestors(rels: Iterable[str]) -> set[str]:
-    """Every proper parent directory of the paths."""
-    direct = {rel.rpartition("/")[0] for rel in rels}
-    direct.discard("")
-    return {a for d in direct for a in (*_ancestors(d), d)}
-
-
-def _ancestors(rel: str) -> list[str]:
-    parts = rel.split("/")[:-1]
-    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]

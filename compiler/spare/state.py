@@ -1,5 +1,5 @@
 """What is known about a spare tree without reading it: the record that lets a delta write
-skip listing the spare's files (`spare_plan`).
+skip listing the spare's files (`plan`).
 
 Kept beside the spare (`.mtlsc/write/spare/<name>.json`), written when the spare was last
 made or brought up to date, and relative to one live hash manifest (its SHA-256, `manifest`):
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import spare
-from .journal import TEMP_SUFFIX
+from ..journal import TEMP_SUFFIX
+from . import trees as spare
 
 DirIdentity = tuple[int, int, int, int]  # inode, mtime ns, ctime ns, mode
 
