@@ -159,15 +159,8 @@ class Lazy(Mapping[str, Entry]):
         self.names, self.digests, self.flat = names, digests, flat
         self.foreign = set(doc["foreign"])
         self.index = dict(zip(names, range(len(names)), strict=True))
-        self.extra: dict[str, Entry] = {}  # from the delta file
-        self.dropped: set[str] = set()
 
     def __getitem__(self, rel: str) -> Entry:
-        found = self.extra.get(rel)
-        if found is not None:
-            return found
-        if rel in self.dropped:
-            raise KeyError(rel)
         i = self.index[rel]
         key = self.flat[5 * i:5 * i + 5]
         if not all(type(n) is int for n in key):
@@ -176,27 +169,21 @@ class Lazy(Mapping[str, Entry]):
                      rel not in self.foreign)
 
     def __contains__(self, rel: object) -> bool:
-        return rel in self.extra or (rel in self.index and rel not in self.dropped)
+        return rel in self.index
 
     def __iter__(self) -> Iterator[str]:
-        yield from (rel for rel in self.names if rel not in self.dropped
-                    and rel not in self.extra)
-        yield from self.extra
+        return iter(self.names)
 
     def __len__(self) -> int:
-        return len(self.names) - len(self.dropped & self.index.keys()) + \
-            len(self.extra.keys() - self.index.keys())
+        return len(self.names)
 
     def owned(self) -> int:
-        base = len(self.names) - len(self.foreign)
-        for rel in self.dropped | self.extra.keys():
-            if rel in self.index and rel not in self.foreign:
-                base -= 1
-        return base + sum(1 for e in self.extra.values() if e.owned)
+        return len(self.names) - len(self.foreign)
 
 
 def load_lazy(root: Path, unit: str) -> tuple[Mapping[str, Entry], str | None]:
-    """`load_with_digest`, with the entries of a version-2 manifest made on demand (`Lazy`)."""
+    """`load_with_digest`, with the entries of a version-2 manifest made on demand (`Lazy`;
+    its delta file, if any, overlaid: `Overlay`)."""
     try:
         base = _path(root, unit).read_bytes()
         doc: Any = json.loads(base)
@@ -206,15 +193,17 @@ def load_lazy(root: Path, unit: str) -> tuple[Mapping[str, Entry], str | None]:
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return {}, None
     delta, digest = _delta(root, unit, base)
-    if delta is not None:
-        entries.extra.update(delta[0])
-        entries.dropped.update(rel for rel in delta[1] if rel not in delta[0])
-    return entries, digest
+    if delta is None:
+        return entries, digest
+    overlaid = Overlay(entries)
+    overlaid.changed.update(delta[0])
+    overlaid.gone.update(rel for rel in delta[1] if rel not in delta[0])
+    return overlaid, digest
 
 
 class Overlay(MutableMapping[str, Entry]):
-    """A manifest as changed by a write: `base` (not copied: it may be `Lazy`) with the
-    entries set in `changed` and those in `gone` dropped."""
+    """A manifest as changed by a write (or by its delta file): `base` (not copied: it may be
+    `Lazy`) with the entries set in `changed` and those in `gone` dropped."""
 
     def __init__(self, base: Mapping[str, Entry]) -> None:
         self.base = base
@@ -251,17 +240,39 @@ class Overlay(MutableMapping[str, Entry]):
         return len(self.base) - sum(1 for rel in self.gone if rel in self.base) + \
             sum(1 for rel in self.changed if rel not in self.base)
 
+    def owned(self) -> int:
+        replaced = sum(1 for rel in self.gone | self.changed.keys() if _owns(self.base, rel))
+        return owned_count(self.base) - replaced + \
+            sum(1 for e in self.changed.values() if e.owned)
+
     def sample(self, count: int) -> list[str]:
         """Up to `count` names of unchanged entries, spread over the manifest."""
-        names = self.base.names if isinstance(self.base, Lazy) else list(self.base)
+        names = _names(self.base)
         step = max(1, len(names) // max(count, 1))
         return [rel for rel in names[::step] if rel in self.base and rel not in self.gone
                 and rel not in self.changed][:count]
 
 
+def _names(entries: Mapping[str, Entry]) -> list[str]:
+    """The names of a manifest's own entries, without listing a lazy one anew."""
+    if isinstance(entries, Lazy):
+        return entries.names
+    if isinstance(entries, Overlay):
+        return _names(entries.base)
+    return list(entries)
+
+
+def _owns(entries: Mapping[str, Entry], rel: str) -> bool:
+    """Whether `rel` is an entry mtlsc owns (a lazy manifest answers without making it)."""
+    if isinstance(entries, Lazy):
+        return rel in entries.index and rel not in entries.foreign
+    found = entries.get(rel)
+    return found is not None and found.owned
+
+
 def owned_count(entries: Mapping[str, Entry]) -> int:
     """How many of the entries mtlsc owns."""
-    if isinstance(entries, Lazy):
+    if isinstance(entries, (Lazy, Overlay)):
         return entries.owned()
     return sum(map(itemgetter(2), entries.values()))
 
