@@ -117,9 +117,6 @@ def _entries(base: str) -> Iterator[tuple[str, os.stat_result]]:
     leaving out an interrupted write's leftovers (looked at apart). Each directory is opened
     once and its entries are looked up relative to it: a path walk per file was a tenth of
     the scan of a 36,000-file tree."""
-    if not _RELATIVE_STAT:
-        yield from _entries_by_path(base)
-        return
     todo = [""]
     skip = (STAGE_PREFIX, OLD_PREFIX)
     is_dir = stat.S_ISDIR
@@ -144,27 +141,7 @@ def _entries(base: str) -> Iterator[tuple[str, os.stat_result]]:
             os.close(fd)
 
 
-_RELATIVE_STAT = os.lstat in os.supports_dir_fd and os.scandir in os.supports_fd
-_DIR_FLAGS = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
-              | getattr(os, "O_CLOEXEC", 0))
-
-
-def _entries_by_path(base: str) -> Iterator[tuple[str, os.stat_result]]:
-    """`_entries` where `lstat` cannot be relative to a directory."""
-    todo = [""]
-    skip = (STAGE_PREFIX, OLD_PREFIX)
-    while todo:
-        rel_dir = todo.pop()
-        prefix = rel_dir + "/" if rel_dir else ""
-        with os.scandir(os.path.join(base, rel_dir) if rel_dir else base) as it:
-            for entry in it:
-                if entry.name.startswith(skip):
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    todo.append(prefix + entry.name)
-                else:
-                    yield prefix + entry.name, st
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def unit_same(root: Path, unit: str, expected: Expected) -> bool:

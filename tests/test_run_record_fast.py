@@ -241,22 +241,21 @@ def test_a_child_that_fails_or_lies_about_its_share_is_not_believed(
     assert run_disk.scan_all(tmp_path, units) == alone  # its share is scanned again
 
 
-def test_the_scan_relative_to_each_directory_sees_what_the_path_walk_sees(
+def test_the_scan_relative_to_each_directory_sees_every_entry_as_lstat_does(
         tmp_path: Path) -> None:
     """`run_disk` looks each entry up relative to its opened directory (one path walk per
-    directory); the path-walking scan, kept for platforms without that, must see the same
-    entries and identities: nested directories, links (not followed), leftovers skipped."""
+    directory): it must see every entry with its `lstat` identity: nested directories, links
+    (an entry of their own, never followed), odd names; an interrupted write's leftovers are
+    left out."""
     base = tmp_path / "overlays" / "c0"
     for rel in ("kustomization.yaml", "a/gw.yaml", "a/b/c/deep.yaml", "odd name\n.yaml"):
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         (base / rel).write_text(rel)
-    (base / "link").symlink_to(tmp_path)  # an entry of its own, never followed
+    (base / "link").symlink_to(tmp_path)
     (base / "a" / "dirlink").symlink_to(base / "a" / "b")
-    (base / ".mtlsc-stage-x").mkdir()  # an interrupted write's leftover: looked at apart
+    (base / ".mtlsc-stage-x").mkdir()
     (base / ".mtlsc-stage-x" / "f.yaml").write_text("x")
-    relative = sorted((rel, tuple(st)) for rel, st in run_disk._entries(str(base)))
-    by_path = sorted((rel, tuple(st)) for rel, st in run_disk._entries_by_path(str(base)))
-    assert relative == by_path
-    assert [rel for rel, _ in relative] == sorted(
-        ["a/b/c/deep.yaml", "a/dirlink", "a/gw.yaml", "kustomization.yaml", "link",
-         "odd name\n.yaml"])
+    found = dict(run_disk._entries(str(base)))
+    assert sorted(found) == sorted(["a/b/c/deep.yaml", "a/dirlink", "a/gw.yaml",
+                                    "kustomization.yaml", "link", "odd name\n.yaml"])
+    assert all(tuple(st) == tuple(os.lstat(base / rel)) for rel, st in found.items())
