@@ -236,13 +236,12 @@ def read_outputs(root: Path) -> dict[str, bytes]:
             for p in base.rglob("*") if p.is_file()}
 
 
-def edit(root: Path, label: str) -> tuple[Path, str]:
+def edit(root: Path, label: str) -> None:
     """Change one intent (its listener hostname): one gateway on every cluster changes."""
     path = intent_path(root, 7)
-    old = path.read_text(encoding="utf-8")
-    text = re.sub(r"hostname: gw-7[-a-z0-9]*\.", f"hostname: gw-7-{label}.", old)
+    text = re.sub(r"hostname: gw-7[-a-z0-9]*\.", f"hostname: gw-7-{label}.",
+                  path.read_text(encoding="utf-8"))
     path.write_text(text, encoding="utf-8")
-    return path, old
 
 
 # Short commands are timed several times per repetition: a 0.5 s command feels a machine's
