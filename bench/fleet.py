@@ -102,6 +102,14 @@ def _tree_rss_kb(root_pid: int) -> int:
 
 
 PEAK_PSS = [0]  # KiB: the largest proportional set size of any run's process tree
+LAST_CPU = [0.0]  # CPU seconds (user + system) of the last run's process tree
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every waited-for descendant so far (a command's own children count once
+    the command has waited for them, which mtlsc always does)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
@@ -110,6 +118,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
     (its peak PSS goes to PEAK_PSS). Timed runs do not sample: reading /proc every 20 ms
     takes about a tenth of a CPU from the command measured, and more of a short one's."""
     settle()
+    cpu = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -117,6 +126,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
     if not sample:
         _, err = proc.communicate()
         elapsed = time.perf_counter() - start
+        LAST_CPU[0] = _children_cpu() - cpu
         if proc.returncode not in ok:
             raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n"
                              f"{err.decode()[-3000:]}")
@@ -136,6 +146,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
     _, err = proc.communicate()
     elapsed = time.perf_counter() - start
     sampler.join()
+    LAST_CPU[0] = _children_cpu() - cpu
     if proc.returncode not in ok:
         raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
     return elapsed, peak[0]
@@ -224,6 +235,31 @@ def check_jsonschema(root: Path, groups: dict[Path, list[str]]) -> float:
     return total
 
 
+def _spin() -> None:
+    total = 0
+    for i in range(4_000_000):
+        total += i * i
+
+
+def two_cpu_speedup() -> float:
+    """How much faster this machine runs two CPU-bound processes at once than one after the
+    other (2.0: two whole CPUs; a shared or throttled VM gives less). The edit and check are
+    split across processes, so this bounds what their parallelism can win here."""
+    code = "import bench.fleet as f; f._spin()"
+    here = str(Path(__file__).resolve().parent.parent)
+
+    def spins(n: int) -> float:
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", code], cwd=here) for _ in range(n)]
+        for proc in procs:
+            proc.wait()
+        return time.perf_counter() - start
+
+    one = min(spins(1) for _ in range(3))
+    two = min(spins(2) for _ in range(3))
+    return round(2 * one / two, 2)
+
+
 def startup(root: Path) -> tuple[float, float]:
     mtlsc = [min(run([str(BIN / "mtlsc"), "--version"], root)[0] for _ in range(5))]
     click = [min(run([sys.executable, "-c", "import click"], root)[0] for _ in range(5))]
@@ -255,11 +291,13 @@ def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
     mtlsc = str(BIN / "mtlsc")
     times: dict[str, list[float]] = {k: [] for k in ("cold", "floor", "check-jsonschema",
                                                      "edit", "check")}
+    cpu: dict[str, list[float]] = {k: [] for k in ("cold", "edit", "check")}
     for rep in range(repeat):
         discard(root / "overlays", root / ".bench-trash")
         discard(root / ".mtlsc" / "cache", root / ".bench-trash")
         elapsed, _ = run([mtlsc, "compile", "-q"], root, _env(False, jobs))
         times["cold"].append(elapsed)
+        cpu["cold"].append(LAST_CPU[0])
         log(f"rep {rep}: cold {elapsed:.2f}s")
         # The cache for the edit and check runs: one cached compile over the same tree.
         run([mtlsc, "compile", "-q"], root, _env(True, jobs))
@@ -269,14 +307,17 @@ def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
         for k in range(SHORT):
             edit(root, f"e{rep}{k}")
             times["edit"].append(run([mtlsc, "compile", "-q"], root, _env(True, jobs))[0])
+            cpu["edit"].append(LAST_CPU[0])
         intent_path(root, 7).write_text(original, encoding="utf-8")
         run([mtlsc, "compile", "-q"], root, _env(True, jobs))
         for _ in range(SHORT):
             times["check"].append(run([mtlsc, "check", "-q"], root, _env(True, jobs))[0])
+            cpu["check"].append(LAST_CPU[0])
         log(f"rep {rep}: " + ", ".join(
             f"{k} {' '.join(f'{x:.2f}' for x in v[-SHORT if k in ('edit', 'check') else -1:])}s"
             for k, v in times.items()))
     version, click = startup(root)
+    speedup = two_cpu_speedup()
     # Memory: one more cold compile, sampled, not timed.
     discard(root / "overlays", root / ".bench-trash")
     discard(root / ".mtlsc" / "cache", root / ".bench-trash")
@@ -284,6 +325,7 @@ def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
     log(f"sampled cold compile: {elapsed:.2f}s, tree RSS {peak_tree // 1024} MB")
     shutil.rmtree(root / ".bench-trash", ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
     return {
         "seconds": {k: round(v, 3) for k, v in med.items()},
@@ -295,6 +337,12 @@ def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
             "check/cold": round(med["check"] / med["cold"], 4),
             "version/import-click": round(version / click, 3),
         },
+        # not targets: what the commands cost in CPU (all processes), and what a second CPU
+        # is worth on this machine (the edit's wall time depends on both)
+        "cpu_seconds": {k: round(v, 3) for k, v in med_cpu.items()},
+        "cpu_ratios": {"edit/cold": round(med_cpu["edit"] / med_cpu["cold"], 4),
+                       "check/cold": round(med_cpu["check"] / med_cpu["cold"], 4)},
+        "two_cpu_speedup": speedup,
         "peak_rss_mb": round(peak_tree / 1024, 1),
         "peak_pss_mb": round(PEAK_PSS[0] / 1024, 1),
         "largest_process_rss_mb": largest,

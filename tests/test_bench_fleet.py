@@ -21,4 +21,9 @@ def test_fleet_bench_small_runs() -> None:
     assert set(report["ratios"]) == {"cold/floor", "cold/check-jsonschema", "edit/cold",
                                      "check/cold", "version/import-click"}
     assert all(value > 0 for value in report["ratios"].values())
+    # CPU of each command's process tree: a cold compile does far more work than an edit
+    cpu = report["cpu_seconds"]
+    assert set(cpu) == {"cold", "edit", "check"} and all(v > 0 for v in cpu.values())
+    assert cpu["edit"] < cpu["cold"] and report["cpu_ratios"]["edit/cold"] < 1
+    assert 0.5 < report["two_cpu_speedup"] <= 2.5
     assert report["peak_rss_mb"] > 0 and report["missed"] == []
