@@ -74,6 +74,8 @@ def write_unrelated_client(directory: Path) -> tuple[Path, Path]:
 
 @dataclass(frozen=True, slots=True)
 class Row:
+    """One line of the demo table: what a gateway port did with one kind of client."""
+
     port: int
     client: str
     result: ProbeResult

@@ -56,6 +56,8 @@ class Related:
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
+    """One problem found: its code, severity and message, where it is, and a hint to fix it."""
+
     code: str
     severity: Severity
     message: str

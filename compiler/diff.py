@@ -50,6 +50,8 @@ def redact_pem(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FileChange:
+    """One overlay file a change adds, removes or modifies: its cluster, gateways and diff."""
+
     path: str
     status: str  # added | removed | modified
     cluster: str | None
@@ -66,6 +68,9 @@ OFFLINE_CODES = ("NotCheckedOffline", "OfflineChecks")  # compiler/secrets/offli
 
 @dataclass(slots=True)
 class DiffReport:
+    """What `mtlsc diff` found between the base ref and the working tree: changed files, risk
+    notes, posture and trust-anchor changes, and the working tree compile's diagnostics."""
+
     base_ref: str
     base_commit: str
     changes: list[FileChange] = field(default_factory=list)

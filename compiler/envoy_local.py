@@ -162,6 +162,8 @@ def free_port() -> int:
 
 @dataclass
 class RunningEnvoy:
+    """An Envoy process `run_envoy` started, and the file its output goes to."""
+
     process: subprocess.Popen[bytes]
     log: Path
 

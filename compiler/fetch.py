@@ -23,6 +23,9 @@ SourceKey = tuple[str, str]  # (source name, logical certificate name)
 
 @dataclass(slots=True)
 class Materials:
+    """The certificates a run fetched, by (source, logical name): CA bundles as PEM, and server
+    certificates (private keys in memory only)."""
+
     ca_bundles: dict[SourceKey, bytes] = field(default_factory=dict)
     server_certs: dict[SourceKey, ServerCertificate] = field(default_factory=dict)
 

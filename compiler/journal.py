@@ -57,6 +57,8 @@ class UnitPaths:
 
 @dataclass(frozen=True, slots=True)
 class Journal:
+    """What the journal records: every path an interrupted write may have left behind."""
+
     units: tuple[UnitPaths, ...]
     loose: tuple[str, ...]  # loose files written by temp + rename (mtlsc.lock)
     spares: tuple[str, ...] = ()  # output directories whose spare tree is being updated

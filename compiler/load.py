@@ -28,6 +28,9 @@ __all__ = ["Policies", "PolicyFiles", "load_texts", "read_policy_files"]
 
 @dataclass(frozen=True, slots=True)
 class IntentDoc:
+    """A GatewayIntent as loaded: name, namespace, its located tree, and its `clusters` and
+    `environments` sections by name."""
+
     name: str
     namespace: str
     root: Node
@@ -41,6 +44,9 @@ class IntentDoc:
 
 @dataclass(frozen=True, slots=True)
 class OverrideDoc:
+    """A GatewayOverride as loaded: the intent it patches (`gateway_key`), the environment or
+    cluster it is for, and its located tree."""
+
     name: str
     gateway_key: str
     environment: str | None
@@ -55,6 +61,9 @@ class OverrideDoc:
 
 @dataclass(frozen=True, slots=True)
 class LocalSourceConfig:
+    """A CertificateSource of the `local` kind: a PEM directory, and per logical name the files
+    of a certificate (certificate, private key) or of a CA bundle."""
+
     name: str
     directory: str
     create_dev_pki: bool
@@ -68,6 +77,9 @@ SourceConfig = LocalSourceConfig | VaultSourceConfig
 
 @dataclass(slots=True)
 class Policies:
+    """Everything the policy files hold, by kind: what stage 1 hands to the rest of the
+    pipeline."""
+
     intents: list[IntentDoc] = field(default_factory=list)
     overrides: list[OverrideDoc] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)

@@ -21,6 +21,9 @@ KINDS = ("caBundles", "certificates")
 
 @dataclass(frozen=True, slots=True)
 class Pin:
+    """What `mtlsc.lock` records for one Vault reference: the version compiled against and the
+    public facts of its certificates."""
+
     engine: str  # kv2 | kv1 | pki
     mount: str
     path: str  # KV path, or the PKI issuer reference as configured

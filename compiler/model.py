@@ -35,6 +35,8 @@ class ValidationSource(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Origin:
+    """Where a value was written and by which layer: what `mtlsc explain` prints."""
+
     location: Location
     layer: str  # "base", "environment <env> (<override>)" or "cluster <name> (<override>)"
 
@@ -53,6 +55,9 @@ class CertRef:
 
 @dataclass(frozen=True, slots=True)
 class ClientRestrictions:
+    """Which valid client certificates a port accepts (clientRestrictions): SANs or certificate
+    hashes, and where they are enforced when the implementation cannot."""
+
     san_dns: tuple[str, ...] = ()
     san_uri: tuple[str, ...] = ()
     certificate_hashes: tuple[str, ...] = ()
@@ -80,6 +85,8 @@ class Validation:
 
 @dataclass(frozen=True, slots=True)
 class PerPort:
+    """One perPort entry of spec.tls.frontend: one port's validation, or None to turn it off."""
+
     port: int
     validation: Validation | None  # None: explicitly no client validation on this port
     origin: Origin
@@ -87,6 +94,9 @@ class PerPort:
 
 @dataclass(frozen=True, slots=True)
 class FrontendTLS:
+    """A gateway's spec.tls.frontend as written: the default validation and the perPort entries
+    (what each port gets is `Gateway.ports`)."""
+
     default: Validation | None
     default_origin: Origin | None
     per_port: tuple[PerPort, ...]
@@ -94,6 +104,8 @@ class FrontendTLS:
 
 @dataclass(frozen=True, slots=True)
 class Listener:
+    """One listener of the emitted Gateway or of an attached ListenerSet."""
+
     name: str
     port: int
     protocol: Protocol
@@ -131,6 +143,8 @@ class PortValidation:
 
 @dataclass(frozen=True, slots=True)
 class Backend:
+    """A Service port a route sends traffic to, with its weight when given."""
+
     service: str
     namespace: str
     port: int
@@ -140,6 +154,9 @@ class Backend:
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """An HTTPRoute of a gateway: hostnames, the listeners it attaches to, a path prefix and
+    its backends."""
+
     name: str
     namespace: str
     hostnames: tuple[str, ...]
@@ -152,6 +169,8 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class Gateway:
+    """One resolved gateway: listeners, frontend TLS as written and per port (GEP-91), routes."""
+
     name: str
     namespace: str
     class_name: str
@@ -207,6 +226,8 @@ class EnvoySettings:
 
 @dataclass(frozen=True, slots=True)
 class ImplementationRef:
+    """Which implementation serves a gateway class, with its version when known."""
+
     name: str  # a profile name (compiler/profiles) or "other"
     version: str | None
     location: Location
@@ -214,6 +235,9 @@ class ImplementationRef:
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """A ClusterTarget: what one cluster runs, where its certificates come from and where its
+    overlay goes."""
+
     name: str
     environment: str | None
     gateway_api_version: str
@@ -255,10 +279,14 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class ClusterModel:
+    """One cluster's target and its resolved gateways."""
+
     target: Target
     gateways: tuple[Gateway, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Model:
+    """The resolved model of a run: every compiled cluster."""
+
     clusters: tuple[ClusterModel, ...]

@@ -88,6 +88,8 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Document:
+    """One YAML document of a policy file, as a located tree."""
+
     file: str
     index: int  # position of the document within a multi-document file
     root: Node

@@ -70,6 +70,8 @@ PARALLEL_MIN = 200  # gateways to render from which worker processes start
 
 @dataclass(frozen=True, slots=True)
 class Options:
+    """How `compile_policies` runs: strictness, clock, clusters, cache, parallelism, memory."""
+
     strict: bool = False
     # for certificate expiry checks and guardrail waivers; overlays never depend on it
     now: datetime | None = None
@@ -93,6 +95,9 @@ class Options:
 
 @dataclass(slots=True)
 class Result:
+    """What one compile produced: the overlay file map and its diagnostics, plus what the
+    writer, the lock and the commands reading the model (`explain`, `posture`, `diff`) need."""
+
     files: dict[str, bytes] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     policies: Policies | None = None

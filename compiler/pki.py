@@ -202,6 +202,9 @@ def issue_certificate(
 
 @dataclass(frozen=True)
 class _Leaf:
+    """A leaf certificate of the dev PKI: its role (the file-name prefix), common name, and
+    whether it serves as a TLS client or server certificate."""
+
     role: str
     common_name: str
     client: bool

@@ -31,6 +31,8 @@ STRENGTH = {NONE: 0, FALLBACK_NO_CA: 1, FALLBACK: 2, VALID_ONLY: 3}
 
 @dataclass(frozen=True, slots=True)
 class Anchor:
+    """A trust anchor: one CA certificate of a CA bundle a port validates clients against."""
+
     bundle: str  # namespace/name of the CA bundle ConfigMap
     subject: str
     fingerprint: str  # SHA-256 of the DER certificate, lowercase hex
@@ -39,6 +41,9 @@ class Anchor:
 
 @dataclass(frozen=True, slots=True)
 class Restriction:
+    """A client restriction of a port (SANs or certificate hashes): whether and by what it is
+    enforced."""
+
     kind: str  # "subjectAltName" | "certificateHash"
     values: tuple[str, ...]
     enforced: str  # "yes" | "elsewhere" | "no"
@@ -47,6 +52,9 @@ class Restriction:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
+    """A status condition the posture predicts the implementation reports on the gateway or a
+    listener."""
+
     scope: str  # "Gateway" or "Listener <name>"
     type: str
     status: str
@@ -55,6 +63,9 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class PortPosture:
+    """What one port enforces on clients: the mode the intent asks for and the one served, its
+    trust anchors, restrictions, predicted conditions and notes."""
+
     port: int
     listeners: tuple[str, ...]
     source: str  # default | perPort | none
@@ -68,6 +79,8 @@ class PortPosture:
 
 @dataclass(frozen=True, slots=True)
 class GatewayPosture:
+    """One gateway's posture on one cluster: the implementation serving it and each port's."""
+
     namespace: str
     name: str
     class_name: str
@@ -82,6 +95,8 @@ class GatewayPosture:
 
 @dataclass(frozen=True, slots=True)
 class ClusterPosture:
+    """The posture of every gateway compiled for one cluster."""
+
     name: str
     gateways: tuple[GatewayPosture, ...]
 
@@ -240,6 +255,8 @@ def compute_posture(clusters: Sequence[ClusterModel],
 
 @dataclass(frozen=True, slots=True)
 class Change:
+    """A difference between two postures at one port: weaker, stronger or otherwise changed."""
+
     cluster: str
     gateway: str
     port: int

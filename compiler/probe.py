@@ -15,6 +15,8 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
+    """What one HTTPS request came to: accepted or not, with the response or the error."""
+
     accepted: bool
     status: int | None
     headers: dict[str, str]

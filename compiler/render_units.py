@@ -56,6 +56,9 @@ class Piece:
 
 @dataclass(frozen=True, slots=True)
 class Unit:
+    """One gateway rendered for one cluster: its emitted objects, its Envoy config and the
+    self-check's problems."""
+
     pieces: tuple[Piece, ...]
     envoy: tuple[str, Content] | None  # (file relative to outputDir, content)
     problems: tuple[Diagnostic, ...]  # the Gateway/Envoy self-check

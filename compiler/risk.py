@@ -32,6 +32,9 @@ class Severity(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True, order=True)
 class Note:
+    """A security-relevant change note about a gateway (and port) of one cluster; notes sort
+    by severity first."""
+
     severity: Severity
     cluster: str
     gateway: str

@@ -36,6 +36,8 @@ Place = tuple[str, str, int]  # (cluster, gateway namespace/name, port)
 
 @dataclass(frozen=True, slots=True)
 class AnchorChange:
+    """A trust anchor a change adds or removes, with every (cluster, gateway, port) it affects."""
+
     change: str  # added | removed
     anchor: Anchor
     places: tuple[Place, ...]  # sorted

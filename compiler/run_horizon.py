@@ -29,6 +29,8 @@ DAY = timedelta(days=1)
 
 @dataclass(frozen=True, slots=True)
 class Validity:
+    """The validity window of one certificate: all the horizon reads of it."""
+
     not_before: datetime  # aware, UTC
     not_after: datetime
 

@@ -50,6 +50,9 @@ VERSION = 4  # 4: the diagnostics as one JSON text (`diagnostics_text`)
 KEEP = 6  # newest records kept in .mtlsc/cache/run
 @dataclass(slots=True)
 class Lookup:
+    """What looking up the run record found: on a hit, the diagnostics and files to replay; on
+    a miss, why."""
+
     diagnostics: list[Diagnostic] | None = None  # set on a hit
     files: list[str] = field(default_factory=list)  # every compiled path, sorted
     why: str = ""  # on a miss: why (tests and --debug readers)

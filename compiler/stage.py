@@ -32,6 +32,9 @@ DURABLE_LIMIT = 128  # above this many new entries: one syncfs(2) instead of one
 
 @dataclass(slots=True)
 class Staged:
+    """One output directory staged beside the live one: what was written there and how it was
+    swapped in."""
+
     unit: UnitPlan
     paths: UnitPaths
     entries: dict[str, Entry] = field(default_factory=dict)

@@ -22,6 +22,8 @@ from compiler.diagnostics import Diagnostic, Location, Severity
 
 @dataclass(frozen=True)
 class CertProblem:
+    """A problem with a certificate, before it is placed at the intent line that references it."""
+
     code: str
     message: str
     hint: str
@@ -44,6 +46,8 @@ _PARSE_ERRORS = (
 
 @dataclass(frozen=True)
 class _Block:
+    """One PEM block of an input file, not yet parsed; `complete`: its END line is there."""
+
     index: int  # 1-based position among all PEM blocks, for messages
     label: bytes
     raw: bytes

@@ -75,6 +75,9 @@ class UnitPlan:
 
 @dataclass(frozen=True, slots=True)
 class WritePlan:
+    """What a write will change, file by file and output directory by output directory
+    (`plan` makes it without writing; `apply` carries it out)."""
+
     root: Path
     create: dict[str, bytes] = field(default_factory=dict)
     update: dict[str, bytes] = field(default_factory=dict)

@@ -49,6 +49,9 @@ _WARNED: list[datetime] = []  # the fixed clock is announced once per process
 
 @dataclass(frozen=True, slots=True)
 class Context:
+    """One command's run as the CLI sets it up: the repository, policies and overlays, the
+    common options and the run's one clock reading."""
+
     root: Path
     policies: Path
     overlays: str

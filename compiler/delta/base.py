@@ -43,6 +43,9 @@ def head_key(root: Path, policies: Path, overlays: str) -> str:
 
 @dataclass(slots=True)
 class Base:
+    """A delta base as stored: what one recorded compile saw, or what a delta compile changed
+    over the full base it derives from (`full`)."""
+
     record: str  # the run record's key
     texts: dict[str, str]  # policy file -> hex SHA-256 of its text
     roles: dict[str, str]

@@ -57,6 +57,9 @@ def job_of(p: Plan, inputs: Inputs) -> Job:
 
 @dataclass(slots=True)
 class Computed:
+    """What compiling the edit gave (sent back by the compile child): the edited intents' new
+    facts, their diagnostics and the changed output files."""
+
     facts: dict[str, dict[str, Any]]  # the edited intents' new facts, checked
     diagnostics: list[Diagnostic]  # of the edited intents, sorted and merged
     changes: dict[str, dict[str, bytes | None]]  # output dir -> relative path -> bytes

@@ -20,6 +20,8 @@ from . import compute, live_scan
 
 @dataclass(slots=True)
 class Early:
+    """The children started as the command starts: the output-tree scan and the compile worker."""
+
     scan: live_scan.Scan
     worker: compute.Worker
 

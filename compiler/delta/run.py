@@ -47,6 +47,9 @@ MAX_INTENTS = 16
 
 @dataclass(slots=True)
 class Done:
+    """A delta compile written: its diagnostics, the write's counts and, on demand, every
+    compiled file."""
+
     diagnostics: list[Diagnostic]
     counts: tuple[int, int, int, int]  # new, changed, removed, unchanged
     files: Callable[[], list[str]] = field(default=lambda: [])  # every compiled file
@@ -54,6 +57,9 @@ class Done:
 
 @dataclass(slots=True)
 class Plan:
+    """The edit measured against the base: the changed policy files, the intents they edit
+    (`keys`), the files to read for them (`own`, `context`) and their facts in the base."""
+
     base: delta_base.Base
     changed: list[str]
     keys: set[str]

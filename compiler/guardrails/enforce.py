@@ -25,6 +25,8 @@ WAIVE_HINT = ("fix the value at this line, or waive the rule for this gateway in
 
 @dataclass(frozen=True, slots=True)
 class Waiver:
+    """An intent's waiver of one guardrail rule: its reason, owner, expiry and location."""
+
     gateway: str  # namespace/name of the intent
     rule: str
     reason: str

@@ -19,6 +19,8 @@ from .view import CERTIFICATE_FIELDS, SCOPES, samples
 
 @dataclass(frozen=True, slots=True)
 class Selector:
+    """Where a rule applies: every field given must match; an empty field matches everything."""
+
     clusters: tuple[str, ...] = ()
     environments: tuple[str, ...] = ()
     cluster_labels: tuple[tuple[str, str], ...] = ()
@@ -30,6 +32,8 @@ class Selector:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One rule of a Guardrail document, parsed, with its CEL expression compiled once."""
+
     guardrail: str  # the Guardrail's metadata.name
     name: str
     scope: str  # "port" | "gateway" | "cluster"

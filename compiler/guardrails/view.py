@@ -34,12 +34,16 @@ CERTIFICATE_FIELDS = frozenset({"anchors", "certificates"})
 
 @dataclass(frozen=True, slots=True)
 class PortView:
+    """One port in the typed view: its model and CEL value (`port` in rules)."""
+
     model: PortValidation
     value: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class GatewayView:
+    """One gateway in the typed view: its model, CEL value (`gateway` in rules) and ports."""
+
     model: Gateway
     value: dict[str, Any]
     ports: tuple[PortView, ...]
@@ -47,6 +51,8 @@ class GatewayView:
 
 @dataclass(frozen=True, slots=True)
 class ClusterView:
+    """One cluster in the typed view: its target, CEL value (`cluster` in rules) and gateways."""
+
     target: Target
     value: dict[str, Any]
     gateways: tuple[GatewayView, ...]

@@ -30,6 +30,9 @@ Impl = Callable[..., Any]
 
 @dataclass(frozen=True, slots=True)
 class Function:
+    """A CEL function: its implementation and the arities it accepts as a global call and as
+    a method."""
+
     impl: Impl
     global_arities: frozenset[int] = frozenset()
     method_arities: frozenset[int] = frozenset()  # not counting the receiver

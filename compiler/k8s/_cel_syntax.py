@@ -43,34 +43,46 @@ RESERVED = frozenset({
 
 @dataclass(frozen=True, slots=True)
 class Lit:
+    """A literal: int, uint, double, string, bytes, bool or null."""
+
     value: Any
 
 
 @dataclass(frozen=True, slots=True)
 class Ident:
+    """A name on its own, such as the variable `self`."""
+
     name: str
 
 
 @dataclass(frozen=True, slots=True)
 class Select:
+    """Field selection: `operand.field`."""
+
     operand: Node
     field: str
 
 
 @dataclass(frozen=True, slots=True)
 class Has:
+    """The `has(operand.field)` macro: whether the field is present."""
+
     operand: Node
     field: str
 
 
 @dataclass(frozen=True, slots=True)
 class Index:
+    """Indexing: `operand[index]`, a list position or a map key."""
+
     operand: Node
     index: Node
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
+    """A function call `name(args)`, or with a `target` the method call `target.name(args)`."""
+
     name: str
     target: Node | None
     args: tuple[Node, ...]
@@ -78,22 +90,30 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class ListLit:
+    """A list literal: `[item, ...]`."""
+
     items: tuple[Node, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class MapLit:
+    """A map literal: `{key: value, ...}`."""
+
     entries: tuple[tuple[Node, Node], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Unary:
+    """A unary operator and its operand: `!x` or `-x`."""
+
     op: str  # "!" or "-"
     operand: Node
 
 
 @dataclass(frozen=True, slots=True)
 class Binary:
+    """A binary operator and its operands, `&&`, `||` and the relations (`in`) included."""
+
     op: str
     left: Node
     right: Node
@@ -101,6 +121,8 @@ class Binary:
 
 @dataclass(frozen=True, slots=True)
 class Cond:
+    """The conditional `cond ? then : other`."""
+
     cond: Node
     then: Node
     other: Node
@@ -108,6 +130,9 @@ class Cond:
 
 @dataclass(frozen=True, slots=True)
 class Comprehension:
+    """A macro over a list or map, expanded at parse time: `range_.macro(var, pred)`, or for
+    `map` `range_.map(var, [pred,] transform)`."""
+
     macro: str  # all | exists | exists_one | filter | map
     range_: Node
     var: str
@@ -124,6 +149,8 @@ Node = (Lit | Ident | Select | Has | Index | Call | ListLit | MapLit | Unary | B
 
 @dataclass(frozen=True, slots=True)
 class Token:
+    """One token of a rule's text; `value` is what a literal stands for, `pos` its offset."""
+
     kind: str  # int uint double string bytes bool null ident op eof
     text: str
     value: Any

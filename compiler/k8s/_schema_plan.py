@@ -71,6 +71,9 @@ class Rule:
 
 @dataclass
 class PlanNode:
+    """The part of one schema node JSON Schema cannot check (its properties' defaults, CEL rules,
+    list type), with the plans of the children that carry any."""
+
     defaults: dict[str, Any] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     list_type: str | None = None

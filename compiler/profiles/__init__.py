@@ -25,6 +25,8 @@ NAMES = ("agentgateway", "envoy-gateway", "istio", "kgateway", "nginx-gateway-fa
 
 @dataclass(frozen=True, slots=True)
 class Source:
+    """Where a profile fact was read: a file of a public repository at a commit."""
+
     repo: str
     path: str
     commit: str
@@ -37,6 +39,9 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Fact:
+    """One thing a profile states about its implementation, with its source and whether it was
+    confirmed there."""
+
     name: str
     value: Any
     confirmed: bool
@@ -46,6 +51,9 @@ class Fact:
 
 @dataclass(frozen=True, slots=True)
 class _Ranged:
+    """A fact that holds for the implementation versions from `since` up to `before` (None: no
+    bound)."""
+
     since: tuple[int, ...] | None
     before: tuple[int, ...] | None
     fact: Fact
@@ -53,6 +61,8 @@ class _Ranged:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
+    """One implementation's profile: its facts, some of them per version range."""
+
     name: str
     title: str
     applies_to: str

@@ -31,6 +31,8 @@ ObjPath = tuple[str | int, ...]
 
 @dataclass(slots=True)
 class Rendered:
+    """One emitted object as plain data, with its source map (object path -> intent location)."""
+
     obj: dict[str, Any]
     sources: dict[ObjPath, Location] = field(default_factory=dict)
 

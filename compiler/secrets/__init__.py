@@ -39,6 +39,9 @@ class SecretBytes:
 
 @dataclass(frozen=True, slots=True)
 class ServerCertificate:
+    """A listener's server certificate as fetched: its public chain, and its private key only
+    to check that the two match."""
+
     chain_pem: bytes  # public
     private_key: SecretBytes | None  # read only to check that it matches; never written out
 

@@ -35,6 +35,8 @@ class VaultRef:
 
 @dataclass(frozen=True, slots=True)
 class VaultAuth:
+    """How a Vault source logs in (`auth`): the method, and where its role, secret or token is."""
+
     method: str
     mount: str | None = None
     role: str | None = None
@@ -49,6 +51,8 @@ class VaultAuth:
 
 @dataclass(frozen=True, slots=True)
 class ExternalSecrets:
+    """The secret store the emitted ExternalSecrets read from, and how often they refresh."""
+
     store_name: str
     store_kind: str = "ClusterSecretStore"
     refresh_interval: str = "1h"
@@ -56,6 +60,9 @@ class ExternalSecrets:
 
 @dataclass(frozen=True, slots=True)
 class VaultSourceConfig:
+    """A CertificateSource of the `vault` kind: the server, how to log in, how many reads at once
+    and the run's deadline, and where each logical certificate and CA bundle lives."""
+
     name: str
     address: str | None
     namespace: str | None

@@ -34,6 +34,9 @@ SAMPLES = 4  # kept files per directory whose `lstat` must equal the manifest's 
 
 @dataclass(slots=True)
 class SparePlan:
+    """What one output directory's spare tree lacks to become the new tree, and the counts a
+    full write of the same change reports."""
+
     unit: str
     known: Mapping[str, Entry]  # the live tree's hash manifest
     write: dict[str, bytes] = field(default_factory=dict)  # new and changed files

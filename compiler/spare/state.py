@@ -40,6 +40,8 @@ DirIdentity = tuple[int, int, int, int]  # inode, mtime ns, ctime ns, mode
 
 @dataclass(frozen=True, slots=True)
 class SpareState:
+    """What is recorded of one spare tree, so a delta write need not list it (see the module)."""
+
     manifest: str  # SHA-256 of the live manifest file this record is relative to
     dirs: dict[str, DirIdentity | None]  # None: changed too recently to be vouched for
     differ: frozenset[str]

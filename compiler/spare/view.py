@@ -23,6 +23,8 @@ from .state import SpareState
 
 @dataclass(slots=True)
 class SpareView:
+    """What was read of a spare tree: its directories, and the files it had to look at."""
+
     files: dict[str, tuple[int, bool]] = field(default_factory=dict)  # looked-at files
     dirs: dict[str, int] = field(default_factory=dict)  # every directory -> mode
     listed: set[str] = field(default_factory=set)  # directories whose files are all in `files`

@@ -57,6 +57,8 @@ class UnitWritten:
 
 @dataclass(frozen=True, slots=True)
 class ChangesWritten:
+    """What `write_changes` did, per output directory."""
+
     units: dict[str, UnitWritten]
 
     @property
