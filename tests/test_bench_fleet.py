@@ -26,4 +26,5 @@ def test_fleet_bench_small_runs() -> None:
     assert set(cpu) == {"cold", "edit", "check"} and all(v > 0 for v in cpu.values())
     assert cpu["edit"] < cpu["cold"] and report["cpu_ratios"]["edit/cold"] < 1
     assert 0.5 < report["two_cpu_speedup"] <= 2.5
+    assert report["sampled_cold_seconds"] > 0
     assert report["peak_rss_mb"] > 0 and report["missed"] == []
