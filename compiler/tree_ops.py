@@ -13,7 +13,6 @@ import errno
 import os
 import stat
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import fsops
@@ -120,6 +119,10 @@ def remove_trees(paths: Sequence[str], threads: int = REMOVE_THREADS) -> None:
                 else:
                     os.unlink(entry.name, dir_fd=fd)
         if len(jobs) > 1 and threads > 1:
+            # here, not at the top: concurrent.futures brings logging with it, and a delta
+            # compile imports this module without removing anything
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 for done in [pool.submit(_remove_dir, fd, name) for fd, name in jobs]:
                     done.result()
