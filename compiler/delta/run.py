@@ -9,7 +9,10 @@ written and the caller runs the full compile, which is always correct. It applie
   (read again), output tree (fingerprints), clock before its horizon, no interrupted write;
 - every changed file holds exactly the documents of one intent (the intent, or overrides of
   it) before and after, at most `MAX_INTENTS` intents, no file added or removed;
-- the base had no guardrails and no fetch problems;
+- the base had no fetch problems;
+- no guardrail rule reads other gateways than the one it judges (`cluster.gateways`), the
+  edited intents have no guardrail waivers, and every verdict the base has on an edited
+  gateway is located in its own files (the sub-compile judges the edited gateways again);
 - for each edited intent and cluster, the facts the cross-gateway steps read (`facts`) are
   the same before and after: the files it emits, its ReferenceGrant contributions, the
   namespaces it makes known, the certificates it references, its Envoy config's name; an
@@ -94,8 +97,8 @@ def plan(inputs: Inputs, settings: Settings, store: EntryStore) -> Plan:
         keys.add(key)
     if not keys or len(keys) > MAX_INTENTS:
         raise Miss("no intent or too many intents changed")
-    if base.guardrails or base.fetch_problems:
-        raise Miss("the base has guardrails or fetch problems")
+    if base.fetch_problems:
+        raise Miss("the base has fetch problems")
     if any(key not in base.intents for key in keys):
         raise Miss("an edited intent has no gateway in the base")
     try:
@@ -228,6 +231,8 @@ def _diagnostics(found: Lookup, mine: list[Diagnostic], p: Plan) -> list[Diagnos
             continue
         if any(r.location.file in p.own for r in d.related):
             raise Miss("a diagnostic elsewhere names an edited file")
+        if d.code == "GuardrailViolation" and _verdict_gateway(d) in p.keys:
+            raise Miss("a guardrail verdict on an edited gateway stands outside its files")
         kept.append(d)
         index[(d.sort_key(), d.severity, d.hint)] = d
     for d in mine:
@@ -238,6 +243,12 @@ def _diagnostics(found: Lookup, mine: list[Diagnostic], p: Plan) -> list[Diagnos
                 not set(d.related) <= set(seen.related):
             raise Miss(f"the edit reports {d.code} outside its own files")
     return sorted_diagnostics([*kept, *(d for d in mine if own(d))])
+
+
+def _verdict_gateway(d: Diagnostic) -> str | None:
+    from ..guardrails import verdict_gateway  # only with guardrails: the package is large
+
+    return verdict_gateway(d)
 
 
 def _all_files(store: EntryStore, record: Mapping[str, Any], key: str) -> list[str]:

@@ -1,13 +1,15 @@
 """Compile only the edited intents, in the context of the whole fleet (a delta compile).
 
 The same stages as `pipeline._compile`, in the same order, over the files of the edited
-intents (the intent and its overrides) plus every context file (ClusterTargets and
-CertificateSources): load, references, path confinement, targets, waivers, layering and
-resolving, the offline reference checks (against the namespaces the *whole* cluster knows,
-from the base), fetching and checking the certificates these gateways use, rendering and
-assembling their units. What looks across gateways is not recomputed here: `delta.run`
-proves from the base's facts that the edit cannot have changed it. Pure apart from the
-certificate sources it is handed.
+intents (the intent and its overrides) plus every context file (ClusterTargets,
+CertificateSources, Guardrails): load, references, path confinement, targets, waivers,
+layering and resolving, the offline reference checks (against the namespaces the *whole*
+cluster knows, from the base), fetching and checking the certificates these gateways use,
+rendering and assembling their units, and the guardrails' verdicts on these gateways and their
+ports. What looks across gateways is not recomputed here: `delta.run` proves from the base's
+facts that the edit cannot have changed it, and a guardrail rule that reads other gateways
+(`cluster.gateways`) stops the delta compile. Pure apart from the certificate sources it is
+handed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..confine import Boundaries, check_policies
 from ..diagnostics import Diagnostic, for_cluster, has_errors
@@ -28,6 +31,9 @@ from ..refcheck import undefined_references, unknown_ca_namespaces
 from ..render_units import Unit, assemble, render_unit
 from ..secrets import CertificateSource
 from ..target_checks import check_targets, reference_grant_version
+
+if TYPE_CHECKING:
+    from ..guardrails import Rule
 
 
 @dataclass(slots=True)
@@ -57,9 +63,12 @@ def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
     targets = sorted(policies.targets, key=lambda t: t.name)
     caps, problems = check_targets(targets, policies, store)
     sub.diagnostics += problems
-    if policies.guardrails or any(i.root.find(("spec",)).get("guardrailWaivers") is not None
-                                  for i in policies.intents):
-        return _stop(sub, "guardrails or waivers")
+    if any(i.root.find(("spec",)).get("guardrailWaivers") is not None
+           for i in policies.intents):
+        return _stop(sub, "an edited intent has guardrail waivers")
+    rules = _rules(policies)
+    if rules is None:
+        return _stop(sub, "a guardrail rule reads every gateway of a cluster")
     if has_errors(sub.diagnostics):
         return _stop(sub, "the edited intents have errors")
     clusters, _, problems, _ = resolve_all(policies, targets, caps, None)
@@ -87,7 +96,26 @@ def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
         sub.diagnostics += for_cluster(problems, target.name)
         sub.units.append(units)
     sub.clusters = clusters
+    if rules:  # the edited gateways' verdicts; a cluster's own verdicts stay the base's
+        from ..guardrails import build_views, enforce, intent_locations
+        from ..posture import compute_posture
+
+        views = build_views(compute_posture(clusters, materials), clusters, materials,
+                            sources, now)
+        sub.diagnostics += enforce(views, [r for r in rules if r.scope != "cluster"], [],
+                                   intent_locations(policies), now.date(), certificates=True)
     return sub
+
+
+def _rules(policies: Policies) -> list[Rule] | None:
+    """The guardrail rules that compile (the base reported the others), or None when one
+    reads other gateways than the one it judges. No guardrail: nothing is imported."""
+    if not policies.guardrails:
+        return []
+    from ..guardrails import load_rules, reads_one_gateway
+
+    rules = [r for r in load_rules(policies)[0] if r.program is not None]
+    return rules if all(reads_one_gateway(r) for r in rules) else None
 
 
 def _stop(sub: Sub, why: str) -> Sub:

@@ -10,10 +10,13 @@ from .enforce import (
     intent_locations,
     load_rules,
     load_waivers,
+    reads_one_gateway,
+    verdict_gateway,
     waivers_of,
 )
 from .rules import Rule, Selector
 from .view import ClusterView, build_views
 
 __all__ = ["ClusterView", "Rule", "Selector", "Waiver", "build_views", "check_waivers",
-           "enforce", "intent_locations", "load_rules", "load_waivers", "waivers_of"]
+           "enforce", "intent_locations", "load_rules", "load_waivers", "reads_one_gateway",
+           "verdict_gateway", "waivers_of"]

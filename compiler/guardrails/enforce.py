@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from ..diagnostics import Diagnostic, Location, Related, Severity, error
-from ..k8s.cel import CELError, names_used
+from ..k8s.cel import CELError, fields_read, names_used
 from ..load import Policies
 from ..model import Gateway, PortValidation, Target
 from .rules import Rule, Selector, duplicate_rules, parse_rules
@@ -202,6 +202,26 @@ def _verdict(rule: Rule, subject: _Subject, cluster: str) -> Diagnostic | None:
     return Diagnostic("GuardrailViolation", rule.severity,
                       f"{subject.what} violates guardrail {rule.title}: {rule.message}",
                       subject.location, WAIVE_HINT, clusters=(cluster,), related=related)
+
+
+def reads_one_gateway(rule: Rule) -> bool:
+    """Whether the rule's verdict on a subject reads nothing of any other gateway: `cluster`
+    appears only as `cluster.<field>`, never as `cluster.gateways` (the one field that holds
+    every gateway of the cluster). A delta compile re-evaluates such rules on the gateways it
+    recompiles and keeps every other verdict (`compiler.delta.subcompile`)."""
+    try:
+        fields = fields_read(rule.source, "cluster")
+    except CELError:
+        return False
+    return fields is not None and "gateways" not in fields
+
+
+def verdict_gateway(diagnostic: Diagnostic) -> str | None:
+    """The gateway (namespace/name) a `GuardrailViolation` was found on; None for a cluster's
+    verdict or another diagnostic. The inverse of `_verdict`'s message."""
+    if diagnostic.code != "GuardrailViolation" or not diagnostic.message.startswith("gateway "):
+        return None
+    return diagnostic.message.split(" ", 2)[1]
 
 
 def enforce(views: Sequence[ClusterView], rules: Sequence[Rule], waivers: Sequence[Waiver],

@@ -127,18 +127,48 @@ def names_used(src: str) -> frozenset[str]:
     "does this rule read certificate data?"); raises CELError for syntax errors."""
     found: set[str] = set()
 
-    def walk(node: Node) -> None:
+    def visit(node: Node) -> bool:
         if isinstance(node, Ident):
             found.add(node.name)
         elif isinstance(node, Select | Has):
             found.add(node.field)
-        for child in _children(node):
-            walk(child)
+        return True
+    _visit(src, visit)
+    return frozenset(found)
+
+
+def fields_read(src: str, name: str) -> frozenset[str] | None:
+    """The fields an expression selects directly on the variable `name` (`name.f`,
+    `has(name.f)`), or None when it uses `name` in any other way (on its own, indexed, in a
+    list, as a function's argument): what a static check such as "which parts of `cluster`
+    does this rule read?" can rely on. Raises CELError for syntax errors."""
+    found: set[str] = set()
+    whole = False
+
+    def visit(node: Node) -> bool:
+        nonlocal whole
+        if isinstance(node, Select | Has) and isinstance(node.operand, Ident) and \
+                node.operand.name == name:
+            found.add(node.field)
+            return False
+        if isinstance(node, Ident) and node.name == name:
+            whole = True
+        return True
+    _visit(src, visit)
+    return None if whole else frozenset(found)
+
+
+def _visit(src: str, visit: Callable[[Node], bool]) -> None:
+    """Parse `src` and call `visit` on its nodes, top-down; a node's children are visited
+    when `visit` returns True. Raises CELError for syntax errors."""
+    def walk(node: Node) -> None:
+        if visit(node):
+            for child in _children(node):
+                walk(child)
     try:
         walk(parse(src))
     except RecursionError:
         raise CELError("Syntax error: expression nested too deeply") from None
-    return frozenset(found)
 
 
 def _references(node: Node, name: str) -> bool:

@@ -1,0 +1,172 @@
+"""Delta compiles in a repository with guardrails (`compiler.delta`, docs/scale.md).
+
+The sub-compile judges the edited gateways and their ports again and keeps every other verdict
+of the base, which is sound only while no rule reads other gateways than the one it judges
+(`cluster.gateways`), the edited intents have no waivers, and the base's verdicts on the
+edited gateways stand in their own files. Each case runs the real executable on a generated
+fleet with `MTLSC_CROSSCHECK=1` (every delta compile is compared with a full compile in
+memory before it writes) and compares what it printed and wrote with a compile from scratch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
+import pytest
+
+from bench.fleet_gen import intent_path
+from compiler.diagnostics import Diagnostic, Location, Severity
+from compiler.guardrails import Rule, reads_one_gateway, verdict_gateway
+from compiler.k8s.cel import fields_read
+from tests.fleet_support import apply_edit, make_fleet
+from tests.record_support import mtlsc
+from tests.test_delta import ENV, compile_and_compare
+
+INTENTS, CLUSTERS = 12, 3
+
+# A port rule the mode edit toggles, a gateway rule the second hostname edit breaks, and a
+# cluster rule whose verdict (at the ClusterTarget) no edit of an intent can change.
+RULES = """\
+apiVersion: mtlsc.dev/v1alpha1
+kind: Guardrail
+metadata: {name: org}
+spec:
+  rules:
+  - name: no-fallback
+    scope: port
+    expression: "port.mode != 'AllowInsecureFallback'"
+    severity: warning
+    message: ports should require a valid client certificate
+  - name: no-e1-hosts
+    scope: gateway
+    selector: {environments: [prod, staging]}
+    expression: "!gateway.listeners.exists(l, l.hostname.contains('-e1.')) || cluster.name == 'c9'"
+    severity: warning
+    message: hostnames ending in -e1 are reserved
+  - name: not-c1
+    scope: cluster
+    expression: "cluster.name != 'c1'"
+    severity: warning
+    message: c1 is being retired
+"""
+
+
+def with_rules(root: Path, text: str = RULES) -> Path:
+    (root / "policies" / "guardrails").mkdir(parents=True, exist_ok=True)
+    (root / "policies" / "guardrails" / "org.yaml").write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return with_rules(make_fleet(tmp_path_factory.mktemp("guarded-fleet"), INTENTS, CLUSTERS))
+
+
+def copy_of(fleet: Path, tmp_path: Path, rules: str | None = None) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(fleet, root)
+    if rules is not None:
+        with_rules(root, rules)
+    base = mtlsc(root, "compile", env=ENV)
+    assert base.code == 0, base.stderr
+    assert b"GuardrailViolation" in base.stderr  # the fleet does break the rules
+    return root
+
+
+def test_mode_edits_with_guardrails_compile_alone_and_as_from_scratch(fleet: Path,
+                                                                       tmp_path: Path) -> None:
+    root = copy_of(fleet, tmp_path)
+    for step in range(3):  # each toggles the mode: `no-fallback` breaks, mends, breaks
+        apply_edit(root, "mode", 3, step)
+        assert compile_and_compare(root, tmp_path) == "applied", step
+
+
+def test_a_verdict_the_edit_adds_and_removes_is_reported_exactly(fleet: Path,
+                                                                  tmp_path: Path) -> None:
+    root = copy_of(fleet, tmp_path)
+    original = intent_path(root, 3).read_text(encoding="utf-8")
+    shown = b"gateway team-3/gw-3 violates guardrail org/no-e1-hosts"
+    apply_edit(root, "hostname", 3, 1)  # gw-3-e1.fleet.example: breaks `no-e1-hosts`
+    assert compile_and_compare(root, tmp_path) == "applied"
+    assert shown in mtlsc(root, "check", env=ENV).stderr
+    intent_path(root, 3).write_text(original, encoding="utf-8")
+    assert compile_and_compare(root, tmp_path) == "applied"
+    assert shown not in mtlsc(root, "check", env=ENV).stderr
+
+
+def test_a_rule_reading_every_gateway_means_the_full_compile(fleet: Path,
+                                                              tmp_path: Path) -> None:
+    rules = RULES + """\
+  - name: few-gateways
+    scope: cluster
+    expression: "cluster.gateways.size() < 5"
+    severity: warning
+    message: too many gateways on one cluster
+"""
+    root = copy_of(fleet, tmp_path, rules)
+    apply_edit(root, "hostname", 3, 0)
+    assert compile_and_compare(root, tmp_path) == "a guardrail rule reads every gateway of " \
+        "a cluster"
+
+
+def test_an_edited_intent_with_waivers_means_the_full_compile(fleet: Path,
+                                                               tmp_path: Path) -> None:
+    root = copy_of(fleet, tmp_path)
+    intent = intent_path(root, 3)
+    intent.write_text(intent.read_text(encoding="utf-8") + (
+        "  guardrailWaivers:\n  - {rule: no-fallback, reason: migration, owner: team-3, "
+        "expires: '2999-01-01'}\n"), encoding="utf-8")
+    assert compile_and_compare(root, tmp_path) == "an edited intent has guardrail waivers"
+
+
+def test_an_edit_that_breaks_an_error_rule_fails_as_the_full_compile_does(
+        fleet: Path, tmp_path: Path) -> None:
+    warning = "    severity: warning\n    message: hostnames ending in -e1 are reserved"
+    assert warning in RULES
+    root = copy_of(fleet, tmp_path, RULES.replace(warning, warning.replace("warning", "error")))
+    apply_edit(root, "hostname", 3, 1)
+    assert compile_and_compare(root, tmp_path) == "the edit has errors"
+
+
+# ---------------------------------------------------------------------------- the checks
+
+
+@pytest.mark.parametrize(("expression", "fields"), [
+    ("cluster.name == 'a' && gateway.name != ''", {"name"}),
+    ("has(cluster.labels.tier) && cluster.labels.tier == 'x'", {"labels"}),
+    ("cluster.gateways.size() < 3", {"gateways"}),
+    ("port.number > 0", set()),
+    ("cluster['gateways'].size() > 0", None),
+    ("[cluster].all(c, c.name != '')", None),
+    ("cluster == cluster", None),
+])
+def test_fields_read_is_none_for_any_use_but_a_field(expression: str,
+                                                      fields: set[str] | None) -> None:
+    found = fields_read(expression, "cluster")
+    assert (None if found is None else set(found)) == fields
+
+
+def _rule(expression: str) -> Rule:
+    return cast(Rule, SimpleNamespace(source=expression))  # all `reads_one_gateway` reads
+
+
+def test_only_rules_that_never_read_other_gateways_are_local() -> None:
+    assert reads_one_gateway(_rule("cluster.environment == 'prod' && port.mode != ''"))
+    for other in ("cluster.gateways.exists(g, g.name == gateway.name)",
+                  "cluster['gate' + 'ways'].size() > 1", "cluster != null", "((("):
+        assert not reads_one_gateway(_rule(other)), other
+
+
+def test_verdict_gateway_reads_the_subject_of_a_violation() -> None:
+    where = Location("policies/x.yaml", 3, 1)
+
+    def violation(message: str, code: str = "GuardrailViolation") -> Diagnostic:
+        return Diagnostic(code, Severity.WARNING, message, where, "")
+    assert verdict_gateway(violation("gateway ns/gw violates guardrail org/r: m")) == "ns/gw"
+    assert verdict_gateway(violation("gateway ns/gw port 443 violates guardrail org/r: m")) \
+        == "ns/gw"
+    assert verdict_gateway(violation("cluster violates guardrail org/r: m")) is None
+    assert verdict_gateway(violation("gateway ns/gw ...", "GuardrailEvaluationError")) is None
