@@ -19,8 +19,9 @@ import pytest
 
 from bench.fleet_gen import intent_path
 from compiler.diagnostics import Diagnostic, Location, Severity
-from compiler.guardrails import Rule, reads_one_gateway, verdict_gateway
+from compiler.guardrails import Rule, reads_one_gateway
 from compiler.k8s.cel import fields_read
+from compiler.verdicts import verdict_gateway
 from tests.fleet_support import apply_edit, make_fleet
 from tests.record_support import mtlsc
 from tests.test_delta import ENV, compile_and_compare
@@ -129,6 +130,25 @@ def test_an_edit_that_breaks_an_error_rule_fails_as_the_full_compile_does(
     root = copy_of(fleet, tmp_path, RULES.replace(warning, warning.replace("warning", "error")))
     apply_edit(root, "hostname", 3, 1)
     assert compile_and_compare(root, tmp_path) == "the edit has errors"
+
+
+def test_a_verdict_located_outside_the_edited_files_means_the_full_compile(
+        fleet: Path, tmp_path: Path) -> None:
+    """An override of intent 3 in the file of the ClusterTargets: the file is no one intent's,
+    so a verdict located there on gateway 3 would outlive an edit of intent 3 that changes it."""
+    root = tmp_path / "repo"
+    shutil.copytree(fleet, root)
+    targets = root / "policies" / "clusters.yaml"
+    targets.write_text(targets.read_text(encoding="utf-8") + (
+        "---\napiVersion: mtlsc.dev/v1alpha1\nkind: GatewayOverride\n"
+        "metadata: {name: in-targets}\nspec:\n  gateway: {name: gw-3, namespace: team-3}\n"
+        "  cluster: c1\n  patch:\n    clientValidation:\n"
+        "      default: {mode: AllowInsecureFallback}\n"), encoding="utf-8")
+    base = mtlsc(root, "compile", env=ENV)
+    assert base.code == 0 and b"policies/clusters.yaml" in base.stderr, base.stderr
+    apply_edit(root, "hostname", 3, 0)
+    assert compile_and_compare(root, tmp_path) == \
+        "a guardrail verdict on an edited gateway stands outside its files"
 
 
 # ---------------------------------------------------------------------------- the checks

@@ -37,6 +37,7 @@ from ..cache_store import CACHE_DIR, EntryStore
 from ..diagnostics import Diagnostic, sorted_diagnostics
 from ..policy_files import PolicyDigests
 from ..run_inputs import Inputs, Settings, run_key
+from ..verdicts import verdict_gateway
 from . import base as delta_base
 from . import compute, early, live_scan
 from .compute import Miss as Miss
@@ -231,7 +232,7 @@ def _diagnostics(found: Lookup, mine: list[Diagnostic], p: Plan) -> list[Diagnos
             continue
         if any(r.location.file in p.own for r in d.related):
             raise Miss("a diagnostic elsewhere names an edited file")
-        if d.code == "GuardrailViolation" and _verdict_gateway(d) in p.keys:
+        if verdict_gateway(d) in p.keys:
             raise Miss("a guardrail verdict on an edited gateway stands outside its files")
         kept.append(d)
         index[(d.sort_key(), d.severity, d.hint)] = d
@@ -243,12 +244,6 @@ def _diagnostics(found: Lookup, mine: list[Diagnostic], p: Plan) -> list[Diagnos
                 not set(d.related) <= set(seen.related):
             raise Miss(f"the edit reports {d.code} outside its own files")
     return sorted_diagnostics([*kept, *(d for d in mine if own(d))])
-
-
-def _verdict_gateway(d: Diagnostic) -> str | None:
-    from ..guardrails import verdict_gateway  # only with guardrails: the package is large
-
-    return verdict_gateway(d)
 
 
 def _all_files(store: EntryStore, record: Mapping[str, Any], key: str) -> list[str]:

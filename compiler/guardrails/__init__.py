@@ -11,7 +11,6 @@ from .enforce import (
     load_rules,
     load_waivers,
     reads_one_gateway,
-    verdict_gateway,
     waivers_of,
 )
 from .rules import Rule, Selector
@@ -19,4 +18,4 @@ from .view import ClusterView, build_views
 
 __all__ = ["ClusterView", "Rule", "Selector", "Waiver", "build_views", "check_waivers",
            "enforce", "intent_locations", "load_rules", "load_waivers", "reads_one_gateway",
-           "verdict_gateway", "waivers_of"]
+           "waivers_of"]

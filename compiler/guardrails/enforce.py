@@ -16,6 +16,7 @@ from ..diagnostics import Diagnostic, Location, Related, Severity, error
 from ..k8s.cel import CELError, fields_read, names_used
 from ..load import Policies
 from ..model import Gateway, PortValidation, Target
+from ..verdicts import VIOLATION, violation_message
 from .rules import Rule, Selector, duplicate_rules, parse_rules
 from .view import ClusterView, GatewayView, PortView
 
@@ -199,8 +200,8 @@ def _verdict(rule: Rule, subject: _Subject, cluster: str) -> Diagnostic | None:
         return error("InvalidGuardrailRule", f"guardrail rule {rule.title} returns "
                      f"{type(ok).__name__} on {subject.what}, not bool",
                      rule.expression_location).in_clusters(cluster)
-    return Diagnostic("GuardrailViolation", rule.severity,
-                      f"{subject.what} violates guardrail {rule.title}: {rule.message}",
+    return Diagnostic(VIOLATION, rule.severity,
+                      violation_message(subject.what, rule.title, rule.message),
                       subject.location, WAIVE_HINT, clusters=(cluster,), related=related)
 
 
@@ -214,14 +215,6 @@ def reads_one_gateway(rule: Rule) -> bool:
     except CELError:
         return False
     return fields is not None and "gateways" not in fields
-
-
-def verdict_gateway(diagnostic: Diagnostic) -> str | None:
-    """The gateway (namespace/name) a `GuardrailViolation` was found on; None for a cluster's
-    verdict or another diagnostic. The inverse of `_verdict`'s message."""
-    if diagnostic.code != "GuardrailViolation" or not diagnostic.message.startswith("gateway "):
-        return None
-    return diagnostic.message.split(" ", 2)[1]
 
 
 def enforce(views: Sequence[ClusterView], rules: Sequence[Rule], waivers: Sequence[Waiver],
