@@ -82,3 +82,11 @@ def horizon(now: datetime, certificates: Iterable[Validity], windows: Iterable[t
             events += view_events(cert, now)
     events += waiver_events(expires, now)
     return min(events, default=None)
+
+
+def earliest(until: str | None, lapse: datetime | None) -> str | None:
+    """A recorded horizon (a run record's `validUntil`: ISO 8601, None for none) moved to
+    `lapse` when that comes first."""
+    if lapse is None or (until is not None and datetime.fromisoformat(until) <= lapse):
+        return until
+    return _aware(lapse).astimezone(UTC).isoformat()

@@ -2,8 +2,9 @@
 
 The sub-compile judges the edited gateways and their ports again and keeps every other verdict
 of the base, which is sound only while no rule reads other gateways than the one it judges
-(`cluster.gateways`), the edited intents have no waivers, and the base's verdicts on the
-edited gateways stand in their own files. Each case runs the real executable on a generated
+(`cluster.gateways`) and the base's verdicts on the edited gateways stand in their own
+files; the edited intents' waivers are checked and honoured again and can only bring the
+record's clock horizon closer. Each case runs the real executable on a generated
 fleet with `MTLSC_CROSSCHECK=1` (every delta compile is compared with a full compile in
 memory before it writes) and compares what it printed and wrote with a compile from scratch.
 """
@@ -11,6 +12,7 @@ memory before it writes) and compares what it printed and wrote with a compile f
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -18,6 +20,9 @@ from typing import cast
 import pytest
 
 from bench.fleet_gen import intent_path
+from compiler import run_record
+from compiler.cache_store import CACHE_DIR, EntryStore
+from compiler.delta import base as delta_base
 from compiler.diagnostics import Diagnostic, Location, Severity
 from compiler.guardrails import Rule, reads_one_gateway
 from compiler.k8s.cel import fields_read
@@ -113,14 +118,62 @@ def test_a_rule_reading_every_gateway_means_the_full_compile(fleet: Path,
         "a cluster"
 
 
-def test_an_edited_intent_with_waivers_means_the_full_compile(fleet: Path,
-                                                               tmp_path: Path) -> None:
-    root = copy_of(fleet, tmp_path)
-    intent = intent_path(root, 3)
+def recorded_horizon(root: Path) -> str | None:
+    """The clock horizon of the newest run record (the delta head's)."""
+    store = EntryStore(root / CACHE_DIR, writable=False)
+    found = delta_base.load(store, delta_base.head_key(root, root / "policies", "overlays"))
+    assert found is not None
+    raw = store.get(run_record.KIND, found.record)
+    assert isinstance(raw, dict)
+    until = raw["validUntil"]
+    return None if until is None else str(until)
+
+
+def set_horizon(root: Path, until: str) -> None:
+    store = EntryStore(root / CACHE_DIR)
+    found = delta_base.load(store, delta_base.head_key(root, root / "policies", "overlays"))
+    assert found is not None
+    raw = store.get(run_record.KIND, found.record)
+    store.put(run_record.KIND, found.record, {**raw, "validUntil": until})
+    assert recorded_horizon(root) == until
+
+
+def waive(root: Path, i: int, rule: str, expires: str) -> None:
+    intent = intent_path(root, i)
     intent.write_text(intent.read_text(encoding="utf-8") + (
-        "  guardrailWaivers:\n  - {rule: no-fallback, reason: migration, owner: team-3, "
-        "expires: '2999-01-01'}\n"), encoding="utf-8")
-    assert compile_and_compare(root, tmp_path) == "an edited intent has guardrail waivers"
+        f"  guardrailWaivers:\n  - {{rule: {rule}, reason: migration, owner: team-{i}, "
+        f"expires: '{expires}'}}\n"), encoding="utf-8")
+
+
+def test_waivers_in_an_edited_intent_waive_its_verdicts_and_bound_the_record(
+        fleet: Path, tmp_path: Path) -> None:
+    root = copy_of(fleet, tmp_path)
+    apply_edit(root, "mode", 3, 0)
+    assert compile_and_compare(root, tmp_path) == "applied"
+    fallback = b"gateway team-3/gw-3 port"
+    assert fallback in mtlsc(root, "check", env=ENV).stderr
+    expires = datetime.now(UTC).date() + timedelta(days=1)  # a midnight passing is harmless
+    lapse = datetime.combine(expires + timedelta(days=1), time(), UTC)
+    # The fleet's certificates expire at midnight, so its horizon (guardrails read `daysLeft`)
+    # is the next midnight, as the waiver's lapse: put the base's a week later to see the
+    # lapse take its place.
+    set_horizon(root, (lapse + timedelta(days=7)).isoformat())
+    waive(root, 3, "no-fallback", expires.isoformat())  # lapses at the midnight after
+    assert compile_and_compare(root, tmp_path) == "applied"
+    assert fallback not in mtlsc(root, "check", env=ENV).stderr
+    assert recorded_horizon(root) == lapse.isoformat()
+
+
+@pytest.mark.parametrize(("rule", "expires", "why"), [
+    ("no-such-rule", "2999-01-01", "the edited intents have errors"),  # UnknownGuardrailRule
+    ("no-fallback", "2001-01-01", "the edited intents have errors"),  # ExpiredGuardrailWaiver
+    ("no-fallback", "someday", "the edited files have errors"),  # the schema's date pattern
+])
+def test_a_bad_waiver_in_an_edited_intent_fails_as_the_full_compile_does(
+        fleet: Path, tmp_path: Path, rule: str, expires: str, why: str) -> None:
+    root = copy_of(fleet, tmp_path)
+    waive(root, 3, rule, expires)
+    assert compile_and_compare(root, tmp_path) == why
 
 
 def test_an_edit_that_breaks_an_error_rule_fails_as_the_full_compile_does(

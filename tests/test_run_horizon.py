@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from compiler.diagnostics import Location
 from compiler.guardrails import Waiver
 from compiler.pki import derive_private_key, derive_serial, make_ca
-from compiler.run_horizon import Validity, horizon
+from compiler.run_horizon import Validity, earliest, horizon
 from compiler.verify import check_ca_bundle
 
 NOT_BEFORE = datetime(2027, 3, 1, 9, 15, tzinfo=UTC)
@@ -107,3 +107,19 @@ def test_a_not_yet_valid_certificate_becomes_valid() -> None:
 
 def test_no_clock_dependency_means_no_horizon() -> None:
     assert horizon(datetime(2027, 1, 1, tzinfo=UTC), [], WINDOWS, [None], view_days=True) is None
+
+
+def test_a_delta_compile_moves_the_horizon_only_to_an_earlier_lapse() -> None:
+    """`earliest`: a delta compile's record keeps its base's horizon unless an edited
+    intent's waiver lapses first; an unbounded horizon (None) takes the lapse."""
+    base = datetime(2027, 3, 10, 13, 37, 11, tzinfo=UTC)
+    sooner, later = base - timedelta(hours=1), base + timedelta(days=1)
+    recorded = base.isoformat()
+    assert earliest(recorded, None) == recorded
+    assert earliest(recorded, later) == recorded
+    assert earliest(recorded, base) == recorded
+    assert datetime.fromisoformat(str(earliest(recorded, sooner))) == sooner
+    assert earliest(None, None) is None
+    assert datetime.fromisoformat(str(earliest(None, later))) == later
+    naive = datetime(2027, 3, 1)  # taken as UTC, as the horizon takes a naive clock
+    assert earliest(None, naive) == "2027-03-01T00:00:00+00:00"

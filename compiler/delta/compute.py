@@ -18,6 +18,7 @@ import pickle
 import signal
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..cache_store import CACHE_DIR
@@ -65,6 +66,7 @@ class Computed:
     changes: dict[str, dict[str, bytes | None]]  # output dir -> relative path -> bytes
     identities: dict[str, Any] = field(default_factory=dict)  # changed files, as read
     clock: int | None = None  # the filesystem clock before reading them
+    until: datetime | None = None  # when the edited intents' first waiver lapses, if ever
 
 
 def compute(ctx: Context, job: Job) -> Computed:
@@ -74,6 +76,7 @@ def compute(ctx: Context, job: Job) -> Computed:
     from ..diagnostics import escalate, has_errors, sorted_diagnostics
     from ..k8s.validate import SchemaStore
     from ..policy_files import read_named, text_digest
+    from ..run_horizon import waiver_events
     from ..schema_roots import schema_roots
     from ..secrets.factory import source_factory
     from .checks import changes_of, display, known_namespaces, lock_of, new_facts
@@ -97,8 +100,10 @@ def compute(ctx: Context, job: Job) -> Computed:
     mine = sorted_diagnostics(escalate(sub.diagnostics, ctx.strict))
     if has_errors(mine):
         raise Miss("the edit has errors")
+    lapses = waiver_events(sub.expires, ctx.now)
     return Computed(facts, mine, changes_of(sub),
-                    {n: identities[n] for n in job.changed if n in identities}, clock)
+                    {n: identities[n] for n in job.changed if n in identities}, clock,
+                    min(lapses, default=None))
 
 
 class Worker:

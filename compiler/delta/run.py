@@ -10,9 +10,10 @@ written and the caller runs the full compile, which is always correct. It applie
 - every changed file holds exactly the documents of one intent (the intent, or overrides of
   it) before and after, at most `MAX_INTENTS` intents, no file added or removed;
 - the base had no fetch problems;
-- no guardrail rule reads other gateways than the one it judges (`cluster.gateways`), the
-  edited intents have no guardrail waivers, and every verdict the base has on an edited
-  gateway is located in its own files (the sub-compile judges the edited gateways again);
+- no guardrail rule reads other gateways than the one it judges (`cluster.gateways`) and
+  every verdict the base has on an edited gateway is located in its own files (the
+  sub-compile judges the edited gateways again, with their waivers; the record's clock
+  horizon moves to the first of those waivers' lapses when that comes earlier);
 - for each edited intent and cluster, the facts the cross-gateway steps read (`facts`) are
   the same before and after: the files it emits, its ReferenceGrant contributions, the
   namespaces it makes known, the certificates it references, its Envoy config's name; an
@@ -31,11 +32,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..cache_store import CACHE_DIR, EntryStore
 from ..diagnostics import Diagnostic, sorted_diagnostics
 from ..policy_files import PolicyDigests
+from ..run_horizon import earliest
 from ..run_inputs import Inputs, Settings, run_key
 from ..verdicts import verdict_gateway
 from . import base as delta_base
@@ -176,8 +179,17 @@ def _prepare(inputs: Inputs, settings: Settings, ctx: Context, p: Plan, raw: Any
         raise Miss("an output directory is not exactly as recorded")
     done = worker.result()
     diagnostics = _diagnostics(found, done.diagnostics, p)
-    return Prepared(p, found.record, done.facts, diagnostics, done.changes, done.identities,
-                    done.clock, live, diagnostics == found.diagnostics)
+    return Prepared(p, _horizon(found.record, done.until), done.facts, diagnostics,
+                    done.changes, done.identities, done.clock, live,
+                    diagnostics == found.diagnostics)
+
+
+def _horizon(record: dict[str, Any], lapse: datetime | None) -> dict[str, Any]:
+    """The base's record with its clock horizon moved to `lapse` (an edited intent's waiver
+    lapsing) when that comes first. The base's own horizon stays valid: it counted every
+    waiver the base had, so at worst it is earlier than needed."""
+    until = earliest(record["validUntil"], lapse)
+    return record if until == record["validUntil"] else {**record, "validUntil": until}
 
 
 def attempt(ctx: Context, inputs: Inputs, settings: Settings,

@@ -14,9 +14,9 @@ handed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from ..confine import Boundaries, check_policies
@@ -33,7 +33,7 @@ from ..secrets import CertificateSource
 from ..target_checks import check_targets, reference_grant_version
 
 if TYPE_CHECKING:
-    from ..guardrails import Rule
+    from ..guardrails import Rule, Waiver
 
 
 @dataclass(slots=True)
@@ -46,6 +46,7 @@ class Sub:
     clusters: list[ClusterModel] = field(default_factory=list)
     units: list[list[Unit]] = field(default_factory=list)  # per cluster, in gateway order
     stopped: str = ""  # why the delta cannot go on ("" when it can)
+    expires: list[date | None] = field(default_factory=list)  # the edited intents' waivers
 
 
 def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
@@ -63,12 +64,11 @@ def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
     targets = sorted(policies.targets, key=lambda t: t.name)
     caps, problems = check_targets(targets, policies, store)
     sub.diagnostics += problems
-    if any(i.root.find(("spec",)).get("guardrailWaivers") is not None
-           for i in policies.intents):
-        return _stop(sub, "an edited intent has guardrail waivers")
-    rules = _rules(policies)
-    if rules is None:
+    found_rules = _rules(policies)
+    if found_rules is None:
         return _stop(sub, "a guardrail rule reads every gateway of a cluster")
+    every_rule, rules = found_rules
+    waivers = _waivers(policies, every_rule, now, sub)
     if has_errors(sub.diagnostics):
         return _stop(sub, "the edited intents have errors")
     clusters, _, problems, _ = resolve_all(policies, targets, caps, None)
@@ -102,20 +102,37 @@ def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
 
         views = build_views(compute_posture(clusters, materials), clusters, materials,
                             sources, now)
-        sub.diagnostics += enforce(views, [r for r in rules if r.scope != "cluster"], [],
-                                   intent_locations(policies), now.date(), certificates=True)
+        sub.diagnostics += enforce(views, [r for r in rules if r.scope != "cluster"],
+                                   waivers, intent_locations(policies), now.date(),
+                                   certificates=True)
     return sub
 
 
-def _rules(policies: Policies) -> list[Rule] | None:
-    """The guardrail rules that compile (the base reported the others), or None when one
-    reads other gateways than the one it judges. No guardrail: nothing is imported."""
+def _rules(policies: Policies) -> tuple[list[Rule], list[Rule]] | None:
+    """Every guardrail rule (waivers name them) and those that compile (the base reported
+    the others); None when one reads other gateways than the one it judges. No guardrail:
+    nothing is imported."""
     if not policies.guardrails:
-        return []
+        return [], []
     from ..guardrails import load_rules, reads_one_gateway
 
-    rules = [r for r in load_rules(policies)[0] if r.program is not None]
-    return rules if all(reads_one_gateway(r) for r in rules) else None
+    every = load_rules(policies)[0]
+    rules = [r for r in every if r.program is not None]
+    return (every, rules) if all(reads_one_gateway(r) for r in rules) else None
+
+
+def _waivers(policies: Policies, rules: Sequence[Rule], now: datetime,
+             sub: Sub) -> list[Waiver]:
+    """The edited intents' waivers, checked as the full compile checks them; their expiry
+    dates go to `sub.expires` (the run record's horizon). None: nothing is imported."""
+    if all(i.root.find(("spec",)).get("guardrailWaivers") is None for i in policies.intents):
+        return []
+    from ..guardrails import check_waivers, load_waivers
+
+    waivers = load_waivers(policies)
+    sub.diagnostics += check_waivers(waivers, rules, now.date())
+    sub.expires = [w.expires for w in waivers]
+    return waivers
 
 
 def _stop(sub: Sub, why: str) -> Sub:
