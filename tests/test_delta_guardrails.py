@@ -29,7 +29,7 @@ from compiler.k8s.cel import fields_read
 from compiler.verdicts import verdict_gateway
 from tests.fleet_support import apply_edit, make_fleet
 from tests.record_support import mtlsc
-from tests.test_delta import ENV, compile_and_compare
+from tests.test_delta import CASES, ENV, compile_and_compare
 
 INTENTS, CLUSTERS = 12, 3
 
@@ -80,6 +80,16 @@ def copy_of(fleet: Path, tmp_path: Path, rules: str | None = None) -> Path:
     assert base.code == 0, base.stderr
     assert b"GuardrailViolation" in base.stderr  # the fleet does break the rules
     return root
+
+
+@pytest.mark.parametrize(("kind", "applies"), CASES)
+def test_every_kind_of_edit_with_guardrails_compiles_as_from_scratch(
+        fleet: Path, tmp_path: Path, kind: str, applies: bool) -> None:
+    """The edits of `test_delta`, in the guarded fleet: the rules change no outcome."""
+    root = copy_of(fleet, tmp_path)
+    apply_edit(root, kind, 0 if kind == "override-edit" else 3, 1)
+    outcome = compile_and_compare(root, tmp_path)
+    assert (outcome == "applied") == applies, outcome
 
 
 def test_mode_edits_with_guardrails_compile_alone_and_as_from_scratch(fleet: Path,
