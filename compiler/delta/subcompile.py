@@ -124,7 +124,7 @@ def _rules(policies: Policies) -> tuple[list[Rule], list[Rule]] | None:
 def _waivers(policies: Policies, rules: Sequence[Rule], now: datetime,
              sub: Sub) -> list[Waiver]:
     """The edited intents' waivers, checked as the full compile checks them; their expiry
-    dates go to `sub.expires` (the run record's horizon). None: nothing is imported."""
+    dates go to `sub.expires` (the run record's horizon). No waiver: nothing is imported."""
     if all(i.root.find(("spec",)).get("guardrailWaivers") is None for i in policies.intents):
         return []
     from ..guardrails import check_waivers, load_waivers
