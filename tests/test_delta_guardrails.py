@@ -82,7 +82,14 @@ def copy_of(fleet: Path, tmp_path: Path, rules: str | None = None) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("kind", "applies"), CASES)
+# The edits of `test_delta` whose outcome the sub-compile decides: adding or removing a file,
+# editing the ClusterTargets or a certificate are refused by the checks of the base, whatever
+# the guardrails (and keep the suite a minute shorter on a slow machine).
+REACHING = [(kind, applies) for kind, applies in CASES
+            if kind not in ("add", "remove", "cluster", "ca")]
+
+
+@pytest.mark.parametrize(("kind", "applies"), REACHING)
 def test_every_kind_of_edit_with_guardrails_compiles_as_from_scratch(
         fleet: Path, tmp_path: Path, kind: str, applies: bool) -> None:
     """The edits of `test_delta`, in the guarded fleet: the rules change no outcome."""
