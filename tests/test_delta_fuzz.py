@@ -2,11 +2,11 @@
 
 tests/test_delta.py names the kinds of edit a delta compile must get right; this module draws
 edits nobody listed: any value replaced by another the fleet uses under the same key, keys
-and list items dropped, repeated, swapped or grafted from another document, and broken
-documents taken back. After every edit the real executable compiles (a delta compile where
-it applies, with `MTLSC_CROSSCHECK=1`) and what it printed and wrote must equal a compile
-from scratch. The seeds are fixed, so a failure is reproduced by its seed;
-`bench/delta_fuzz.py` runs as many seeds as one likes.
+and list items dropped, repeated, swapped or grafted from another document, another file's
+document adopted, a file emptied, and broken edits taken back. After every edit the real
+executable compiles (a delta compile where it applies, with `MTLSC_CROSSCHECK=1`) and what
+it printed and wrote must equal a compile from scratch. The seeds are fixed, so a failure
+is reproduced by its seed; `bench/delta_fuzz.py` runs as many seeds as one likes.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # Each seed's sequence is known to reach `reached` (an outcome of some step): seed 1 edits a
 # CA bundle's namespace, which changes what other gateways see and must be refused (with
-# that check taken out of `delta.checks.new_facts`, this test fails); seed 8, with
-# guardrails, applies delta compiles to an emptied override file and a grafted hostname.
+# that check taken out of `delta.checks.new_facts`, this test fails); seed 8 runs with
+# guardrails, and its delta compiles apply.
 @pytest.mark.parametrize(("seed", "guarded", "reached"),
                          [(1, False, "changed what other gateways"), (8, True, "applied")])
 def test_random_edits_compile_as_from_scratch(fleet: Path, tmp_path: Path, seed: int,
