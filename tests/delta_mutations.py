@@ -1,13 +1,14 @@
 """Random edits of a fleet's intent and override files, for the differential tests of delta
 compiles (tests/test_delta_fuzz.py, bench/delta_fuzz.py).
 
-An edit is one structural change to one policy document, made on the parsed YAML (ruamel's
-round trip) and written back: a value replaced by one the fleet uses elsewhere under the same
-key (or a new one), a key or list item dropped, a list item repeated, two items swapped, or a
-key another document has at the same place grafted in. Edits are drawn from a seeded RNG, so
-a failing sequence is reproduced by its seed. Most edits leave a valid fleet that differs in
-something other gateways may see (a namespace, a CA bundle, a listener name, a port); some
-break the document; both must compile exactly as from scratch.
+An edit is one structural change to one policy file, made on the parsed YAML (ruamel's round
+trip) and written back: a value replaced by one the fleet uses elsewhere under the same key
+(or a new one), a key or list item dropped, a list item repeated, two items swapped, a key
+another document has at the same place grafted in, another file's document added to the
+file, or the file emptied; or an earlier edit taken back (always, after an edit that broke
+the compile). Edits are drawn from a seeded RNG, so a failing sequence is reproduced by its
+seed. Many edits change something other gateways may see (a namespace, a CA bundle, a
+listener name, a port), some break the document; all must compile exactly as from scratch.
 """
 
 from __future__ import annotations
