@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import random
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+
+from tests.record_support import Run, mtlsc
 
 Place = tuple[Any, Any]  # (container, key or index)
 OPS = ("set", "set", "set", "drop", "dup", "swap", "graft", "adopt", "empty", "revert")
@@ -226,7 +230,7 @@ def _overlays(root: Path) -> dict[str, bytes]:
             for p in sorted(top.rglob("*")) if p.is_file()}
 
 
-def _shown(run: Any) -> tuple[int, bytes, list[bytes]]:
+def _shown(run: Run) -> tuple[int, bytes, list[bytes]]:
     lines = [line for line in run.stderr.splitlines() if not line.startswith(b"wrote ")]
     return run.code, run.stdout, lines
 
@@ -234,11 +238,6 @@ def _shown(run: Any) -> tuple[int, bytes, list[bytes]]:
 def compile_step(root: Path, scratch: Path, edit: Edit) -> Step:
     """`mtlsc compile` after `edit` (a delta compile where it applies) against a compile of
     the same files from scratch in `scratch`."""
-    import json
-    import shutil
-
-    from tests.record_support import mtlsc
-
     done = mtlsc(root, "compile", env=ENV)
     log = root.parent / f"{root.name}-record-log.json"
     outcome = str(json.loads(log.read_text()).get("delta", "")) if log.exists() else ""
@@ -267,9 +266,11 @@ def run_sequence(root: Path, scratch: Path, seed: int, steps: int) -> list[Step]
     out: list[Step] = []
     for _ in range(steps):
         last = out[-1] if out else None
-        broke = last is not None and last.code != 0 and last.edit.what != "revert"
-        step = compile_step(root, scratch, editor.fix(last.edit.path) if broke and last
-                            else editor.edit())
+        if last is not None and last.code != 0 and last.edit.what != "revert":
+            edit = editor.fix(last.edit.path)  # the edit broke the compile: take it back
+        else:
+            edit = editor.edit()
+        step = compile_step(root, scratch, edit)
         out.append(step)
         if step.differences:
             break
