@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import random
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from tests.record_support import Run, mtlsc
+from tests.record_support import mtlsc
+from tests.test_delta import ENV, delta_of, from_scratch, overlays, shown
 
 Place = tuple[Any, Any]  # (container, key or index)
 OPS = ("set", "set", "set", "drop", "dup", "swap", "graft", "adopt", "empty", "revert")
@@ -103,11 +102,10 @@ def _novel(rng: random.Random, value: Any) -> Any:
 
 @dataclass
 class Edit:
-    """One edit: the file, what was done (for the failure message), and its text before."""
+    """One edit: the file and what was done (for the failure message)."""
 
     path: Path
     what: str
-    before: str
 
     def __str__(self) -> str:
         return f"{'/'.join(self.path.parts[-2:])}: {self.what}"
@@ -117,7 +115,6 @@ class Editor:
     """Draws edits for one fleet from one seed."""
 
     def __init__(self, root: Path, seed: int) -> None:
-        self.root = root
         self.rng = random.Random(seed)
         self.pools = pools_of(root)
         self.files = policy_files(root)
@@ -145,13 +142,13 @@ class Editor:
         if before == self.originals[path]:
             return self._change(path, before)
         path.write_text(self.originals[path], encoding="utf-8")
-        return Edit(path, "revert", before)
+        return Edit(path, "revert")
 
     def _change(self, path: Path, before: str) -> Edit:
         op = self.rng.choice(OPS[:-1])
         if op == "empty":  # every document of the file gone (the file stays)
             path.write_text("", encoding="utf-8")
-            return Edit(path, "empty the file", before)
+            return Edit(path, "empty the file")
         docs = list(_yaml().load_all(before))
         if op == "adopt":  # another file's first document, also in this one
             donor = self.rng.choice([p for p in self.files if p != path] or [path])
@@ -162,11 +159,11 @@ class Editor:
                       for c, k, v, p in _walk(d)]
             what = self._apply(op, places) if places else None
         if what is None:
-            return Edit(path, "nothing", before)
+            return Edit(path, "nothing")
         out = io.StringIO()
         _yaml().dump_all(docs, out)
         path.write_text(out.getvalue(), encoding="utf-8")
-        return Edit(path, what, before)
+        return Edit(path, what)
 
     def _apply(self, op: str, places: list[tuple[Any, Any, Any, tuple[Any, ...]]]
                ) -> str | None:
@@ -221,42 +218,21 @@ class Step:
     differences: list[str]
 
 
-ENV = {"MTLSC_SPARE_MIN": "1", "MTLSC_CROSSCHECK": "1"}
-
-
-def _overlays(root: Path) -> dict[str, bytes]:
-    top = root / "overlays"
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(top.rglob("*")) if p.is_file()}
-
-
-def _shown(run: Run) -> tuple[int, bytes, list[bytes]]:
-    lines = [line for line in run.stderr.splitlines() if not line.startswith(b"wrote ")]
-    return run.code, run.stdout, lines
-
-
 def compile_step(root: Path, scratch: Path, edit: Edit) -> Step:
     """`mtlsc compile` after `edit` (a delta compile where it applies) against a compile of
-    the same files from scratch in `scratch`."""
+    the same files from scratch in `scratch` (the comparison of tests/test_delta.py)."""
     done = mtlsc(root, "compile", env=ENV)
-    log = root.parent / f"{root.name}-record-log.json"
-    outcome = str(json.loads(log.read_text()).get("delta", "")) if log.exists() else ""
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    for name in ("policies", "pki"):
-        shutil.copytree(root / name, scratch / name)
-    fresh = mtlsc(scratch, "compile", "--no-cache", env={"MTLSC_NO_DELTA": "1"})
+    fresh, theirs = from_scratch(root, scratch)
     differences = []
-    if _shown(done) != _shown(fresh):
+    if shown(done) != shown(fresh):
         differences.append(f"printed: exit {done.code} vs {fresh.code}\n"
                            f"{done.stderr.decode()[-2000:]}\n--- from scratch ---\n"
                            f"{fresh.stderr.decode()[-2000:]}")
     if done.code == 0:
-        mine, theirs = _overlays(root), _overlays(scratch)
-        for rel in sorted(set(mine) | set(theirs)):
-            if mine.get(rel) != theirs.get(rel):
-                differences.append(f"overlay file {rel} differs")
-    return Step(edit, outcome, done.code, differences)
+        mine = overlays(root)
+        differences += [f"overlay file {rel} differs" for rel in sorted(set(mine) | set(theirs))
+                        if mine.get(rel) != theirs.get(rel)]
+    return Step(edit, delta_of(root), done.code, differences)
 
 
 def run_sequence(root: Path, scratch: Path, seed: int, steps: int) -> list[Step]:
