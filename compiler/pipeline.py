@@ -289,7 +289,9 @@ def _render_all(result: Result, clusters: Sequence[ClusterModel], units: Iterabl
         files, problems = render_cluster(cluster, cluster_units, store, envoy=envoy,
                                          source=configs.get(cluster.target.certificate_source),
                                          pins=result.pins, finish=finish,
-                                         emit=yaml_memo(cache))
+                                         emit=yaml_memo(cache),
+                                         seen=None if facts is None else
+                                         facts.kustomization(cluster.target.name))
         result.diagnostics += for_cluster(problems, cluster.target.name)
         if sink is None or not envoy:
             result.files.update(_in_memory(files))
@@ -358,9 +360,11 @@ def render_cluster(cluster: ClusterModel, units: Sequence[Unit], store: SchemaSt
                    pins: Mapping[LockKey, Pin] | None = None,
                    finish: Callable[[Rendered], Piece] | None = None,
                    emit: Callable[[Any], bytes] = to_yaml,
+                   seen: Callable[[dict[str, Any], bytes], None] | None = None,
                    ) -> tuple[dict[str, Content], list[Diagnostic]]:
     """One cluster's overlay from its gateways' units (`compiler.fanout`): bytes, or what a
-    worker wrote into the cluster's staging directory."""
+    worker wrote into the cluster's staging directory. `seen` gets the kustomization, as data
+    and as emitted."""
     target = cluster.target
     extra = _external_secrets(cluster, source, pins or {}) \
         if envoy and isinstance(source, VaultSourceConfig) else []
@@ -375,7 +379,9 @@ def render_cluster(cluster: ClusterModel, units: Sequence[Unit], store: SchemaSt
         generators = [_envoy_configmap(gw) for gw in cluster.gateways]
         if generators:
             kustomization["configMapGenerator"] = generators
-    files[f"{target.output_dir}/kustomization.yaml"] = emit(kustomization)
+    data = files[f"{target.output_dir}/kustomization.yaml"] = emit(kustomization)
+    if seen is not None:
+        seen(kustomization, data)
     return files, problems
 
 

@@ -310,8 +310,8 @@ def _fingerprint(root: Path, unit: str, files: Mapping[str, list[Any]]) -> str |
     return run_disk.fingerprint_of(identities) if identities else None
 
 
-def prune(directory: Path) -> None:
-    """Keep the newest KEEP records (a record holds a fleet's manifest: megabytes), and no
+def prune(directory: Path, keep: int = KEEP) -> None:
+    """Keep the newest `keep` records (a record holds a fleet's manifest: megabytes), and no
     empty key directory (`<key[:2]>/`): every delta compile walks them all."""
     found: list[tuple[int, str]] = []
     try:
@@ -327,7 +327,7 @@ def prune(directory: Path) -> None:
                 with contextlib.suppress(OSError):
                     os.rmdir(sub)  # fails when a writer has just put an entry there
         found.sort(reverse=True)
-        for _, path in found[KEEP:]:
+        for _, path in found[keep:]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             with contextlib.suppress(OSError):

@@ -73,7 +73,7 @@ def compile_and_compare(root: Path, tmp_path: Path) -> str:
 # change nothing other gateways see; the rest falls back to the full compile.
 CASES = [("hostname", True), ("mode", True), ("override-edit", True), ("add", False),
          ("remove", False), ("override", False), ("cluster", False), ("ca", False),
-         ("break", False), ("route", False), ("bundle", False), ("rename", False)]
+         ("break", False), ("route", True), ("bundle", False), ("rename", False)]
 
 
 @pytest.mark.parametrize(("kind", "applies"), CASES)
@@ -102,6 +102,74 @@ def test_successive_edits_and_a_revert_stay_delta_compiles(fleet: Path,
     assert (again.code, again.outcome) == (0, "hit")
 
 
+def test_routes_added_and_taken_away_list_the_cluster_files_anew(fleet: Path,
+                                                                  tmp_path: Path) -> None:
+    """A new route is one more object file on every cluster, and a route taken away one
+    less: the delta compile writes or removes it and lists the files in each cluster's
+    kustomization anew, as a compile from scratch does; so does going back to the base."""
+    root = copy_of(fleet, tmp_path)
+    intent = intent_path(root, 3)
+    original = intent.read_text(encoding="utf-8")
+    apply_edit(root, "route", 3, 1)
+    one = intent.read_text(encoding="utf-8")
+    assert compile_and_compare(root, tmp_path) == "applied"
+    apply_edit(root, "route", 3, 2)
+    assert compile_and_compare(root, tmp_path) == "applied"
+    assert any(p.name == "httproute-extra-2.yaml" for p in (root / "overlays").rglob("*"))
+    intent.write_text(one, encoding="utf-8")  # the second route taken away again
+    assert compile_and_compare(root, tmp_path) == "applied"
+    assert not any(p.name == "httproute-extra-2.yaml" for p in (root / "overlays").rglob("*"))
+    intent.write_text(original, encoding="utf-8")
+    assert compile_and_compare(root, tmp_path) == "applied"
+    check = mtlsc(root, "check", env=ENV)
+    assert (check.code, check.outcome) == (0, "hit")
+
+
+def test_a_route_another_gateway_emits_is_compiled_in_full(fleet: Path,
+                                                           tmp_path: Path) -> None:
+    """An object file another gateway already emits (here a route of the same name in the
+    same namespace: two gateways emitting different objects, an error) is not a new file of
+    the cluster: the full compile reports it."""
+    root = copy_of(fleet, tmp_path)
+
+    def add_route(i: int) -> None:
+        path = intent_path(root, i)
+        text = path.read_text(encoding="utf-8")
+        if "  routes:\n" not in text:
+            text += "  routes:\n"
+        path.write_text(text + f"  - name: shared-route\n    namespace: {namespace}\n"
+                        f"    hostnames: [gw-{i}.fleet.example]\n    pathPrefix: /shared\n"
+                        "    backends:\n    - {service: shared, port: 8080}\n",
+                        encoding="utf-8")
+
+    body = intent_path(root, 3).read_text(encoding="utf-8")
+    namespace = body.split("namespace: ", 1)[1].split("\n", 1)[0]  # the intent's own
+    add_route(4)  # another gateway's route in that namespace: compiled in full
+    assert compile_and_compare(root, tmp_path) != "applied"
+    add_route(3)
+    assert "another gateway" in compile_and_compare(root, tmp_path)
+
+
+def test_a_kustomization_entry_that_does_not_give_its_bytes_is_ignored(fleet: Path,
+                                                                      tmp_path: Path) -> None:
+    """The kustomization a delta compile lists anew comes from an entry that must emit the
+    recorded bytes again: a changed entry (well-formed, wrong) means the full compile."""
+    from compiler.cache_store import CACHE_DIR, EntryStore
+    from compiler.delta import kustomization
+
+    root = copy_of(fleet, tmp_path)
+    store = EntryStore(root / CACHE_DIR)
+    keys = sorted(p.name for p in (root / CACHE_DIR / kustomization.KIND).rglob("*")
+                  if p.is_file())
+    assert keys
+    for key in keys:
+        value = store.get(kustomization.KIND, key)
+        value["resources"] = value["resources"][1:]  # one file fewer: other bytes
+        store.put(kustomization.KIND, key, value)
+    apply_edit(root, "route", 3, 1)
+    assert compile_and_compare(root, tmp_path).startswith("the base has no kustomization")
+
+
 @pytest.mark.parametrize("kind", ["mode", "hostname"])
 def test_a_check_after_a_delta_compile_replays_its_diagnostics(fleet: Path, tmp_path: Path,
                                                                kind: str) -> None:
@@ -124,10 +192,11 @@ def test_edits_of_two_intents_at_once(fleet: Path, tmp_path: Path) -> None:
     assert compile_and_compare(root, tmp_path) == "applied"
 
 
-def test_the_json_report_of_a_delta_compile_lists_every_file(fleet: Path,
-                                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["hostname", "route"])
+def test_the_json_report_of_a_delta_compile_lists_every_file(fleet: Path, tmp_path: Path,
+                                                            kind: str) -> None:
     root = copy_of(fleet, tmp_path)
-    apply_edit(root, "hostname", 4, 1)
+    apply_edit(root, kind, 4, 1)
     done = mtlsc(root, "compile", "--format", "json", env=ENV)
     assert delta_of(root) == "applied"
     scratch, _ = from_scratch(root, tmp_path / "scratch")

@@ -6,7 +6,8 @@ entry of kind `delta` holding
 - the text digest of every policy file it read, and each file's role (`facts.file_roles`);
 - per intent and cluster the facts of its gateway (`facts.unit_facts`), each distinct value
   stored once (a gateway is usually alike on every cluster);
-- per cluster its output directory and the objects several gateways emit;
+- per cluster its output directory, the objects several gateways emit and the digest of its
+  kustomization (the kustomization itself is an entry of its own, `delta.kustomization`);
 - whether the run had guardrail documents or fetch problems;
 
 and points the repository's `delta-head` entry at that key. A delta compile reads the head,
@@ -33,7 +34,7 @@ Facts = dict[str, Any]  # `facts.Facts`
 
 KIND = "delta"
 HEAD_KIND = "delta-head"
-VERSION = 2  # 2: facts in the pool are JSON texts
+VERSION = 3  # 2: facts in the pool are JSON texts; 3: each cluster's kustomization digest
 
 
 def head_key(root: Path, policies: Path, overlays: str) -> str:
@@ -51,7 +52,8 @@ class Base:
     roles: dict[str, str]
     guardrails: bool
     fetch_problems: bool
-    # name -> {"dir": output dir, "shared": {file: [n, sha]}, "known": [namespaces]}
+    # name -> {"dir": output dir, "shared": {file: [n, sha]}, "known": [namespaces],
+    #          "kustomization": SHA-256 of its bytes}
     clusters: dict[str, dict[str, Any]]
     # Distinct facts, each as its JSON text: a delta compile decodes the few it needs
     # (`facts`), not the thousands of a fleet (decoding them all was 12 ms of every edit).
@@ -62,6 +64,7 @@ class Base:
     full: str = ""  # "": this base is a full one
     patch_texts: dict[str, str] = field(default_factory=dict)
     patch_facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    patch_kustomizations: dict[str, str] = field(default_factory=dict)  # cluster -> digest
 
     def facts(self, key: str) -> dict[str, Facts]:
         """One intent's facts per cluster (`KeyError`, `ValueError`...: a damaged base)."""
@@ -71,19 +74,25 @@ class Base:
                 for cluster, at in self.intents[key].items()}
 
     def replaced(self, record: str, texts: Mapping[str, str],
-                 facts: Mapping[str, Mapping[str, Facts]]) -> Base:
-        """The base after a delta compile that changed these texts and gave these intents
-        these facts."""
+                 facts: Mapping[str, Mapping[str, Facts]],
+                 kustomizations: Mapping[str, str] | None = None) -> Base:
+        """The base after a delta compile that changed these texts, gave these intents
+        these facts and these clusters kustomizations with these digests."""
         patch_texts = {**self.patch_texts, **texts}
         patch_facts = {**self.patch_facts, **{k: dict(v) for k, v in facts.items()}}
+        patch_kustomizations = {**self.patch_kustomizations, **(kustomizations or {})}
+        clusters = {name: {**seen, "kustomization": kustomizations[name]}
+                    if kustomizations and name in kustomizations else seen
+                    for name, seen in self.clusters.items()}
         return Base(record, {**self.texts, **texts}, self.roles, self.guardrails,
-                    self.fetch_problems, self.clusters, self.pool, self.intents,
-                    self.full or self.record, patch_texts, patch_facts)
+                    self.fetch_problems, clusters, self.pool, self.intents,
+                    self.full or self.record, patch_texts, patch_facts, patch_kustomizations)
 
     def to_json(self) -> dict[str, Any]:
         if self.full:
             return {"version": VERSION, "record": self.record, "full": self.full,
-                    "texts": self.patch_texts, "facts": self.patch_facts}
+                    "texts": self.patch_texts, "facts": self.patch_facts,
+                    "kustomizations": self.patch_kustomizations}
         return {"version": VERSION, "record": self.record, "texts": self.texts,
                 "roles": self.roles, "guardrails": self.guardrails,
                 "fetchProblems": self.fetch_problems, "clusters": self.clusters,
@@ -102,9 +111,11 @@ def from_json(raw: Any, store: EntryStore | None = None) -> Base | None:
             facts = {str(k): {str(c): dict(f) for c, f in v.items()}
                      for k, v in raw["facts"].items()}
             texts = {str(k): str(v) for k, v in raw["texts"].items()}
-            if not set(texts) <= set(full.texts) or not set(facts) <= set(full.intents):
+            kustomizations = {str(k): str(v) for k, v in raw["kustomizations"].items()}
+            if not set(texts) <= set(full.texts) or not set(facts) <= set(full.intents) or \
+                    not set(kustomizations) <= set(full.clusters):
                 return None
-            return full.replaced(str(raw["record"]), texts, facts)
+            return full.replaced(str(raw["record"]), texts, facts, kustomizations)
         pool, intents = raw["pool"], raw["intents"]
         if not isinstance(pool, list) or not isinstance(intents, dict) or \
                 not all(isinstance(text, str) for text in pool):
@@ -128,8 +139,9 @@ def _facts(raw: Any) -> Facts:
 def from_collector(record: str, texts: Mapping[str, bytes], facts: Collector,
                    clusters: Mapping[str, str]) -> Base | None:
     """The base of a recorded compile; None when the collector did not see every cluster
-    (`clusters`: compiled cluster -> output directory)."""
-    if set(facts.clusters) != set(clusters) or not facts.roles:
+    and its kustomization (`clusters`: compiled cluster -> output directory)."""
+    if set(facts.clusters) != set(clusters) or set(facts.kustomizations) != set(clusters) \
+            or not facts.roles:
         return None
     pool: list[str] = []
     index: dict[str, int] = {}
@@ -147,7 +159,8 @@ def from_collector(record: str, texts: Mapping[str, bytes], facts: Collector,
     return Base(record, {name: digest.hex() for name, digest in texts.items()},
                 dict(facts.roles), facts.guardrails, facts.fetch_problems,
                 {name: {"dir": seen["dir"], "shared": seen["shared"],
-                        "known": sorted(known.get(name, ()))}
+                        "known": sorted(known.get(name, ())),
+                        "kustomization": facts.kustomizations[name][0]}
                  for name, seen in facts.clusters.items()}, pool, intents)
 
 

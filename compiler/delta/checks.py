@@ -13,7 +13,11 @@ if TYPE_CHECKING:
     from .compute import Job
     from .subcompile import Sub
 
-COMPARED = ("files", "envoy", "grants", "ns", "refs")
+COMPARED = ("envoy", "grants", "ns", "refs")  # and the object files (`Moved`)
+
+# Per cluster, the object files the edited intents emit now and did not before (added) and
+# those they emitted before and do not now (removed): the kustomization lists them anew.
+Moved = dict[str, tuple[set[str], set[str]]]
 
 
 def lock_of(lock: bytes | None) -> dict[Any, Any]:
@@ -43,13 +47,17 @@ def known_namespaces(clusters: dict[str, dict[str, Any]]) -> dict[str, set[str]]
         raise Miss("damaged delta base") from None
 
 
-def new_facts(sub: Sub, p: Job) -> dict[str, dict[str, Any]]:
-    """The edited intents' new facts, checked against the base's (`Miss` on a difference)."""
+def new_facts(sub: Sub, p: Job) -> tuple[dict[str, dict[str, Any]], Moved]:
+    """The edited intents' new facts, checked against the base's (`Miss` on a difference
+    other gateways could see), and the object files they add and remove per cluster."""
     from .facts import unit_facts
 
     new: dict[str, dict[str, Any]] = {key: {} for key in p.keys}
+    moved: Moved = {}
     for cluster, units in zip(sub.clusters, sub.units, strict=True):
         shared = p.clusters.get(cluster.target.name, {}).get("shared", {})
+        added: set[str] = set()
+        removed: set[str] = set()
         for gw, unit in zip(cluster.gateways, units, strict=True):
             if gw.key not in new:
                 raise Miss(f"gateway {gw.key} is not an edited intent")
@@ -59,16 +67,27 @@ def new_facts(sub: Sub, p: Job) -> dict[str, dict[str, Any]]:
             if old is None or any(old[k] != facts[k] for k in COMPARED):
                 raise Miss(f"{gw.key} changed what other gateways on "
                            f"{cluster.target.name} see")
+            mine, before = set(facts["files"]), set(old["files"])
+            if (mine - before) & added:
+                raise Miss(f"two edited intents add the same object file on "
+                           f"{cluster.target.name}")
+            added |= mine - before
+            removed |= before - mine
             for piece in unit.pieces:
                 entry = shared.get(piece.file) if piece.rendered is None else None
                 if entry is not None and (old["problems"] or facts["problems"] or
                                           piece.digest != entry[1]):
                     raise Miss(f"{gw.key} changed an object it shares")
             new[gw.key][cluster.target.name] = facts
+        if added & removed:
+            raise Miss(f"an object file moves between edited intents on "
+                       f"{cluster.target.name}")
+        if added or removed:
+            moved[cluster.target.name] = (added, removed)
     for key, placed in new.items():
         if set(placed) != set(p.old[key]):
             raise Miss(f"{key} is compiled for other clusters")
-    return new
+    return new, moved
 
 
 def changes_of(sub: Sub) -> dict[str, dict[str, bytes | None]]:

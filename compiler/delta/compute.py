@@ -26,8 +26,11 @@ from ..diagnostics import Diagnostic
 from . import forked
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..cli.options import Context
     from ..run_inputs import Inputs
+    from .checks import Moved
     from .run import Plan
 
 
@@ -67,6 +70,8 @@ class Computed:
     identities: dict[str, Any] = field(default_factory=dict)  # changed files, as read
     clock: int | None = None  # the filesystem clock before reading them
     until: datetime | None = None  # when the edited intents' first waiver lapses, if ever
+    # cluster -> (digest, data) of a kustomization listing other files than the base's
+    kustomizations: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def compute(ctx: Context, job: Job) -> Computed:
@@ -96,14 +101,48 @@ def compute(ctx: Context, job: Job) -> Computed:
                       known_namespaces(job.clusters), ctx.now, bounds)
     if sub.stopped:
         raise Miss(sub.stopped)
-    facts = new_facts(sub, job)
+    facts, moved = new_facts(sub, job)
     mine = sorted_diagnostics(escalate(sub.diagnostics, ctx.strict))
     if has_errors(mine):
         raise Miss("the edit has errors")
     lapses = waiver_events(sub.expires, ctx.now)
-    return Computed(facts, mine, changes_of(sub),
+    changes = changes_of(sub)
+    return Computed(facts, mine, changes,
                     {n: identities[n] for n in job.changed if n in identities}, clock,
-                    min(lapses, default=None))
+                    min(lapses, default=None), relisted(root, job, moved, changes))
+
+
+def relisted(root: Path, job: Job, moved: Moved,
+             changes: dict[str, dict[str, bytes | None]]
+             ) -> dict[str, tuple[str, dict[str, Any]]]:
+    """For each cluster whose object files the edit adds or removes: the kustomization
+    listing them anew (`delta.kustomization`), written with the removals into `changes`."""
+    from ..cache_store import EntryStore
+    from . import kustomization
+
+    store = EntryStore(root / CACHE_DIR, writable=False)
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    loaded: dict[str, dict[str, Any] | None] = {}  # clusters alike share one kustomization
+    made: dict[Any, tuple[dict[str, Any], bytes]] = {}
+    for cluster, (added, removed) in sorted(moved.items()):
+        seen = job.clusters.get(cluster)
+        key = seen.get("kustomization") if isinstance(seen, dict) else None
+        if isinstance(key, str) and key not in loaded:
+            loaded[key] = kustomization.load(store, key)
+        value = loaded.get(key) if isinstance(key, str) else None
+        if value is None or not isinstance(seen, dict):
+            raise Miss(f"the base has no kustomization of {cluster}")
+        shared = seen.get("shared") or {}
+        how = (key, frozenset(added), frozenset(removed), frozenset(shared))
+        if how not in made:
+            made[how] = kustomization.relist(value, added, removed, shared, cluster)
+        new, data = made[how]
+        files = changes.setdefault(str(seen["dir"]), {})
+        files[kustomization.NAME] = data
+        for name in removed:
+            files[name] = None
+        out[cluster] = (kustomization.digest(data), new)
+    return out
 
 
 class Worker:

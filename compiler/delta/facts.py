@@ -14,17 +14,19 @@ compile keeps, per intent and cluster, exactly what those cross-gateway steps re
   pins, ExternalSecrets);
 - its Envoy config's file.
 
-Per cluster it keeps the objects emitted by more than one gateway (with their digest), and
-for the whole run which files hold which documents. A delta compile compares the old facts
-of an edited intent with the new ones and falls back to the full compile when any of them
-differs (docs/scale.md#editing-one-intent). Pure, apart from `Collector` gathering them.
+Per cluster it keeps the objects emitted by more than one gateway (with their digest) and the
+kustomization (as data, with the digest of its bytes: an edit that adds or removes an object
+file lists the cluster's files anew), and for the whole run which files hold which
+documents. A delta compile compares the old facts of an edited intent with the new ones and
+falls back to the full compile when any that other gateways see differs
+(docs/scale.md#editing-one-intent). Pure, apart from `Collector` gathering them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -96,6 +98,8 @@ class Collector:
         self.guardrails = False
         self.fetch_problems = False
         self.clusters: dict[str, dict[str, Any]] = {}  # cluster name -> see `cluster`
+        # cluster name -> (SHA-256 of the kustomization's bytes, the kustomization as data)
+        self.kustomizations: dict[str, tuple[str, dict[str, Any]]] = {}
         self.complete = False
 
     def policies(self, policies: Policies) -> None:
@@ -114,3 +118,9 @@ class Collector:
                          for gw, unit in zip(cluster.gateways, units, strict=True)},
             "shared": shared_objects(units),
         }
+
+    def kustomization(self, name: str) -> Callable[[dict[str, Any], bytes], None]:
+        """What `pipeline.render_cluster` calls with cluster `name`'s kustomization."""
+        def seen(value: dict[str, Any], data: bytes) -> None:
+            self.kustomizations[name] = (hashlib.sha256(data).hexdigest(), value)
+        return seen

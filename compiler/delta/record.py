@@ -38,6 +38,9 @@ def save_base(ctx: Context, inputs: Inputs, result: Result, facts: Collector) ->
     if found is None:
         return
     store = EntryStore(ctx.root / CACHE_DIR)
+    from . import kustomization
+
+    kustomization.save(store, facts.kustomizations.values())
     delta_base.save(store, delta_base.head_key(ctx.root, ctx.policies, ctx.overlays), found)
 
 
@@ -46,8 +49,11 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
                diagnostics: list[Diagnostic],
                changes: Mapping[str, Mapping[str, bytes | None]], written: ChangesWritten,
                identities: Mapping[str, StatKey], clock: int | None,
-               scan: live_scan.Scan, same_diagnostics: bool = False) -> None:
-    """`same_diagnostics`: `diagnostics` are exactly the base record's."""
+               scan: live_scan.Scan, same_diagnostics: bool = False,
+               kustomizations: Mapping[str, tuple[str, dict[str, Any]]] | None = None
+               ) -> None:
+    """`same_diagnostics`: `diagnostics` are exactly the base record's; `kustomizations`:
+    per cluster whose file list the edit changed, the new kustomization (digest, data)."""
     from .. import policy_memo
     from ..run_record import FILES_KIND, KIND, diagnostics_text, prune
 
@@ -75,8 +81,15 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
     else:
         store.put(FILES_KIND, key, {"base": full, "patch": patch})
     assert inputs.digests is not None
+    relisted = dict(kustomizations or {})
+    if relisted:
+        from . import kustomization
+
+        kustomization.save(store, relisted.values(),
+                           [str(seen.get("kustomization")) for name, seen in
+                            plan.base.clusters.items() if name not in relisted])
     nxt = plan.base.replaced(key, {name: inputs.digests[name].hex() for name in plan.changed},
-                             facts)
+                             facts, {name: found[0] for name, found in relisted.items()})
     delta_base.save(store, delta_base.head_key(ctx.root, ctx.policies, ctx.overlays), nxt)
     if clock is not None:
         cache = ctx.root / CACHE_DIR

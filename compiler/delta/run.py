@@ -15,9 +15,11 @@ written and the caller runs the full compile, which is always correct. It applie
   sub-compile judges the edited gateways again, with their waivers; the record's clock
   horizon moves to the first of those waivers' lapses when that comes earlier);
 - for each edited intent and cluster, the facts the cross-gateway steps read (`facts`) are
-  the same before and after: the files it emits, its ReferenceGrant contributions, the
-  namespaces it makes known, the certificates it references, its Envoy config's name; an
-  object it shares with another gateway is unchanged and has no problem;
+  the same before and after: its ReferenceGrant contributions, the namespaces it makes
+  known, the certificates it references, its Envoy config's name; an object it shares with
+  another gateway is unchanged and has no problem. The object files it emits may change
+  when those it adds are new to the cluster and those it drops are no other gateway's: the
+  cluster's kustomization lists them anew (`kustomization`);
 - the edited intents' diagnostics are all located in their own files, or already reported
   by the base; the run has no error.
 
@@ -128,6 +130,8 @@ class Prepared:
     clock: int | None
     live: dict[str, Any] = field(default_factory=dict)  # hash manifests and their digests
     same_diagnostics: bool = False  # `diagnostics` are exactly the base's
+    # cluster -> (digest, data): kustomizations listing other object files than the base's
+    kustomizations: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def _begin(inputs: Inputs, settings: Settings, store: EntryStore) -> tuple[Plan, Any]:
@@ -181,7 +185,7 @@ def _prepare(inputs: Inputs, settings: Settings, ctx: Context, p: Plan, raw: Any
     diagnostics = _diagnostics(found, done.diagnostics, p)
     return Prepared(p, _horizon(found.record, done.until), done.facts, diagnostics,
                     done.changes, done.identities, done.clock, live,
-                    diagnostics == found.diagnostics)
+                    diagnostics == found.diagnostics, done.kustomizations)
 
 
 def _horizon(record: dict[str, Any], lapse: datetime | None) -> dict[str, Any]:
@@ -221,7 +225,7 @@ def attempt(ctx: Context, inputs: Inputs, settings: Settings,
 
         save_delta(ctx, settings, inputs, done.plan, done.record, done.facts,
                    done.diagnostics, done.changes, written, done.identities, done.clock,
-                   started.scan, done.same_diagnostics)
+                   started.scan, done.same_diagnostics, done.kustomizations)
     finally:
         started.close()
     reader = EntryStore(ctx.root / CACHE_DIR, writable=False)
