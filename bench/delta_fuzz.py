@@ -1,6 +1,7 @@
 """Delta compiles against compiles from scratch, over as many random edit sequences as asked.
 
     .venv/bin/python bench/delta_fuzz.py --seeds 0-99 --steps 8 [--intents 24] [--guarded]
+                                         [--routes]
 
 For each seed: a copy of a generated fleet (bench/fleet_gen.py) is compiled in full, then
 `--steps` random edits (tests/delta_mutations.py) are made one after another; after each, the
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.delta_mutations import run_sequence
+from tests.delta_mutations import OPS, ROUTE_OPS, run_sequence
 from tests.fleet_support import make_fleet
 from tests.record_support import mtlsc
 from tests.test_delta_guardrails import with_rules
@@ -43,6 +44,8 @@ def main() -> int:
     parser.add_argument("--clusters", type=int, default=3)
     parser.add_argument("--guarded", action="store_true", help="with the guardrail rules of "
                         "tests/test_delta_guardrails.py")
+    parser.add_argument("--routes", action="store_true", help="also add routes to intents "
+                        "(new object files: the kustomization listed anew)")
     parser.add_argument("--work", type=Path, default=None, help="where repositories go")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="mtlsc-delta-fuzz-"))
@@ -57,7 +60,8 @@ def main() -> int:
         if mtlsc(root, "compile", env={"MTLSC_SPARE_MIN": "1"}).code != 0:
             print(f"seed {seed}: the fleet does not compile", file=sys.stderr)
             return 2
-        for step in run_sequence(root, root.parent / "scratch", seed, args.steps):
+        for step in run_sequence(root, root.parent / "scratch", seed, args.steps,
+                                 ROUTE_OPS if args.routes else OPS):
             outcomes["applied" if step.outcome == "applied" else "full or replayed"] += 1
             print(f"{seed} {step.edit} -> exit {step.code}, "
                   f"{step.outcome or 'replayed or full'}", flush=True)

@@ -6,9 +6,11 @@ trip) and written back: a value replaced by one the fleet uses elsewhere under t
 (or a new one), a key or list item dropped, a list item repeated, two items swapped, a key
 another document has at the same place grafted in, another file's document added to the
 file, or the file emptied; or an earlier edit taken back (always, after an edit that broke
-the compile). Edits are drawn from a seeded RNG, so a failing sequence is reproduced by its
-seed. Many edits change something other gateways may see (a namespace, a CA bundle, a
-listener name, a port), some break the document; all must compile exactly as from scratch.
+the compile). With `ROUTE_OPS`, routes are also added to intents (a new object file on
+every cluster the intent is compiled for). Edits are drawn from a seeded RNG, so a failing
+sequence is reproduced by its seed. Many edits change something other gateways may see (a
+namespace, a CA bundle, a listener name, a port), some break the document; all must compile
+exactly as from scratch.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.test_delta import ENV, delta_of, from_scratch, overlays, shown
 
 Place = tuple[Any, Any]  # (container, key or index)
 OPS = ("set", "set", "set", "drop", "dup", "swap", "graft", "adopt", "empty", "revert")
+ROUTE_OPS = (*OPS, "route", "route")
 
 
 def _yaml() -> YAML:
@@ -114,8 +117,9 @@ class Edit:
 class Editor:
     """Draws edits for one fleet from one seed."""
 
-    def __init__(self, root: Path, seed: int) -> None:
+    def __init__(self, root: Path, seed: int, ops: tuple[str, ...] = OPS) -> None:
         self.rng = random.Random(seed)
+        self.ops = ops
         self.pools = pools_of(root)
         self.files = policy_files(root)
         self.originals = {p: p.read_text(encoding="utf-8") for p in self.files}
@@ -126,7 +130,7 @@ class Editor:
         overrides = [p for p in self.files if p.parent.name == "overrides"]
         path = rng.choice(overrides if overrides and rng.random() < 0.3 else self.files)
         before = path.read_text(encoding="utf-8")
-        if rng.choice(OPS) == "revert":
+        if rng.choice(self.ops) == "revert":
             return self._revert(path, before)
         for _ in range(5):  # an operation that finds nothing to do: draw another
             edit = self._change(path, before)
@@ -145,12 +149,16 @@ class Editor:
         return Edit(path, "revert")
 
     def _change(self, path: Path, before: str) -> Edit:
-        op = self.rng.choice(OPS[:-1])
+        op = self.rng.choice([op for op in self.ops if op != "revert"])
         if op == "empty":  # every document of the file gone (the file stays)
             path.write_text("", encoding="utf-8")
             return Edit(path, "empty the file")
         docs = list(_yaml().load_all(before))
-        if op == "adopt":  # another file's first document, also in this one
+        if op == "route":
+            intents = [d for d in docs if isinstance(d, dict) and d.get("kind") ==
+                       "GatewayIntent" and isinstance(d.get("spec"), dict)]
+            what = self._route(self.rng.choice(intents)["spec"]) if intents else None
+        elif op == "adopt":  # another file's first document, also in this one
             donor = self.rng.choice([p for p in self.files if p != path] or [path])
             docs.append(next(iter(_yaml().load_all(self.originals[donor])), None))
             what: str | None = f"adopt the first document of {'/'.join(donor.parts[-2:])}"
@@ -164,6 +172,20 @@ class Editor:
         _yaml().dump_all(docs, out)
         path.write_text(out.getvalue(), encoding="utf-8")
         return Edit(path, what)
+
+    def _route(self, spec: dict[str, Any]) -> str | None:
+        """A new route in the gateway's namespace, to a Service there, on a hostname of one
+        of its listeners (or a new one)."""
+        routes = spec.setdefault("routes", [])
+        if not isinstance(routes, list):
+            return None
+        n = self.rng.randrange(1000)
+        hosts = [lst["hostname"] for lst in spec.get("listeners") or []
+                 if isinstance(lst, dict) and isinstance(lst.get("hostname"), str)]
+        host = self.rng.choice(hosts) if hosts else f"fuzz-{n}.fleet.example"
+        routes.append({"name": f"fuzz-{n}", "hostnames": [host], "pathPrefix": f"/fuzz{n}",
+                       "backends": [{"service": f"fuzz-{n}", "port": 8080}]})
+        return f"add route fuzz-{n} to spec.routes"
 
     def _apply(self, op: str, places: list[tuple[Any, Any, Any, tuple[Any, ...]]]
                ) -> str | None:
@@ -235,10 +257,11 @@ def compile_step(root: Path, scratch: Path, edit: Edit) -> Step:
     return Step(edit, delta_of(root), done.code, differences)
 
 
-def run_sequence(root: Path, scratch: Path, seed: int, steps: int) -> list[Step]:
+def run_sequence(root: Path, scratch: Path, seed: int, steps: int,
+                 ops: tuple[str, ...] = OPS) -> list[Step]:
     """`steps` random edits of the fleet at `root` (compiled once already), each compiled
     and compared; stops at the first difference."""
-    editor = Editor(root, seed)
+    editor = Editor(root, seed, ops)
     out: list[Step] = []
     for _ in range(steps):
         last = out[-1] if out else None

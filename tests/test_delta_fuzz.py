@@ -3,10 +3,11 @@
 tests/test_delta.py names the kinds of edit a delta compile must get right; this module draws
 edits nobody listed: any value replaced by another the fleet uses under the same key, keys
 and list items dropped, repeated, swapped or grafted from another document, another file's
-document adopted, a file emptied, and broken edits taken back. After every edit the real
-executable compiles (a delta compile where it applies, with `MTLSC_CROSSCHECK=1`) and what
-it printed and wrote must equal a compile from scratch. The seeds are fixed, so a failure
-is reproduced by its seed; `bench/delta_fuzz.py` runs as many seeds as one likes.
+document adopted, a file emptied, broken edits taken back, and (one seed) routes added.
+After every edit the real executable compiles (a delta compile where it applies, with
+`MTLSC_CROSSCHECK=1`) and what it printed and wrote must equal a compile from scratch. The
+seeds are fixed, so a failure is reproduced by its seed; `bench/delta_fuzz.py` runs as many
+seeds as one likes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.delta_mutations import Editor, run_sequence
+from tests.delta_mutations import OPS, ROUTE_OPS, Editor, run_sequence
 from tests.fleet_support import make_fleet
 from tests.record_support import mtlsc
 from tests.test_delta_guardrails import with_rules
@@ -29,20 +30,24 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_fleet(tmp_path_factory.mktemp("fuzz-fleet"), INTENTS, CLUSTERS)
 
 
-# Each seed's sequence is known to reach `reached` (an outcome of some step): seed 1 edits a
-# CA bundle's namespace, which changes what other gateways see and must be refused (with
-# that check taken out of `delta.checks.new_facts`, this test fails); seed 8 runs with
-# guardrails, and its delta compiles apply.
-@pytest.mark.parametrize(("seed", "guarded", "reached"),
-                         [(1, False, "changed what other gateways"), (8, True, "applied")])
+# Each seed's sequence is known to reach `reached` (the outcome of a step whose edit says
+# `edit`): seed 1 edits a CA bundle's namespace, which changes what other gateways see and
+# must be refused (with that check taken out of `delta.checks.new_facts`, this test fails);
+# seed 8 runs with guardrails, and its delta compiles apply; seed 5 adds a route, a delta
+# compile that lists the clusters' files anew.
+@pytest.mark.parametrize(("seed", "guarded", "ops", "edit", "reached"),
+                         [(1, False, OPS, "", "changed what other gateways"),
+                          (8, True, OPS, "", "applied"),
+                          (5, False, ROUTE_OPS, "add route", "applied")])
 def test_random_edits_compile_as_from_scratch(fleet: Path, tmp_path: Path, seed: int,
-                                              guarded: bool, reached: str) -> None:
+                                              guarded: bool, ops: tuple[str, ...], edit: str,
+                                              reached: str) -> None:
     root = tmp_path / "repo"
     shutil.copytree(fleet, root)
     if guarded:
         with_rules(root)
     assert mtlsc(root, "compile", env={"MTLSC_SPARE_MIN": "1"}).code == 0
-    steps = run_sequence(root, tmp_path / "scratch", seed, STEPS)
+    steps = run_sequence(root, tmp_path / "scratch", seed, STEPS, ops)
     for step in steps:
         assert not step.differences, (f"seed {seed}, {step.edit}"
                                       f" ({step.outcome})\n" + "\n".join(step.differences))
@@ -50,7 +55,7 @@ def test_random_edits_compile_as_from_scratch(fleet: Path, tmp_path: Path, seed:
     # what it was chosen for
     outcomes = [(str(s.edit), s.outcome) for s in steps]
     assert any(outcome == "applied" for _, outcome in outcomes), outcomes
-    assert any(reached in outcome for _, outcome in outcomes), outcomes
+    assert any(edit in made and reached in outcome for made, outcome in outcomes), outcomes
 
 
 def test_edits_are_reproduced_by_their_seed(fleet: Path, tmp_path: Path) -> None:
