@@ -8,7 +8,7 @@ not just the first one.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 
@@ -142,13 +142,44 @@ def for_cluster(diagnostics: Iterable[Diagnostic], name: str) -> list[Diagnostic
     return [d.in_clusters(name) for d in diagnostics]
 
 
+MergeKey = tuple[tuple[str, int, int, str, str], Severity, str | None]
+
+
+def merge_key(d: Diagnostic) -> MergeKey:
+    """What `sorted_diagnostics` merges diagnostics by (the same finding)."""
+    return (d.sort_key(), d.severity, d.hint)
+
+
 def sorted_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     """Sorted, one per problem: the same finding in several clusters becomes one diagnostic
     naming them all (and every related location any of them had)."""
-    unique: dict[tuple[tuple[str, int, int, str, str], Severity, str | None], Diagnostic] = {}
+    unique: dict[MergeKey, Diagnostic] = {}
     for d in diagnostics:
-        key = (d.sort_key(), d.severity, d.hint)
+        key = merge_key(d)
         first = unique.setdefault(key, d)
         if first is not d:
             unique[key] = first.in_clusters(*d.clusters).with_related(*d.related)
     return [unique[k] for k in sorted(unique, key=lambda k: (k[0], k[1].value, k[2] or ""))]
+
+
+# The stages after which a compile with errors stops (`pipeline._compile`): reading the
+# policy files, the checks before resolving, resolving (with the checks of references);
+# everything after them (fetching, certificates, guardrails, rendering) is the last stage.
+LOAD_STAGE, CHECK_STAGE, RESOLVE_STAGE, LAST_STAGE = 1, 2, 3, 9
+Span = tuple[int, int]  # the first and the last stage a merged diagnostic has parts from
+
+
+def stage_spans(diagnostics: Sequence[Diagnostic], marks: Sequence[int]) -> dict[MergeKey, Span]:
+    """Per merged diagnostic (`merge_key`) of `diagnostics` in the order a compile made them:
+    the stages its parts come from. `marks[n]` is where stage n + 1's diagnostics end (a
+    compile that stopped has fewer marks; after the last mark: `LAST_STAGE`). A compile that
+    stops after stage k reports, of these, exactly the ones whose span ends at k or before
+    (those starting after k it never made; one spanning k it made only in part)."""
+    spans: dict[MergeKey, Span] = {}
+    bounds = list(marks)
+    for i, d in enumerate(diagnostics):
+        stage = next((n + 1 for n, end in enumerate(bounds) if i < end), LAST_STAGE)
+        key = merge_key(d)
+        first, last = spans.get(key, (stage, stage))
+        spans[key] = (min(first, stage), max(last, stage))
+    return spans

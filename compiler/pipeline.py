@@ -20,11 +20,14 @@ from .delta.facts import Collector
 from .diagnostics import (
     Diagnostic,
     Location,
+    Span,
     error,
     escalate,
     for_cluster,
     has_errors,
+    merge_key,
     sorted_diagnostics,
+    stage_spans,
 )
 from .emit import to_yaml
 from .fanout import Stager, grant_finisher, iter_units
@@ -111,6 +114,11 @@ class Result:
     all_clusters: bool = True  # False when --cluster restricted the run: prune nothing else
     posture: tuple[ClusterPosture, ...] = ()  # the effective posture, computed once per run
     waivers: list[Waiver] = field(default_factory=list)  # every intent's guardrail waivers
+    # Where each stage's diagnostics end (`diagnostics.stage_spans`) while compiling, and
+    # then the stages each final diagnostic comes from (a delta compile with errors needs
+    # what a compile stopping at an earlier stage reports).
+    marks: list[int] = field(default_factory=list)
+    stages: list[Span] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,7 +126,10 @@ class Result:
 
 
 def _finish(result: Result, options: Options) -> Result:
-    result.diagnostics = sorted_diagnostics(escalate(result.diagnostics, options.strict))
+    made = escalate(result.diagnostics, options.strict)
+    result.diagnostics = sorted_diagnostics(made)
+    spans = stage_spans(made, result.marks)
+    result.stages = [spans[merge_key(d)] for d in result.diagnostics]
     if not result.ok:
         result.files = {}  # nothing is written when anything is wrong
     return result
@@ -178,6 +189,7 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
     result = Result()
     policies, result.diagnostics = load_texts(texts, clean)
     result.policies = policies
+    result.marks.append(len(result.diagnostics))  # LOAD_STAGE
     if not result.ok:
         return _finish(result, options)
     facts = options.facts if cache is not None else None
@@ -192,6 +204,7 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
     result.diagnostics += _unknown_selected(policies, options)
     caps, problems = check_targets(targets, policies, store)
     result.diagnostics += problems
+    result.marks.append(len(result.diagnostics))  # CHECK_STAGE
     if not result.ok:
         return _finish(result, options)
     rules, problems = load_rules(policies)
@@ -202,6 +215,7 @@ def _compile(texts: Mapping[str, str | bytes], open_source: SourceFactory | None
                                                                 record)
     result.diagnostics += problems
     result.diagnostics += check_references_offline(clusters, policies.sources)
+    result.marks.append(len(result.diagnostics))  # RESOLVE_STAGE
     meta = intent_locations(policies) if rules else {}  # before the trees may go
     if options.lean:
         _let_go(result, policies)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import policy_memo
 from .cache_store import CACHE_DIR, EntryStore
-from .diagnostics import Diagnostic, Location, Related, Severity, exit_code
+from .diagnostics import Diagnostic, Location, Related, Severity, Span, exit_code
 from .manifest import Written, digest
 from .policy_files import digests_of
 from .run_inputs import LOCK_FILE, Inputs, Settings
@@ -85,6 +85,19 @@ def diagnostics_text(diagnostics: Sequence[Diagnostic]) -> str:
     replay no more to decode than the list itself."""
     return json.dumps([diagnostic_to_json(d) for d in diagnostics], ensure_ascii=False,
                       separators=(",", ":"))
+
+
+def stages_text(spans: Sequence[Span]) -> str:
+    """How a record holds the stages of its diagnostics (`diagnostics.stage_spans`, in the
+    same order): two digits each, the first and the last stage."""
+    return "".join(f"{first}{last}" for first, last in spans)
+
+
+def stages_of(text: Any, count: int) -> list[Span] | None:
+    """The stages `stages_text` wrote for `count` diagnostics (None: absent or not that)."""
+    if not isinstance(text, str) or len(text) != 2 * count or not text.isdigit():
+        return None
+    return [(int(text[i]), int(text[i + 1])) for i in range(0, len(text), 2)]
 
 
 def diagnostic_from_json(data: Mapping[str, Any]) -> Diagnostic:
@@ -284,6 +297,8 @@ def save(inputs: Inputs, settings: Settings, result: Result,
     store.put(KIND, inputs.key, {
         "version": VERSION, "validUntil": until.astimezone(UTC).isoformat() if until else None,
         "exit": 0, "diagnostics": diagnostics_text(diagnostics),
+        "stages": stages_text(result.stages) if len(result.stages) == len(diagnostics)
+        else None,
         "dirs": sorted(units), "loose": loose, "trees": trees,
         "allClusters": result.all_clusters,
         "materials": materials})

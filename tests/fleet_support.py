@@ -70,8 +70,10 @@ def apply_edit(root: Path, kind: str, i: int, step: int) -> None:
     elif kind == "ca":
         ca = root / "pki" / f"ns-ca-{i}.pem"
         ca.write_bytes((root / "pki" / "corp-ca.pem").read_bytes())
-    elif kind == "break":
+    elif kind == "break":  # a schema violation: the compile stops after reading the files
         _swap(intent, "protocol: HTTPS", "protocol: HTTPSS")
+    elif kind == "unknown-bundle":  # an error found once resolved: the compile stops there
+        _swap(intent, "caBundles: [", "caBundles: [no-such-ca, ")
     elif kind == "override-edit":  # the intent's own override file (gw-0 has one)
         _swap(root / "policies" / "overrides" / f"gw-{i}.yaml", f"hostname: edge-{i}.",
               f"hostname: edge-{i}-e{step}.")

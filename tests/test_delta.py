@@ -69,11 +69,13 @@ def compile_and_compare(root: Path, tmp_path: Path) -> str:
     return delta_of(root)
 
 
-# (edit, whether a delta compile applies): hostnames, modes and an existing override's patch
-# change nothing other gateways see; the rest falls back to the full compile.
+# (edit, whether a delta compile applies): hostnames, modes, an existing override's patch
+# and a new route change nothing other gateways see, and an edit with errors stops the
+# compile where the full compile stops; the rest falls back to the full compile.
 CASES = [("hostname", True), ("mode", True), ("override-edit", True), ("add", False),
          ("remove", False), ("override", False), ("cluster", False), ("ca", False),
-         ("break", False), ("route", True), ("bundle", False), ("rename", False)]
+         ("break", True), ("unknown-bundle", True), ("route", True), ("bundle", False),
+         ("rename", False)]
 
 
 @pytest.mark.parametrize(("kind", "applies"), CASES)

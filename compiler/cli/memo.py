@@ -147,7 +147,8 @@ def _delta(ctx: Context, inputs: run_inputs.Inputs, wanted: run_inputs.Settings,
         _OUTCOME[1] = str(why)
         return
     _OUTCOME[1] = "applied"
-    report_written(done.counts, ctx.fmt)
+    if not done.failed:
+        report_written(done.counts, ctx.fmt)
     emit(done.diagnostics, ctx.fmt, files=done.files() if ctx.fmt == "json" else [])
     allow_quick_exit()  # its children are stopped (`attempt`); it started no thread
     sys.exit(exit_code(done.diagnostics))

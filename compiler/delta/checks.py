@@ -103,3 +103,39 @@ def changes_of(sub: Sub) -> dict[str, dict[str, bytes | None]]:
                 assert isinstance(unit.envoy[1], bytes)
                 files[unit.envoy[0]] = unit.envoy[1]
     return {d: files for d, files in out.items() if files}
+
+
+def stopped_alike(sub: Sub, p: Job) -> None:
+    """For an edit whose errors stop the compile (`sub.failed`): `Miss` unless the full
+    compile stops at the same stage with the base's diagnostics of every other file. The
+    edited files hold only the edited intents and their overrides; once the checks passed
+    (stage 2 on), every edited intent is there; once resolved (stage 3), each is on the same
+    clusters with the same namespaces as before, which the reference checks of other
+    gateways read."""
+    from ..diagnostics import CHECK_STAGE, RESOLVE_STAGE
+    from ..refcheck import gateway_namespaces
+
+    policies = sub.policies
+    if policies is None:
+        raise Miss("the edited files were not read")
+    if policies.targets or policies.sources or policies.guardrails:
+        mine = {t.origin.location.file for t in policies.targets} | \
+            {s.origin.location.file for s in policies.sources} | \
+            {g.loc.file for g in policies.guardrails}
+        if mine & p.own:
+            raise Miss("an edited file holds other documents than intents and overrides")
+    keys = {intent.key for intent in policies.intents}
+    if not keys <= p.keys or any(doc.gateway_key not in p.keys for doc in policies.overrides):
+        raise Miss("an edited file holds another intent or its overrides")
+    if sub.failed >= CHECK_STAGE and keys != p.keys:
+        raise Miss("an edited intent is gone")
+    if sub.failed >= RESOLVE_STAGE:
+        placed: dict[str, dict[str, list[str]]] = {key: {} for key in p.keys}
+        for cluster in sub.clusters:
+            for gw in cluster.gateways:
+                placed.setdefault(gw.key, {})[cluster.target.name] = \
+                    sorted(gateway_namespaces(gw))
+        for key, seen in placed.items():
+            old = p.old.get(key, {})
+            if set(seen) != set(old) or any(old[c]["ns"] != ns for c, ns in seen.items()):
+                raise Miss(f"{key} changed what other gateways see")

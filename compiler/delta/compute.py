@@ -72,19 +72,28 @@ class Computed:
     until: datetime | None = None  # when the edited intents' first waiver lapses, if ever
     # cluster -> (digest, data) of a kustomization listing other files than the base's
     kustomizations: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    stages: list[tuple[int, int]] = field(default_factory=list)  # of `diagnostics`
+    failed: int = 0  # the stage the edit's errors stop the compile after (0: none)
 
 
 def compute(ctx: Context, job: Job) -> Computed:
     """Read and compile the edited intents (`Miss` when the delta compile cannot go on)."""
     from .. import policy_memo
     from ..confine import Boundaries
-    from ..diagnostics import escalate, has_errors, sorted_diagnostics
+    from ..diagnostics import escalate, has_errors, merge_key, sorted_diagnostics, stage_spans
     from ..k8s.validate import SchemaStore
     from ..policy_files import read_named, text_digest
     from ..run_horizon import waiver_events
     from ..schema_roots import schema_roots
     from ..secrets.factory import source_factory
-    from .checks import changes_of, display, known_namespaces, lock_of, new_facts
+    from .checks import (
+        changes_of,
+        display,
+        known_namespaces,
+        lock_of,
+        new_facts,
+        stopped_alike,
+    )
     from .subcompile import compile_sub
 
     root = ctx.root
@@ -99,17 +108,23 @@ def compute(ctx: Context, job: Job) -> Computed:
                         read_outside=ctx.read_outside)
     sub = compile_sub(texts, factory, SchemaStore(schema_roots(root)),
                       known_namespaces(job.clusters), ctx.now, bounds)
-    if sub.stopped:
+    if sub.stopped and not sub.failed:
         raise Miss(sub.stopped)
+    made = escalate(sub.diagnostics, ctx.strict)
+    mine = sorted_diagnostics(made)
+    spans = stage_spans(made, sub.marks)
+    stages = [spans[merge_key(d)] for d in mine]
+    if sub.failed:  # what the full compile reports when it stops at that stage
+        stopped_alike(sub, job)
+        return Computed({}, mine, {}, stages=stages, failed=sub.failed)
     facts, moved = new_facts(sub, job)
-    mine = sorted_diagnostics(escalate(sub.diagnostics, ctx.strict))
     if has_errors(mine):
         raise Miss("the edit has errors")
     lapses = waiver_events(sub.expires, ctx.now)
     changes = changes_of(sub)
     return Computed(facts, mine, changes,
                     {n: identities[n] for n in job.changed if n in identities}, clock,
-                    min(lapses, default=None), relisted(root, job, moved, changes))
+                    min(lapses, default=None), relisted(root, job, moved, changes), stages)
 
 
 def relisted(root: Path, job: Job, moved: Moved,

@@ -10,11 +10,11 @@ to is kept from pruning by touching it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..cache_store import CACHE_DIR, EntryStore
-from ..diagnostics import Diagnostic
+from ..diagnostics import Diagnostic, Span
 from ..manifest import Overlay, digest
 from ..policy_files import StatKey, digests_of
 from ..run_inputs import Inputs, Settings
@@ -50,12 +50,13 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
                changes: Mapping[str, Mapping[str, bytes | None]], written: ChangesWritten,
                identities: Mapping[str, StatKey], clock: int | None,
                scan: live_scan.Scan, same_diagnostics: bool = False,
-               kustomizations: Mapping[str, tuple[str, dict[str, Any]]] | None = None
-               ) -> None:
+               kustomizations: Mapping[str, tuple[str, dict[str, Any]]] | None = None,
+               stages: Sequence[Span] = ()) -> None:
     """`same_diagnostics`: `diagnostics` are exactly the base record's; `kustomizations`:
-    per cluster whose file list the edit changed, the new kustomization (digest, data)."""
+    per cluster whose file list the edit changed, the new kustomization (digest, data);
+    `stages`: of each diagnostic (`diagnostics.stage_spans`)."""
     from .. import policy_memo
-    from ..run_record import FILES_KIND, KIND, diagnostics_text, prune
+    from ..run_record import FILES_KIND, KIND, diagnostics_text, prune, stages_text
 
     store = EntryStore(ctx.root / CACHE_DIR)
     key = inputs.key
@@ -107,6 +108,8 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
     # A hostname or mode edit usually leaves every diagnostic as it was: the base's text then
     # serves as it is (encoding 1,800 warnings again was a tenth of the write and record).
     text = record["diagnostics"] if same_diagnostics else diagnostics_text(diagnostics)
+    spans = record.get("stages") if same_diagnostics else \
+        stages_text(stages) if len(stages) == len(diagnostics) else None
     trees = dict(record["trees"])
     for unit, found in scan.refingerprinted().items():
         count = int(trees[unit][1]) - len(gone[unit]) + sum(
@@ -115,7 +118,7 @@ def save_delta(ctx: Context, settings: Settings, inputs: Inputs, plan: Plan,
             trees.pop(unit, None)
         else:
             trees[unit] = [found, count]
-    store.put(KIND, key, {**record, "diagnostics": text,
+    store.put(KIND, key, {**record, "diagnostics": text, "stages": spans,
                           "trees": trees, "materialsSalt": record.get("materialsSalt")
                           or plan.base.record, "filesBase": full, "filesPatch": patch})
     for kind in (KIND, FILES_KIND):

@@ -21,7 +21,10 @@ written and the caller runs the full compile, which is always correct. It applie
   when those it adds are new to the cluster and those it drops are no other gateway's: the
   cluster's kustomization lists them anew (`kustomization`);
 - the edited intents' diagnostics are all located in their own files, or already reported
-  by the base; the run has no error.
+  by the base; the run has no error, or its errors stop the compile after a stage the full
+  compile stops at too (reading, the checks before resolving, resolving: `compute`,
+  `checks.stopped_alike`). Then the base's diagnostics of those stages (the record keeps
+  each one's stages) and the edit's own are reported, and nothing is written or recorded.
 
 Diagnostics are the base's, minus those located in the edited intents' files, plus the ones
 the sub-compile finds there. Writing goes through `spare.write.write_changes` (each output
@@ -38,7 +41,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..cache_store import CACHE_DIR, EntryStore
-from ..diagnostics import Diagnostic, sorted_diagnostics
+from ..diagnostics import (
+    LAST_STAGE,
+    Diagnostic,
+    MergeKey,
+    Span,
+    merge_key,
+    sorted_diagnostics,
+)
 from ..policy_files import PolicyDigests
 from ..run_horizon import earliest
 from ..run_inputs import Inputs, Settings, run_key
@@ -57,11 +67,12 @@ MAX_INTENTS = 16
 @dataclass(slots=True)
 class Done:
     """A delta compile written: its diagnostics, the write's counts and, on demand, every
-    compiled file."""
+    compiled file; or (`failed`) one whose errors stop the compile: nothing is written."""
 
     diagnostics: list[Diagnostic]
     counts: tuple[int, int, int, int]  # new, changed, removed, unchanged
     files: Callable[[], list[str]] = field(default=lambda: [])  # every compiled file
+    failed: bool = False
 
 
 @dataclass(slots=True)
@@ -132,6 +143,8 @@ class Prepared:
     same_diagnostics: bool = False  # `diagnostics` are exactly the base's
     # cluster -> (digest, data): kustomizations listing other object files than the base's
     kustomizations: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    stages: list[tuple[int, int]] = field(default_factory=list)  # of `diagnostics`
+    failed: int = 0  # the stage the edit's errors stop the compile after (0: none)
 
 
 def _begin(inputs: Inputs, settings: Settings, store: EntryStore) -> tuple[Plan, Any]:
@@ -182,10 +195,10 @@ def _prepare(inputs: Inputs, settings: Settings, ctx: Context, p: Plan, raw: Any
     if any(scanned.get(unit) != raw["trees"][unit][0] for unit in units):
         raise Miss("an output directory is not exactly as recorded")
     done = worker.result()
-    diagnostics = _diagnostics(found, done.diagnostics, p)
+    diagnostics, stages = _diagnostics(found, done.diagnostics, done.stages, p, done.failed)
     return Prepared(p, _horizon(found.record, done.until), done.facts, diagnostics,
                     done.changes, done.identities, done.clock, live,
-                    diagnostics == found.diagnostics, done.kustomizations)
+                    diagnostics == found.diagnostics, done.kustomizations, stages, done.failed)
 
 
 def _horizon(record: dict[str, Any], lapse: datetime | None) -> dict[str, Any]:
@@ -207,6 +220,12 @@ def attempt(ctx: Context, inputs: Inputs, settings: Settings,
         p, raw = _begin(inputs, settings, EntryStore(ctx.root / CACHE_DIR, writable=False))
         started.worker.submit(ctx, compute.job_of(p, inputs))
         done = _prepare(inputs, settings, ctx, p, raw, started.scan, started.worker)
+        if done.failed:  # like the full compile: report, write and record nothing
+            if crosscheck.enabled():
+                from .verify_full import compare_failed
+
+                compare_failed(ctx, done.diagnostics)
+            return Done(done.diagnostics, (0, 0, 0, 0), failed=True)
         if crosscheck.enabled():
             from .verify_full import compare_with_full
 
@@ -225,7 +244,7 @@ def attempt(ctx: Context, inputs: Inputs, settings: Settings,
 
         save_delta(ctx, settings, inputs, done.plan, done.record, done.facts,
                    done.diagnostics, done.changes, written, done.identities, done.clock,
-                   started.scan, done.same_diagnostics, done.kustomizations)
+                   started.scan, done.same_diagnostics, done.kustomizations, done.stages)
     finally:
         started.close()
     reader = EntryStore(ctx.root / CACHE_DIR, writable=False)
@@ -233,33 +252,49 @@ def attempt(ctx: Context, inputs: Inputs, settings: Settings,
     return Done(done.diagnostics, written.counts, lambda: _all_files(reader, record, key))
 
 
-def _diagnostics(found: Lookup, mine: list[Diagnostic], p: Plan) -> list[Diagnostic]:
+def _diagnostics(found: Lookup, mine: list[Diagnostic], spans: list[Span], p: Plan,
+                 failed: int = 0) -> tuple[list[Diagnostic], list[Span]]:
     """The base's diagnostics without those in the edited files, plus the edit's own
-    (`mine`, sorted); `Miss` when the edit reports something elsewhere."""
-    assert found.diagnostics is not None
+    (`mine`, sorted, with their stages `spans`), and the stages of each; `Miss` when the
+    edit reports something elsewhere. When the edit's errors stop the compile after stage
+    `failed`, the base's diagnostics are those a compile stopping there reports."""
+    from ..run_record import stages_of
+
+    assert found.diagnostics is not None and found.record is not None
+    base = stages_of(found.record.get("stages"), len(found.diagnostics))
+    if base is None and failed:
+        raise Miss("the base's diagnostics have no stages")
 
     def own(d: Diagnostic) -> bool:
         return d.location is not None and d.location.file in p.own
 
-    kept: list[Diagnostic] = []
+    kept: dict[MergeKey, Span] = {}
     index = {}
-    for d in found.diagnostics:
+    unknown = (LAST_STAGE, LAST_STAGE)  # no stages recorded: the record gets none either
+    for d, (first, last) in zip(found.diagnostics, base or [unknown] * len(found.diagnostics),
+                                strict=True):
         if own(d):
             continue
+        if failed and first > failed:
+            continue  # a later stage: the compile stops before it
+        if failed and last > failed:
+            raise Miss("a diagnostic elsewhere comes partly from a stage the compile skips")
         if any(r.location.file in p.own for r in d.related):
             raise Miss("a diagnostic elsewhere names an edited file")
         if verdict_gateway(d) in p.keys:
             raise Miss("a guardrail verdict on an edited gateway stands outside its files")
-        kept.append(d)
-        index[(d.sort_key(), d.severity, d.hint)] = d
-    for d in mine:
+        kept[merge_key(d)] = (first, last)
+        index[merge_key(d)] = d
+    for d, span in zip(mine, spans, strict=True):
         if own(d):
+            kept[merge_key(d)] = span
             continue
-        seen = index.get((d.sort_key(), d.severity, d.hint))
+        seen = index.get(merge_key(d))
         if seen is None or not set(d.clusters) <= set(seen.clusters) or \
                 not set(d.related) <= set(seen.related):
             raise Miss(f"the edit reports {d.code} outside its own files")
-    return sorted_diagnostics([*kept, *(d for d in mine if own(d))])
+    out = sorted_diagnostics([*index.values(), *(d for d in mine if own(d))])
+    return out, [kept[merge_key(d)] for d in out] if base is not None else []
 
 
 def _all_files(store: EntryStore, record: Mapping[str, Any], key: str) -> list[str]:

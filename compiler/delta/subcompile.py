@@ -20,7 +20,14 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from ..confine import Boundaries, check_policies
-from ..diagnostics import Diagnostic, for_cluster, has_errors
+from ..diagnostics import (
+    CHECK_STAGE,
+    LOAD_STAGE,
+    RESOLVE_STAGE,
+    Diagnostic,
+    for_cluster,
+    has_errors,
+)
 from ..fetch import fetch, verify
 from ..incremental import resolve_all
 from ..k8s.validate import SchemaStore
@@ -47,6 +54,8 @@ class Sub:
     units: list[list[Unit]] = field(default_factory=list)  # per cluster, in gateway order
     stopped: str = ""  # why the delta cannot go on ("" when it can)
     expires: list[date | None] = field(default_factory=list)  # the edited intents' waivers
+    marks: list[int] = field(default_factory=list)  # where each stage's diagnostics end
+    failed: int = 0  # the stage the edit's errors stop the compile after (0: none)
 
 
 def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
@@ -57,28 +66,29 @@ def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
     sub = Sub()
     policies, sub.diagnostics = load_texts(texts)
     sub.policies = policies
-    if has_errors(sub.diagnostics):
+    if _stage(sub, LOAD_STAGE):
         return _stop(sub, "the edited files have errors")
     sub.diagnostics += check_references(policies)
     sub.diagnostics += check_policies((d.root for d in policies.documents), boundaries)
     targets = sorted(policies.targets, key=lambda t: t.name)
     caps, problems = check_targets(targets, policies, store)
     sub.diagnostics += problems
+    if _stage(sub, CHECK_STAGE):
+        return _stop(sub, "the edited intents have errors")
     found_rules = _rules(policies)
     if found_rules is None:
         return _stop(sub, "a guardrail rule reads every gateway of a cluster")
     every_rule, rules = found_rules
     waivers = _waivers(policies, every_rule, now, sub)
-    if has_errors(sub.diagnostics):
-        return _stop(sub, "the edited intents have errors")
     clusters, _, problems, _ = resolve_all(policies, targets, caps, None)
     sub.diagnostics += problems
+    sub.clusters = clusters
     sources = {s.name: s for s in policies.sources}
     for cluster in clusters:
         found = undefined_references(cluster, sources) + unknown_ca_namespaces(
             cluster, {*known.get(cluster.target.name, ()), *cluster.target.namespaces})
         sub.diagnostics += [d.in_clusters(cluster.target.name) for d in found]
-    if has_errors(sub.diagnostics):
+    if _stage(sub, RESOLVE_STAGE):
         return _stop(sub, "the edited intents have errors")
     used = {t.certificate_source for t in targets}
     opened = {s.name: open_source(s) for s in policies.sources if s.name in used}
@@ -95,7 +105,6 @@ def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
         _, problems, _ = assemble(target, units, [], store)
         sub.diagnostics += for_cluster(problems, target.name)
         sub.units.append(units)
-    sub.clusters = clusters
     if rules:  # the edited gateways' verdicts; a cluster's own verdicts stay the base's
         from ..guardrails import build_views, enforce, intent_locations
         from ..posture import compute_posture
@@ -133,6 +142,15 @@ def _waivers(policies: Policies, rules: Sequence[Rule], now: datetime,
     sub.diagnostics += check_waivers(waivers, rules, now.date())
     sub.expires = [w.expires for w in waivers]
     return waivers
+
+
+def _stage(sub: Sub, stage: int) -> bool:
+    """Mark the end of `stage` (as `pipeline._compile` does); True when its errors stop the
+    compile there (`sub.failed`)."""
+    sub.marks.append(len(sub.diagnostics))
+    if has_errors(sub.diagnostics):
+        sub.failed = stage
+    return sub.failed != 0
 
 
 def _stop(sub: Sub, why: str) -> Sub:

@@ -53,3 +53,16 @@ def compare_with_full(ctx: Context, diagnostics: list[Diagnostic],
         raise CrosscheckError(f"MTLSC_CROSSCHECK: the delta compile differs from a full "
                               f"compile: {'; '.join(found[:5])}. This is an mtlsc bug; please "
                               "report it, and set MTLSC_NO_DELTA=1 meanwhile")
+
+
+def compare_failed(ctx: Context, diagnostics: list[Diagnostic]) -> None:
+    """A delta compile whose errors stop the compile: the full compile in memory must fail
+    with exactly these diagnostics."""
+    from ..cli.common import run_compile
+
+    full = run_compile(ctx, lean=True)
+    if full.ok or full.diagnostics != diagnostics:
+        raise CrosscheckError("MTLSC_CROSSCHECK: the delta compile of an edit with errors "
+                              "reports other diagnostics than the full compile. This is an "
+                              "mtlsc bug; please report it, and set MTLSC_NO_DELTA=1 "
+                              "meanwhile")
