@@ -172,6 +172,25 @@ def test_a_kustomization_entry_that_does_not_give_its_bytes_is_ignored(fleet: Pa
     assert compile_and_compare(root, tmp_path).startswith("the base has no kustomization")
 
 
+def test_edits_with_errors_after_delta_compiles_report_what_the_full_compile_does(
+        fleet: Path, tmp_path: Path) -> None:
+    """The record of a delta compile that changed the diagnostics (a mode edit adds or drops
+    a warning) keeps their stages too: an edit with errors after it stops where the full
+    compile does, writes nothing, and taking the error back is a delta compile again."""
+    root = copy_of(fleet, tmp_path)
+    apply_edit(root, "mode", 5, 0)
+    assert compile_and_compare(root, tmp_path) == "applied"
+    written = overlays(root)
+    for kind in ("unknown-bundle", "break"):
+        before = intent_path(root, 3).read_text(encoding="utf-8")
+        apply_edit(root, kind, 3, 1)
+        assert compile_and_compare(root, tmp_path) == "applied", kind
+        assert overlays(root) == written
+        intent_path(root, 3).write_text(before, encoding="utf-8")
+    apply_edit(root, "hostname", 3, 2)
+    assert compile_and_compare(root, tmp_path) == "applied"
+
+
 @pytest.mark.parametrize("kind", ["mode", "hostname"])
 def test_a_check_after_a_delta_compile_replays_its_diagnostics(fleet: Path, tmp_path: Path,
                                                                kind: str) -> None:

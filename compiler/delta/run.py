@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..cache_store import CACHE_DIR, EntryStore
 from ..diagnostics import (
-    LAST_STAGE,
     Diagnostic,
     MergeKey,
     Span,
@@ -195,10 +194,11 @@ def _prepare(inputs: Inputs, settings: Settings, ctx: Context, p: Plan, raw: Any
     if any(scanned.get(unit) != raw["trees"][unit][0] for unit in units):
         raise Miss("an output directory is not exactly as recorded")
     done = worker.result()
-    diagnostics, stages = _diagnostics(found, done.diagnostics, done.stages, p, done.failed)
+    diagnostics, stages, same = _diagnostics(found, done.diagnostics, done.stages, p,
+                                             done.failed)
     return Prepared(p, _horizon(found.record, done.until), done.facts, diagnostics,
-                    done.changes, done.identities, done.clock, live,
-                    diagnostics == found.diagnostics, done.kustomizations, stages, done.failed)
+                    done.changes, done.identities, done.clock, live, same,
+                    done.kustomizations, stages, done.failed)
 
 
 def _horizon(record: dict[str, Any], lapse: datetime | None) -> dict[str, Any]:
@@ -253,48 +253,56 @@ def attempt(ctx: Context, inputs: Inputs, settings: Settings,
 
 
 def _diagnostics(found: Lookup, mine: list[Diagnostic], spans: list[Span], p: Plan,
-                 failed: int = 0) -> tuple[list[Diagnostic], list[Span]]:
+                 failed: int = 0) -> tuple[list[Diagnostic], list[Span], bool]:
     """The base's diagnostics without those in the edited files, plus the edit's own
-    (`mine`, sorted, with their stages `spans`), and the stages of each; `Miss` when the
-    edit reports something elsewhere. When the edit's errors stop the compile after stage
-    `failed`, the base's diagnostics are those a compile stopping there reports."""
+    (`mine`, sorted, with their stages `spans`), the stages of each ([] when unknown or
+    when they are exactly the base's) and whether they are; `Miss` when the edit reports
+    something elsewhere. When the edit's errors stop the compile after stage `failed`, the
+    base's diagnostics are those a compile stopping there reports."""
     from ..run_record import stages_of
 
     assert found.diagnostics is not None and found.record is not None
-    base = stages_of(found.record.get("stages"), len(found.diagnostics))
+    base = stages_of(found.record.get("stages"), len(found.diagnostics)) if failed else None
     if base is None and failed:
         raise Miss("the base's diagnostics have no stages")
 
     def own(d: Diagnostic) -> bool:
         return d.location is not None and d.location.file in p.own
 
-    kept: dict[MergeKey, Span] = {}
-    index = {}
-    unknown = (LAST_STAGE, LAST_STAGE)  # no stages recorded: the record gets none either
-    for d, (first, last) in zip(found.diagnostics, base or [unknown] * len(found.diagnostics),
-                                strict=True):
+    index: dict[MergeKey, Diagnostic] = {}
+    for at, d in enumerate(found.diagnostics):
         if own(d):
             continue
-        if failed and first > failed:
-            continue  # a later stage: the compile stops before it
-        if failed and last > failed:
-            raise Miss("a diagnostic elsewhere comes partly from a stage the compile skips")
+        if base is not None:
+            first, last = base[at]
+            if first > failed:
+                continue  # a later stage: the compile stops before it
+            if last > failed:
+                raise Miss("a diagnostic elsewhere comes partly from a stage the compile "
+                           "skips")
         if any(r.location.file in p.own for r in d.related):
             raise Miss("a diagnostic elsewhere names an edited file")
         if verdict_gateway(d) in p.keys:
             raise Miss("a guardrail verdict on an edited gateway stands outside its files")
-        kept[merge_key(d)] = (first, last)
         index[merge_key(d)] = d
-    for d, span in zip(mine, spans, strict=True):
+    for d in mine:
         if own(d):
-            kept[merge_key(d)] = span
             continue
         seen = index.get(merge_key(d))
         if seen is None or not set(d.clusters) <= set(seen.clusters) or \
                 not set(d.related) <= set(seen.related):
             raise Miss(f"the edit reports {d.code} outside its own files")
     out = sorted_diagnostics([*index.values(), *(d for d in mine if own(d))])
-    return out, [kept[merge_key(d)] for d in out] if base is not None else []
+    same = not failed and out == found.diagnostics
+    if failed or same:  # nothing recorded, or the base's stages as they are
+        return out, [], same
+    # a new record: the stages of the base's diagnostics kept and of the edit's own
+    base = stages_of(found.record.get("stages"), len(found.diagnostics))
+    if base is None:
+        return out, [], same
+    kept = {merge_key(d): span for d, span in zip(found.diagnostics, base, strict=True)}
+    kept.update((merge_key(d), span) for d, span in zip(mine, spans, strict=True) if own(d))
+    return out, [kept[merge_key(d)] for d in out], same
 
 
 def _all_files(store: EntryStore, record: Mapping[str, Any], key: str) -> list[str]:
