@@ -31,17 +31,16 @@ def digest(data: bytes) -> str:
 def save(store: EntryStore, found: Iterable[tuple[str, dict[str, Any]]],
          kept: Iterable[str] = ()) -> None:
     """Store these kustomizations ((digest, data) pairs) and mark the `kept` ones as used;
-    the newest two per cluster stay (pruning)."""
+    twice as many entries as are in use stay (pruning drops the oldest)."""
     from ..run_record import prune
 
-    count = 0
-    for key, value in found:
+    written = dict(found)  # clusters alike share one entry
+    for key, value in written.items():
         store.put(KIND, key, value)
-        count += 1
-    for key in kept:
+    touched = set(kept) - set(written)
+    for key in touched:
         store.touch(KIND, key)
-        count += 1
-    prune(store.directory / KIND, keep=max(2 * count, 6))
+    prune(store.directory / KIND, keep=max(2 * (len(written) + len(touched)), 6))
 
 
 def load(store: EntryStore, key: str) -> dict[str, Any] | None:
