@@ -87,15 +87,16 @@ def run(root: Path, vault: Bao, *args: str, env: dict[str, str] | None = None,
 
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file a compile may change, but run records and what accompanies them (their file
-    lists, the policy memo and the delta compile's base): a successful compile keyed by a lock
-    an earlier one wrote adds one (tests/test_run_record_*.py)."""
+    lists, the policy memo, the delta compile's base and its kustomizations): a successful
+    compile keyed by a lock an earlier one wrote adds one (tests/test_run_record_*.py)."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and "policies" not in p.parts and ".git" not in p.parts
             and not p.relative_to(root).as_posix().startswith(_RECORDS)}
 
 
 _RECORDS = tuple(f".mtlsc/cache/{kind}/" for kind in ("run", "run-files", "policy-stat",
-                                                       "delta", "delta-head"))
+                                                       "delta", "delta-head",
+                                                       "kustomization"))
 
 
 def lock_of(root: Path) -> dict[str, Any]:
