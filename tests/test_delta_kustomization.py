@@ -51,7 +51,8 @@ def test_only_an_entry_that_emits_its_recorded_bytes_again_is_taken(tmp_path: Pa
     other = {**VALUE, "resources": VALUE["resources"][:2]}
     store.put(kustomization.KIND, key, other)  # well-formed, checksummed, another value
     assert kustomization.load(store, key) is None
-    for wrong in ([], {"resources": "a.yaml"}, {"resources": [1]}):
+    for wrong in ([], {"resources": "a.yaml"}, {"resources": [1]},
+                  {"resources": [], "x": float("nan")}):
         store.put(kustomization.KIND, key, wrong)
         assert kustomization.load(store, key) is None
 

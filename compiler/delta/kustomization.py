@@ -49,7 +49,11 @@ def load(store: EntryStore, key: str) -> dict[str, Any] | None:
     if not isinstance(value, dict) or not isinstance(value.get("resources"), list) or \
             not all(isinstance(name, str) for name in value["resources"]):
         return None
-    return value if digest(to_yaml(value)) == key else None
+    try:
+        again = to_yaml(value)
+    except (TypeError, ValueError):  # a value the emitter refuses is no recorded one
+        return None
+    return value if digest(again) == key else None
 
 
 def relist(value: Mapping[str, Any], added: set[str], removed: set[str],
