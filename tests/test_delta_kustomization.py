@@ -13,6 +13,7 @@ from compiler.cache_store import EntryStore
 from compiler.delta import kustomization
 from compiler.delta.compute import Miss
 from compiler.emit import to_yaml
+from compiler.manifest import digest
 
 VALUE = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
          "resources": ["a/gateway-a.yaml", "b/gateway-b.yaml", "b/httproute-r.yaml"],
@@ -44,7 +45,7 @@ def test_a_file_of_another_gateway_stops_the_delta_compile(
 
 def test_only_an_entry_that_emits_its_recorded_bytes_again_is_taken(tmp_path: Path) -> None:
     store = EntryStore(tmp_path)
-    key = kustomization.digest(to_yaml(VALUE))
+    key = digest(to_yaml(VALUE))
     assert kustomization.load(store, key) is None  # absent
     kustomization.save(store, [(key, VALUE)])
     assert kustomization.load(store, key) == VALUE
@@ -60,7 +61,7 @@ def test_only_an_entry_that_emits_its_recorded_bytes_again_is_taken(tmp_path: Pa
 def test_saving_keeps_the_entries_in_use_and_prunes_older_ones(tmp_path: Path) -> None:
     store = EntryStore(tmp_path)
     values = [{**VALUE, "resources": [f"n/gateway-{i}.yaml"]} for i in range(12)]
-    keys = [kustomization.digest(to_yaml(v)) for v in values]
+    keys = [digest(to_yaml(v)) for v in values]
     for at, (key, value) in enumerate(zip(keys, values, strict=True)):
         store.put(kustomization.KIND, key, value)
         path = tmp_path / kustomization.KIND / key[:2] / key

@@ -108,7 +108,7 @@ def compute(ctx: Context, job: Job) -> Computed:
                         read_outside=ctx.read_outside)
     sub = compile_sub(texts, factory, SchemaStore(schema_roots(root)),
                       known_namespaces(job.clusters), ctx.now, bounds)
-    if sub.stopped and not sub.failed:
+    if sub.stopped:
         raise Miss(sub.stopped)
     made = escalate(sub.diagnostics, ctx.strict)
     mine = sorted_diagnostics(made)
@@ -133,6 +133,7 @@ def relisted(root: Path, job: Job, moved: Moved,
     """For each cluster whose object files the edit adds or removes: the kustomization
     listing them anew (`delta.kustomization`), written with the removals into `changes`."""
     from ..cache_store import EntryStore
+    from ..manifest import digest
     from . import kustomization
 
     store = EntryStore(root / CACHE_DIR, writable=False)
@@ -156,7 +157,7 @@ def relisted(root: Path, job: Job, moved: Moved,
         files[kustomization.NAME] = data
         for name in removed:
             files[name] = None
-        out[cluster] = (kustomization.digest(data), new)
+        out[cluster] = (digest(data), new)
     return out
 
 

@@ -121,6 +121,8 @@ class Collector:
 
     def kustomization(self, name: str) -> Callable[[dict[str, Any], bytes], None]:
         """What `pipeline.render_cluster` calls with cluster `name`'s kustomization."""
+        from ..manifest import digest
+
         def seen(value: dict[str, Any], data: bytes) -> None:
-            self.kustomizations[name] = (hashlib.sha256(data).hexdigest(), value)
+            self.kustomizations[name] = (digest(data), value)
         return seen

@@ -12,20 +12,16 @@ sorted list of every object file; nothing else in it depends on which files a ga
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..cache_store import EntryStore
 from ..emit import to_yaml
+from ..manifest import digest
 from .compute import Miss
 
 KIND = "kustomization"
 NAME = "kustomization.yaml"
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def save(store: EntryStore, found: Iterable[tuple[str, dict[str, Any]]],

@@ -52,7 +52,7 @@ class Sub:
     policies: Policies | None = None
     clusters: list[ClusterModel] = field(default_factory=list)
     units: list[list[Unit]] = field(default_factory=list)  # per cluster, in gateway order
-    stopped: str = ""  # why the delta cannot go on ("" when it can)
+    stopped: str = ""  # why the delta cannot go on ("" when it can, or the edit `failed`)
     expires: list[date | None] = field(default_factory=list)  # the edited intents' waivers
     marks: list[int] = field(default_factory=list)  # where each stage's diagnostics end
     failed: int = 0  # the stage the edit's errors stop the compile after (0: none)
@@ -67,14 +67,14 @@ def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
     policies, sub.diagnostics = load_texts(texts)
     sub.policies = policies
     if _stage(sub, LOAD_STAGE):
-        return _stop(sub, "the edited files have errors")
+        return sub
     sub.diagnostics += check_references(policies)
     sub.diagnostics += check_policies((d.root for d in policies.documents), boundaries)
     targets = sorted(policies.targets, key=lambda t: t.name)
     caps, problems = check_targets(targets, policies, store)
     sub.diagnostics += problems
     if _stage(sub, CHECK_STAGE):
-        return _stop(sub, "the edited intents have errors")
+        return sub
     found_rules = _rules(policies)
     if found_rules is None:
         return _stop(sub, "a guardrail rule reads every gateway of a cluster")
@@ -89,7 +89,7 @@ def compile_sub(texts: Mapping[str, str], open_source: Callable[[SourceConfig],
             cluster, {*known.get(cluster.target.name, ()), *cluster.target.namespaces})
         sub.diagnostics += [d.in_clusters(cluster.target.name) for d in found]
     if _stage(sub, RESOLVE_STAGE):
-        return _stop(sub, "the edited intents have errors")
+        return sub
     used = {t.certificate_source for t in targets}
     opened = {s.name: open_source(s) for s in policies.sources if s.name in used}
     materials, problems = fetch(clusters, opened)
