@@ -121,14 +121,18 @@ def test_quick_exit_into_a_closed_pipe_is_quiet() -> None:
 
 
 def test_the_console_script_ends_through_leave() -> None:
-    """pyproject's `mtlsc` entry point is `cli.run` (quick exit when allowed), and `main`
-    (what tests and embedders call) still raises SystemExit."""
+    """pyproject's `mtlsc` entry point is `serve.client.run`, which runs `cli.run` (quick exit
+    when allowed) when no server takes the command, and `main` (what tests and embedders
+    call) still raises SystemExit."""
+    import inspect
     import tomllib
 
+    from compiler.serve import client
     from tests.support import REPO
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["mtlsc"] == "compiler.cli:run"
+    assert scripts["mtlsc"] == "compiler.serve.client:run"
+    assert "from ..cli import run as here" in inspect.getsource(client.run)
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0

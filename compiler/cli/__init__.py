@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "materialize": ("envoy", "materialize_cmd"),
     "demo": ("envoy", "demo_cmd"),
     "dev-pki": ("pki", "dev_pki"),
+    "serve": ("serve", "serve"),
 }
 
 
