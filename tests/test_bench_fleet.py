@@ -19,7 +19,7 @@ def test_fleet_bench_small_runs() -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
     assert set(report["ratios"]) == {"cold/floor", "cold/check-jsonschema", "edit/cold",
-                                     "check/cold", "version/import-click"}
+                                     "edit-served/cold", "check/cold", "version/import-click"}
     assert all(value > 0 for value in report["ratios"].values())
     # CPU of each command's process tree: a cold compile does far more work than an edit
     cpu = report["cpu_seconds"]
