@@ -188,7 +188,7 @@ class Forked(Worker):
             fcntl.fcntl(child.ask, fcntl.F_SETPIPE_SZ, 1 << 20)
         self.pid: int | None = child.pid
         self.ask: int | None = child.ask
-        self.tell = child.tell
+        self.tell: int | None = child.tell
         self.args: tuple[Any, ...] = ()
 
     def submit(self, ctx: Context, job: Job) -> None:
@@ -205,9 +205,13 @@ class Forked(Worker):
     def result(self) -> Computed:
         if self.pid is None:  # the child is gone: compute here
             return compute(*self.args)
-        with os.fdopen(self.tell, "rb") as fh:
+        tell, self.tell = self.tell, None  # closed below: never again by `close`
+        assert tell is not None
+        with os.fdopen(tell, "rb") as fh:
             data = fh.read()
-        self._reap()
+        # the child is leaving (it closed its end): reaped now if it is gone, else by
+        # `close`, after the write: a forked process takes a while to unmap its memory
+        self._reap(wait=False)
         try:
             kind, value = pickle.loads(data)
         except Exception:
@@ -218,11 +222,14 @@ class Forked(Worker):
             raise Miss(str(value))
         raise Miss(f"mtlsc bug in the delta compile, full compile instead: {value}")
 
-    def _reap(self) -> None:
+    def _reap(self, *, wait: bool = True) -> None:
         if self.pid is not None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
-            self.pid = None
+            try:
+                done, _ = os.waitpid(self.pid, 0 if wait else os.WNOHANG)
+            except ChildProcessError:
+                done = self.pid
+            if done:
+                self.pid = None
 
     def close(self) -> None:
         """Stop a child whose result is not wanted (a replayed run, a base that does not

@@ -46,14 +46,19 @@ class ServeError(Exception):
 
 
 def warm() -> None:
-    """Import what the commands run, so that workers do not: every command's module, the
-    pipeline and the delta compile's child."""
+    """Import what the commands run, so that workers do not: every module of mtlsc (each
+    command imports its own on first use: the writer of a delta compile, the Vault client)."""
+    import pkgutil
+
+    import compiler
+
     from ..cli import COMMANDS, command
 
     for name in COMMANDS:
         command(name)
-    for module in ("compiler.pipeline", "compiler.delta.subcompile", "compiler.delta.run"):
-        importlib.import_module(module)
+    for module in pkgutil.walk_packages(compiler.__path__, "compiler."):
+        with contextlib.suppress(ImportError):  # an optional dependency is missing
+            importlib.import_module(module.name)
     gc.collect()
     gc.freeze()  # the imported objects stay shared with every worker, never touched by its GC
 
@@ -110,6 +115,7 @@ class Server:
         for sig in (signal.SIGCHLD, *_SIGNALS):
             signal.signal(sig, self._signalled)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self._scanned()  # the first command need not wait for it
         sel = selectors.DefaultSelector()
         sel.register(self.listener, selectors.EVENT_READ, "accept")
         sel.register(self.wake_r, selectors.EVENT_READ, "wake")
