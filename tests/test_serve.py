@@ -42,22 +42,26 @@ class Shown:
     stdout: bytes
     stderr: bytes
     delta: str
+    scan: str  # "server": the output trees' scan came from the server's watch
 
 
-def run(root: Path, *args: str, served: bool, env: dict[str, str] | None = None) -> Shown:
+def run(root: Path, *args: str, served: bool, env: dict[str, str] | None = None,
+        umask: int = -1) -> Shown:
     log = root.parent / f"{root.name}-record.json"
     log.unlink(missing_ok=True)
     full = base_env(MTLSC_TEST_RECORD_LOG=str(log), **(env or {}))
     if not served:
         full["MTLSC_NO_SERVER"] = "1"
     done = subprocess.run([MTLSC, *args], cwd=root, env=full, capture_output=True,
-                          timeout=300, check=False)
-    delta = str(json.loads(log.read_text()).get("delta", "")) if log.exists() else ""
-    return Shown(done.returncode, done.stdout, done.stderr, delta)
+                          timeout=300, check=False, umask=umask)
+    found = json.loads(log.read_text()) if log.exists() else {}
+    return Shown(done.returncode, done.stdout, done.stderr, str(found.get("delta", "")),
+                 str(found.get("scan", "")))
 
 
-def overlays(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
+def overlays(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every output file's bytes and mode (a worker writes with the client's umask)."""
+    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mode)
             for p in sorted((root / "overlays").rglob("*")) if p.is_file()}
 
 
@@ -131,7 +135,8 @@ def test_served_commands_match_commands_run_alone(twins: tuple[Path, Path]) -> N
             same(a, b)
             assert overlays(served) == overlays(local)
             assert a.delta == b.delta
-            deltas.append(a.delta)
+            assert b.scan != "server"
+            deltas.append((a.delta, a.scan))
             # a hand edit of the output between two compiles: the server's watch must see it
             if step % 2 == 0 and a.code == 0:
                 for root in (served, local):
@@ -141,10 +146,28 @@ def test_served_commands_match_commands_run_alone(twins: tuple[Path, Path]) -> N
         same(drift, run(local, "check", served=False))
         assert proc.poll() is None
         lines = served_commands(log)
-    assert "applied" in deltas  # the served compiles included delta compiles
+    # the served compiles included delta compiles, with the server's scan of the trees
+    assert ("applied", "server") in deltas
     assert len(lines) == len(steps) + len(edits) + 1, lines
     assert all("exit " in line for line in lines)
     assert not (served / SOCKET).exists()  # removed when the server stopped
+
+
+def test_a_served_command_has_the_clients_umask(twins: tuple[Path, Path]) -> None:
+    """Directories a compile makes get 0o777 less the umask: the client's, not the server's."""
+    served, local = twins
+
+    def modes(root: Path) -> dict[str, int]:
+        return {p.relative_to(root).as_posix(): p.stat().st_mode
+                for p in sorted((root / "overlays").rglob("*"))}
+
+    with serving(served):
+        for root in (served, local):
+            shutil.move(root / "overlays", root.parent / f"{root.name}-old-overlays")
+        same(run(served, "compile", served=True, umask=0o077),
+             run(local, "compile", served=False, umask=0o077))
+    assert modes(served) == modes(local)
+    assert any(mode & 0o777 == 0o700 for mode in modes(served).values())
 
 
 @pytest.mark.parametrize("change", ["edit", "remove", "chmod", "swap-spare", "new-dir"])
@@ -176,6 +199,7 @@ def test_the_watch_follows_changes_to_the_output(twins: tuple[Path, Path], chang
         a, b = run(served, "compile", served=True), run(local, "compile", served=False)
         same(a, b)
         assert a.delta == b.delta
+        assert (a.scan, b.scan) == ("server", "own")
         assert overlays(served) == overlays(local)
 
 
@@ -299,3 +323,21 @@ def test_the_client_alone_imports_almost_nothing() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_client_never_talks_to_another_users_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request carries the environment (a Vault token, say): the client checks who
+    listens (SO_PEERCRED) before it sends anything."""
+    import _socket
+
+    from compiler.serve import client
+
+    mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        assert client.same_user(mine)
+        real = os.getuid()
+        monkeypatch.setattr(os, "getuid", lambda: real + 1)
+        assert not client.same_user(mine)
+    finally:
+        mine.close()
+        theirs.close()

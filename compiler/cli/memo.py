@@ -155,6 +155,9 @@ def _delta(ctx: Context, inputs: run_inputs.Inputs, wanted: run_inputs.Settings,
 
 
 def _log(path: str) -> None:
+    from ..delta.live_scan import preset_used
+
     with open(path, "w", encoding="utf-8") as fh:
         json.dump({"outcome": _OUTCOME[0], "delta": _OUTCOME[1],
-                   "modules": sorted(sys.modules)}, fh)
+                   "modules": sorted(sys.modules),
+                   "scan": "server" if preset_used() else "own"}, fh)

@@ -227,6 +227,11 @@ def preset(root: str, found: Mapping[str, tuple[dict[str, str], str]]) -> None:
     _PRESET.update(root=root, found=dict(found))
 
 
+def preset_used() -> bool:
+    """Whether `start` took the server's scan (`preset`) instead of scanning."""
+    return bool(_PRESET.get("used"))
+
+
 def start(root: Path, units: Sequence[str]) -> Scan:
     """A child scanning `units` from now on (none: this process, on first use)."""
     found = _PRESET.get("found")
@@ -235,6 +240,7 @@ def start(root: Path, units: Sequence[str]) -> Scan:
         scan = Scan(root, units)
         for unit in units:
             scan.lines[unit], scan.prints[unit] = found[unit]
+        _PRESET["used"] = True
         return scan
     try:
         cpus = len(os.sched_getaffinity(0))

@@ -6,7 +6,8 @@ streams, arguments, directory, environment and umask: its output, files and exit
 those it would have had here. This process waits, passes on the signals it gets (Ctrl-C
 included) to the worker's process group, and exits as the worker did. Anything that goes
 wrong before the worker starts (no server, a stale socket, another installation, a refusal)
-runs the command here instead; `MTLSC_NO_SERVER=1` always does.
+runs the command here instead; `MTLSC_NO_SERVER=1` always does. A socket served by another
+user is never used: the request carries the environment, which may hold a Vault token.
 
 Start-up is what a served command costs, so until the command is known to run here only
 modules that load in microseconds are imported: the C halves of `socket` and `signal`
@@ -68,6 +69,8 @@ def handed_over(argv: list[str]) -> int | None:
     try:
         try:
             conn.connect(protocol.SOCKET)
+            if not same_user(conn):  # never hand the environment (tokens) to another user
+                return None
             conn.sendmsg([b"\0"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
                                     struct.pack("3i", 0, 1, 2))])
             conn.sendall(protocol.encode(protocol.request(argv)))
@@ -97,6 +100,16 @@ def handed_over(argv: list[str]) -> int | None:
             pass
         return EXIT_INTERNAL
     return last[1] if last[0] == protocol.EXITED else -last[1]
+
+
+def same_user(conn: _socket.socket) -> bool:
+    """Whether the process listening on the socket runs as this process's user."""
+    try:
+        creds = conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return False
+    uid: int = struct.unpack("3i", creds)[1]
+    return uid == os.getuid()
 
 
 def _leave(status: int) -> NoReturn:
