@@ -467,6 +467,18 @@ def test_action_install_step_installs_from_the_action_path(tmp_path: Path) -> No
     assert re.search(r"envoy\s+version", done.stdout, re.IGNORECASE), done.stdout
 
 
+def test_every_package_of_the_compiler_is_installed() -> None:
+    """pyproject lists its packages by name: a new subpackage left out installs without it
+    (and only an install from the wheel, as CI does, would notice)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts)
+             for p in (REPO / "compiler").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
+
+
 # --- linters -------------------------------------------------------------------------------------
 
 
