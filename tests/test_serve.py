@@ -66,12 +66,20 @@ def overlays(root: Path) -> dict[str, tuple[bytes, int]]:
 
 
 @contextmanager
-def serving(root: Path, *args: str, env: dict[str, str] | None = None
-            ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def serving(root: Path, *args: str, env: dict[str, str] | None = None,
+            files: int | None = None) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`mtlsc serve` in `root`; `files`: its limit of open files (soft and hard)."""
+    import resource
+
+    def limit() -> None:
+        if files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+
     log = root.parent / f"{root.name}-serve.log"
     with open(log, "wb") as err:
         proc = subprocess.Popen([MTLSC, "serve", "--idle-timeout", "600", *args], cwd=root,
-                                env=env or base_env(), stdout=subprocess.DEVNULL, stderr=err)
+                                env=env or base_env(), stdout=subprocess.DEVNULL, stderr=err,
+                                preexec_fn=limit)
     try:
         deadline = time.monotonic() + 120
         while not _answers(root):
@@ -151,6 +159,25 @@ def test_served_commands_match_commands_run_alone(twins: tuple[Path, Path]) -> N
     assert len(lines) == len(steps) + len(edits) + 1, lines
     assert all("exit " in line for line in lines)
     assert not (served / SOCKET).exists()  # removed when the server stopped
+
+
+def test_a_server_that_cannot_watch_every_directory_still_serves_right(
+        twins: tuple[Path, Path]) -> None:
+    """With fewer descriptors than directories, what the watch cannot follow is scanned by
+    the worker, as without a server: the output is the same."""
+    served, local = twins
+    dirs = sum(1 for p in (served / "overlays").rglob("*") if p.is_dir())
+    assert dirs > 40
+    with serving(served, files=48) as (proc, _):
+        for step, kind in enumerate(("hostname", "mode")):
+            for root in (served, local):
+                apply_edit(root, kind, 3, step)
+            a, b = run(served, "compile", served=True), run(local, "compile", served=False)
+            same(a, b)
+            assert a.delta == b.delta == "applied"
+            assert a.scan == "own"
+            assert overlays(served) == overlays(local)
+        assert proc.poll() is None
 
 
 def test_a_served_command_has_the_clients_umask(twins: tuple[Path, Path]) -> None:

@@ -110,13 +110,14 @@ class Server:
         self.listener = _listen(root)
         self.inode = os.lstat(protocol.SOCKET).st_ino
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.sel: selectors.BaseSelector = selectors.DefaultSelector()
 
     def run(self) -> int:
         for sig in (signal.SIGCHLD, *_SIGNALS):
             signal.signal(sig, self._signalled)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self._scanned()  # the first command need not wait for it
-        sel = selectors.DefaultSelector()
+        sel = self.sel
         sel.register(self.listener, selectors.EVENT_READ, "accept")
         sel.register(self.wake_r, selectors.EVENT_READ, "wake")
         if self.watch is not None:
@@ -224,7 +225,15 @@ class Server:
         self.stale = False
         if self.watch is None:
             return {}
-        self.watch.refresh()
+        try:
+            self.watch.refresh()
+        except WatchUnavailable as exc:  # more directories than watches or descriptors
+            self._say(f"no longer watching the output directories ({exc}); workers scan them")
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(self.watch.fileno())
+            self.watch.close()
+            self.watch = None
+            return {}
         found = {}
         for unit in live_scan.subdirectories(Path("."), OVERLAYS):
             lines = self.watch.lines(unit)

@@ -64,6 +64,7 @@ MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | I
         | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 _EVENT = struct.Struct("iIII")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_RESERVE = 64  # descriptors left for the server itself: sockets, pipes, a command's streams
 
 Key = tuple[int, int]  # (st_dev, st_ino)
 
@@ -110,6 +111,7 @@ class Watch:
         self.limits = resource.getrlimit(resource.RLIMIT_NOFILE)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.limits[1], self.limits[1]))
+        self.room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - _RESERVE
         fd = self.libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
             raise WatchUnavailable(os.strerror(ctypes.get_errno()))
@@ -154,6 +156,10 @@ class Watch:
         todo = [fd]
         first: Dir | None = None
         while todo:
+            if len(self.dirs) + len(todo) > self.room:
+                for fd in todo:
+                    os.close(fd)
+                raise WatchUnavailable("more directories than the open files allowed")
             fd = todo.pop()
             try:
                 st = os.fstat(fd)
@@ -194,8 +200,14 @@ class Watch:
                 self._set(d, name, est)
                 self._spread(d, name, est)
                 if stat.S_ISDIR(est.st_mode):
-                    with contextlib.suppress(OSError):
+                    try:
                         todo.append(os.open(name, _DIR_FLAGS, dir_fd=fd))
+                    except OSError as exc:
+                        if exc.errno in (errno.EMFILE, errno.ENFILE):
+                            for other in todo:
+                                os.close(other)
+                            raise WatchUnavailable(os.strerror(exc.errno)) from None
+                        # gone or unreadable: left unwatched, its units unknown
         return first
 
     def _forget(self, d: Dir) -> None:
