@@ -230,23 +230,52 @@ def test_the_watch_follows_changes_to_the_output(twins: tuple[Path, Path], chang
         assert overlays(served) == overlays(local)
 
 
-def test_an_interrupted_served_command_ends_as_one_run_alone(fleet: Path,
+@pytest.fixture(scope="module")
+def big_fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fleet whose cold compile takes seconds: a signal sent soon after the worker starts
+    comes mid-compile."""
+    return make_fleet(tmp_path_factory.mktemp("serve-big-fleet"), 160, 3)
+
+
+def test_an_interrupted_served_command_ends_as_one_run_alone(big_fleet: Path,
                                                               tmp_path: Path) -> None:
-    """Ctrl-C at the client reaches the worker (its process group): the worker reports the
-    interruption and exits 130, and no half-written overlay is left."""
+    """Ctrl-C at the client, while the worker compiles, reaches the worker (its process
+    group): the worker reports the interruption and exits 130, and no half-written overlay
+    is left."""
     root = tmp_path / "repo"
-    shutil.copytree(fleet, root)
+    shutil.copytree(big_fleet, root)
     with serving(root) as (proc, log):
         env = base_env()
         client = subprocess.Popen([MTLSC, "compile", "--no-cache"], cwd=root, env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         worker = _wait_for_child(proc.pid)
+        time.sleep(0.5)  # into the compile (click has parsed the command by then)
         client.send_signal(signal.SIGINT)
         _, err = client.communicate(timeout=120)
         assert client.returncode == 130, err
         assert b"mtlsc: interrupted" in err
         assert worker not in _children(proc.pid)
         assert any("exit 130" in line for line in served_commands(log))
+    assert run(root, "check", served=False).code in (0, 4)  # the overlays are whole
+
+
+def test_a_worker_whose_client_is_killed_is_hung_up(big_fleet: Path, tmp_path: Path) -> None:
+    """A client killed outright (SIGKILL: nothing to forward) closes its connection: the
+    server hangs the worker up (SIGHUP to its group), as a terminal closing would."""
+    root = tmp_path / "repo"
+    shutil.copytree(big_fleet, root)
+    with serving(root) as (proc, log):
+        client = subprocess.Popen([MTLSC, "compile", "--no-cache"], cwd=root, env=base_env(),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = _wait_for_child(proc.pid)
+        client.kill()
+        client.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while worker in _children(proc.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert any(f"signal {int(signal.SIGHUP)}" in line for line in served_commands(log))
+        assert proc.poll() is None
     assert run(root, "check", served=False).code in (0, 4)  # the overlays are whole
 
 

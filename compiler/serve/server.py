@@ -143,6 +143,8 @@ class Server:
                     elif key.data == "wake":
                         with contextlib.suppress(OSError):
                             os.read(self.wake_r, 4096)
+                    elif isinstance(key.data, tuple):  # a client's end: only ever closed
+                        self._hang_up(key.data[1])
                 ended = self._reap()
                 if (ended or (self.stale and not ready)) and not self.workers and \
                         not self.stopping:
@@ -211,7 +213,11 @@ class Server:
             with contextlib.suppress(OSError):  # as the worker does: a client may signal
                 os.setpgid(pid, pid)  # the group as soon as it knows the pid
             self.workers[pid] = (conn, _command(request), time.monotonic())
-            conn.sendall(protocol.reply(protocol.STARTED, pid))
+            try:
+                conn.sendall(protocol.reply(protocol.STARTED, pid))
+                self.sel.register(conn, selectors.EVENT_READ, ("client", pid))
+            except (OSError, ValueError):
+                self._hang_up(pid)
         except OSError:
             conn.close()
         finally:
@@ -268,6 +274,16 @@ class Server:
                 return f"another {field} ({str(request.get(field))[:200]})"
         return None
 
+    def _hang_up(self, pid: int) -> None:
+        """The client of worker `pid` is gone (killed, say): the worker's process group gets
+        SIGHUP, as a command does whose terminal closes."""
+        started = self.workers.get(pid)
+        if started is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(started[0])
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGHUP)
+
     def _reap(self) -> bool:
         """Tell the clients of the workers that ended how they did; True if any did."""
         reaped = False
@@ -285,6 +301,8 @@ class Server:
             if started is None:
                 continue
             conn, command, since = started
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(conn)
             code = os.waitstatus_to_exitcode(status)
             self._say(f"{command} (pid {pid}): " + (f"exit {code}" if code >= 0 else
                       f"signal {-code}") + f" after {time.monotonic() - since:.2f} s")
