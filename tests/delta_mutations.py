@@ -240,10 +240,12 @@ class Step:
     differences: list[str]
 
 
-def compile_step(root: Path, scratch: Path, edit: Edit) -> Step:
+def compile_step(root: Path, scratch: Path, edit: Edit, served: bool = False) -> Step:
     """`mtlsc compile` after `edit` (a delta compile where it applies) against a compile of
-    the same files from scratch in `scratch` (the comparison of tests/test_delta.py)."""
-    done = mtlsc(root, "compile", env=ENV)
+    the same files from scratch in `scratch` (the comparison of tests/test_delta.py).
+    `served`: the compile runs from `root`, where a `mtlsc serve` answers (the compile from
+    scratch never runs in it)."""
+    done = mtlsc(root, "compile", env=ENV, cwd=root if served else None)
     fresh, theirs = from_scratch(root, scratch)
     differences = []
     if shown(done) != shown(fresh):
@@ -258,7 +260,7 @@ def compile_step(root: Path, scratch: Path, edit: Edit) -> Step:
 
 
 def run_sequence(root: Path, scratch: Path, seed: int, steps: int,
-                 ops: tuple[str, ...] = OPS) -> list[Step]:
+                 ops: tuple[str, ...] = OPS, served: bool = False) -> list[Step]:
     """`steps` random edits of the fleet at `root` (compiled once already), each compiled
     and compared; stops at the first difference."""
     editor = Editor(root, seed, ops)
@@ -269,7 +271,7 @@ def run_sequence(root: Path, scratch: Path, seed: int, steps: int,
             edit = editor.fix(last.edit.path)  # the edit broke the compile: take it back
         else:
             edit = editor.edit()
-        step = compile_step(root, scratch, edit)
+        step = compile_step(root, scratch, edit, served)
         out.append(step)
         if step.differences:
             break

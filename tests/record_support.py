@@ -31,14 +31,17 @@ class Run:
         return self.code, self.stdout, self.stderr
 
 
-def mtlsc(root: Path, *args: str, env: dict[str, str] | None = None) -> Run:
+def mtlsc(root: Path, *args: str, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> Run:
+    """The executable with `--root root`, run from `cwd` (default: this process's directory;
+    a `mtlsc serve` answering there takes the command)."""
     log = root.parent / f"{root.name}-record-log.json"
     log.unlink(missing_ok=True)
     full = {k: v for k, v in os.environ.items() if not k.startswith("MTLSC_")}
     full.update({"MTLSC_TEST_RECORD_LOG": str(log), "CI": "1"})
     full.update(env or {})
     done = subprocess.run([MTLSC, *args[:1], "--root", str(root), *args[1:]], env=full,
-                          capture_output=True, timeout=300, check=False)
+                          capture_output=True, timeout=300, check=False, cwd=cwd)
     found: dict[str, Any] = json.loads(log.read_text()) if log.exists() else {}
     return Run(done.returncode, done.stdout, done.stderr, found.get("outcome"),
                tuple(found.get("modules", ())))
