@@ -397,3 +397,33 @@ def test_the_client_never_talks_to_another_users_server(monkeypatch: pytest.Monk
     finally:
         mine.close()
         theirs.close()
+
+
+RAW_CLIENT = """
+import os, socket, struct, sys
+from compiler.serve import protocol
+request = protocol.request(["mtlsc", "--version"])
+request["cwd"] = sys.argv[1]  # a directory that is gone
+read, write = os.pipe()
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+conn.connect(protocol.SOCKET)
+socket.send_fds(conn, [b"\\0"], [0, 1, write])
+conn.sendall(protocol.encode(request))
+os.close(write)
+print(protocol.read_reply(conn), protocol.read_reply(conn), os.read(read, 4096).decode())
+"""
+
+
+def test_a_command_the_server_cannot_set_up_says_so(fleet: Path, tmp_path: Path) -> None:
+    """A worker that cannot take the client's place (its directory is gone) tells the
+    client's stderr why and exits 70 (an internal error), never silently."""
+    root = tmp_path / "repo"
+    shutil.copytree(fleet, root)
+    with serving(root) as (_, log):
+        done = subprocess.run([sys.executable, "-c", RAW_CLIENT, os.fspath(tmp_path / "gone")],
+                              cwd=root, env=base_env(), capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "(b'X', 70)" in done.stdout, (done.stdout, log.read_text())
+        assert "the server could not run the command" in done.stdout
+        assert "MTLSC_NO_SERVER=1" in done.stdout

@@ -70,6 +70,10 @@ def become(request: dict[str, Any], fds: list[int], nofile: tuple[int, int],
                 stream.flush()
             except (OSError, ValueError):
                 status = 120  # what Python exits with when its last flush fails
+    except BaseException as exc:  # taking the client's place failed (its directory is gone)
+        with contextlib.suppress(OSError):
+            os.write(2, f"mtlsc: the server could not run the command: {exc!r}; run it "
+                        f"again with MTLSC_NO_SERVER=1\n".encode("utf-8", "replace"))
     finally:
         os._exit(status)
 
