@@ -69,12 +69,12 @@ def handed_over(argv: list[str]) -> int | None:
     try:
         try:
             conn.connect(protocol.SOCKET)
-            if not same_user(conn):  # never hand the environment (tokens) to another user
-                return None
-            conn.sendmsg([b"\0"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                                    struct.pack("3i", 0, 1, 2))])
-            conn.sendall(protocol.encode(protocol.request(argv)))
-            first = protocol.read_reply(conn)
+            first = None
+            if same_user(conn):  # never hand the environment (tokens) to another user
+                conn.sendmsg([b"\0"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                        struct.pack("3i", 0, 1, 2))])
+                conn.sendall(protocol.encode(protocol.request(argv)))
+                first = protocol.read_reply(conn)
         except OSError:
             first = None
         if first is None or first[0] != protocol.STARTED:

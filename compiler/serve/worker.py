@@ -11,6 +11,7 @@ server's (output never depends on it).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import resource
@@ -36,9 +37,10 @@ def become(request: dict[str, Any], fds: list[int], nofile: tuple[int, int],
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.setpgid(0, 0)
-        for target, fd in enumerate(fds):
-            if fd != target:
-                os.dup2(fd, target)
+        # above 2 first: a server started without standard streams received some as 0-2
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in fds]
+        for target, fd in enumerate(high):
+            os.dup2(fd, target)
         os.closerange(3, max(nofile[1], 3) if nofile[1] != resource.RLIM_INFINITY else 1 << 20)
         resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
         os.chdir(request["cwd"])
