@@ -176,12 +176,15 @@ class Watch:
                 err = ctypes.get_errno()
                 os.close(fd)
                 if err in (errno.ENOSPC, errno.EMFILE, errno.ENOMEM):
+                    for other in todo:
+                        os.close(other)
                     raise WatchUnavailable(f"cannot watch more directories: "
                                            f"{os.strerror(err)}")
                 continue  # gone or unreadable: left unwatched, its units unknown
             d = Dir(key, fd, wd)
             old = self.by_wd.get(wd)
-            if old is not None:  # the same inode under a new key cannot be; be safe
+            if old is not None:  # a watch is an inode's: the same wd under another key
+                del self.by_wd[wd]  # cannot be, but if it were, the watch is the new one's
                 self._forget(old)
             self.dirs[key] = d
             self.by_wd[wd] = d
@@ -211,7 +214,8 @@ class Watch:
         return first
 
     def _forget(self, d: Dir) -> None:
-        self.dirs.pop(d.key, None)
+        if self.dirs.get(d.key) is d:
+            del self.dirs[d.key]
         if self.by_wd.get(d.wd) is d:
             del self.by_wd[d.wd]
             self.libc.inotify_rm_watch(self.fd, d.wd)
@@ -280,9 +284,7 @@ class Watch:
                 if d is None:
                     continue
                 if mask & IN_IGNORED:  # the directory is gone (or its watch was removed)
-                    if self.by_wd.get(wd) is d:
-                        del self.by_wd[wd]
-                    self.dirs.pop(d.key, None)
+                    del self.by_wd[wd]  # the kernel dropped the watch: nothing to remove
                     self._forget(d)
                     continue
                 if name:
