@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -8,6 +9,11 @@ import pytest
 
 from tests.support import REPO, build_test_pki
 from tests.vault.fixtures import openbao, openbao_tls, pems, seeded, vault  # noqa: F401
+
+# A `mtlsc serve` the developer runs in the repository must not take the tests' commands
+# (a worker has every module imported, which tests of what a command imports would see);
+# tests/test_serve.py starts its own servers and lets them.
+os.environ.setdefault("MTLSC_NO_SERVER", "1")
 
 # Certificate checks in tests run at a fixed instant so results never depend on the clock.
 TEST_NOW = datetime(2027, 1, 1, tzinfo=UTC)

@@ -38,6 +38,8 @@ def mtlsc(root: Path, *args: str, env: dict[str, str] | None = None,
     log = root.parent / f"{root.name}-record-log.json"
     log.unlink(missing_ok=True)
     full = {k: v for k, v in os.environ.items() if not k.startswith("MTLSC_")}
+    if cwd is None:  # never a server of this process's directory (the repository, say)
+        full["MTLSC_NO_SERVER"] = "1"
     full.update({"MTLSC_TEST_RECORD_LOG": str(log), "CI": "1"})
     full.update(env or {})
     done = subprocess.run([MTLSC, *args[:1], "--root", str(root), *args[1:]], env=full,

@@ -4,10 +4,10 @@ tests/test_delta.py names the kinds of edit a delta compile must get right; this
 edits nobody listed: any value replaced by another the fleet uses under the same key, keys
 and list items dropped, repeated, swapped or grafted from another document, another file's
 document adopted, a file emptied, broken edits taken back, and (one seed) routes added; that
-seed runs twice, once with `mtlsc serve` compiling the edits. After every edit the real executable compiles (a delta compile where it applies, with
-`MTLSC_CROSSCHECK=1`) and what it printed and wrote must equal a compile from scratch. The
-seeds are fixed, so a failure is reproduced by its seed; `bench/delta_fuzz.py` runs as many
-seeds as one likes.
+seed runs twice, once with `mtlsc serve` compiling the edits. After every edit the real
+executable compiles (a delta compile where it applies, with `MTLSC_CROSSCHECK=1`) and what
+it printed and wrote must equal a compile from scratch. The seeds are fixed, so a failure is
+reproduced by its seed; `bench/delta_fuzz.py` runs as many seeds as one likes.
 """
 
 from __future__ import annotations
