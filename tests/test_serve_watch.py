@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -135,12 +137,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_watch_answers_what_a_scan_reads(sandbox: Path, data: st.DataObject) -> None:
     root = sandbox / f"r{next(_COUNTER)}"
     root.mkdir()
-    seed(root)
-    cwd = os.getcwd()
-    os.chdir(root)  # the server's tops and units are relative to its directory
     try:
-        watch = Watch(TOPS)
-        try:
+        with watched(root) as watch:
             agree(root, watch)
             linked: dict[Path, int] = {}  # links made since the last look -> their inode
             churned: set[int] = set()
@@ -155,19 +153,29 @@ def test_the_watch_answers_what_a_scan_reads(sandbox: Path, data: st.DataObject)
                     agree(root, watch, frozenset(churned))
                     linked.clear()
             agree(root, watch, frozenset(churned))
+    finally:
+        shutil.rmtree(root)
+
+
+@contextmanager
+def watched(root: Path) -> Iterator[Watch]:
+    """A watch of the seeded trees at `root`, from `root` (tops and units are relative to
+    the server's directory)."""
+    seed(root)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        watch = Watch(TOPS)
+        try:
+            yield watch
         finally:
             watch.close()
     finally:
         os.chdir(cwd)
-        shutil.rmtree(root)
 
 
 def test_dropped_events_mean_reading_everything_again(tmp_path: Path) -> None:
-    seed(tmp_path)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        watch = Watch(TOPS)
+    with watched(tmp_path) as watch:
         (tmp_path / "out/a/f0.yaml").write_text("changed\n")
         watch.drain()
         watch.suspects.clear()  # as if the kernel had dropped the events...
@@ -179,22 +187,12 @@ def test_dropped_events_mean_reading_everything_again(tmp_path: Path) -> None:
         agree(tmp_path, watch)
         (tmp_path / "out/a/later.yaml").write_text("later\n")
         agree(tmp_path, watch)
-        watch.close()
-    finally:
-        os.chdir(cwd)
 
 
 def test_a_unit_that_is_not_a_directory_is_unknown(tmp_path: Path) -> None:
-    seed(tmp_path)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        watch = Watch(TOPS)
+    with watched(tmp_path) as watch:
         shutil.rmtree(tmp_path / "out/b")
         (tmp_path / "out/b").write_text("a file\n")
         watch.refresh()
         assert watch.lines("out/b") is None
         assert watch.lines("elsewhere") is None
-        watch.close()
-    finally:
-        os.chdir(cwd)

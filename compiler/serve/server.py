@@ -9,7 +9,7 @@ and the only process it waits for; the worker waits for its own children.
 The server refuses (the client then runs the command itself) a request from another user,
 another interpreter or module path, or another installation of mtlsc, and when the code it
 imported is no longer the code on disk: an edit, a reinstall or an upgrade of mtlsc or of a
-library stops it (`Server.stale`).
+library stops it (`code_key`).
 """
 
 from __future__ import annotations
@@ -47,15 +47,12 @@ class ServeError(Exception):
 
 def warm() -> None:
     """Import what the commands run, so that workers do not: every module of mtlsc (each
-    command imports its own on first use: the writer of a delta compile, the Vault client)."""
+    command imports its own on first use: its CLI module, the writer of a delta compile,
+    the Vault client)."""
     import pkgutil
 
     import compiler
 
-    from ..cli import COMMANDS, command
-
-    for name in COMMANDS:
-        command(name)
     for module in pkgutil.walk_packages(compiler.__path__, "compiler."):
         with contextlib.suppress(ImportError):  # an optional dependency is missing
             importlib.import_module(module.name)

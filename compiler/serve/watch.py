@@ -150,11 +150,10 @@ class Watch:
             with contextlib.suppress(OSError):
                 self._add(os.open(top, _DIR_FLAGS))
 
-    def _add(self, fd: int) -> Dir | None:
+    def _add(self, fd: int) -> None:
         """Watch the directory open at `fd` and everything below it (watch first, then list:
         an entry made meanwhile is both listed and reported); takes `fd` over."""
         todo = [fd]
-        first: Dir | None = None
         while todo:
             if len(self.dirs) + len(todo) > self.room:
                 for fd in todo:
@@ -169,7 +168,6 @@ class Watch:
             key = (st.st_dev, st.st_ino)
             if key in self.dirs:
                 os.close(fd)
-                first = first or self.dirs[key]
                 continue
             wd = self.libc.inotify_add_watch(self.fd, f"/proc/self/fd/{fd}".encode(), MASK)
             if wd < 0:
@@ -188,7 +186,6 @@ class Watch:
                 self._forget(old)
             self.dirs[key] = d
             self.by_wd[wd] = d
-            first = first or d
             try:
                 with os.scandir(fd) as it:
                     names = [e.name for e in it]
@@ -211,7 +208,6 @@ class Watch:
                                 os.close(other)
                             raise WatchUnavailable(os.strerror(exc.errno)) from None
                         # gone or unreadable: left unwatched, its units unknown
-        return first
 
     def _forget(self, d: Dir) -> None:
         if self.dirs.get(d.key) is d:
