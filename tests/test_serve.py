@@ -255,7 +255,8 @@ def test_an_interrupted_served_command_ends_as_one_run_alone(big_fleet: Path,
         assert client.returncode == 130, err
         assert b"mtlsc: interrupted" in err
         assert worker not in _children(proc.pid)
-        assert any("exit 130" in line for line in served_commands(log))
+        # the client has the status only once the server has logged it
+        assert any(f"(pid {worker}): exit 130" in line for line in served_commands(log))
     assert run(root, "check", served=False).code in (0, 4)  # the overlays are whole
 
 
@@ -271,10 +272,12 @@ def test_a_worker_whose_client_is_killed_is_hung_up(big_fleet: Path, tmp_path: P
         client.kill()
         client.wait(timeout=60)
         deadline = time.monotonic() + 60
-        while worker in _children(proc.pid):
-            assert time.monotonic() < deadline
+        # the server reaps the worker, then logs how it ended: wait for the log line
+        while not any(f"(pid {worker}): signal {int(signal.SIGHUP)}" in line
+                      for line in served_commands(log)):
+            assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.01)
-        assert any(f"signal {int(signal.SIGHUP)}" in line for line in served_commands(log))
+        assert worker not in _children(proc.pid)
         assert proc.poll() is None
     assert run(root, "check", served=False).code in (0, 4)  # the overlays are whole
 
